@@ -1,0 +1,49 @@
+# gridssl - build, test, cross-check.
+#   make              ./gridssl (float; trains) and ./gridssl_f64 (double; gradient check)
+#   make test         unit tests (float and double builds) + command-line tests; ends "N passed, N failed"
+#   make crosscheck   numpy recomputes one dumped batch (needs python3-numpy; not part of make test)
+#   make debug        -O0 -g build, e.g. valgrind --leak-check=full ./gridssl_debug train --config data/tiny.cfg
+#   make asan         address + undefined-behaviour sanitizers
+#
+# Determinism (SPEC §9) is part of the build: no -ffast-math, no FMA contraction, SSE2 (never x87)
+# on 32-bit x86. CFLAGS may change optimisation freely; it never changes the bytes gridssl writes.
+CC ?= cc
+CFLAGS ?= -O2
+DETERMINISM = -std=c11 -ffp-contract=off
+WARNINGS = -Wall -Wextra -pedantic
+ifneq (,$(filter i386% i486% i586% i686%,$(shell $(CC) -dumpmachine)))
+DETERMINISM += -msse2 -mfpmath=sse
+endif
+BUILD = $(CC) $(CFLAGS) $(DETERMINISM) $(WARNINGS)
+PYTHON ?= /usr/bin/python3
+
+all: gridssl gridssl_f64
+
+gridssl: gridssl.c gridssl.h
+	$(BUILD) -o $@ gridssl.c -lm
+
+gridssl_f64: gridssl.c gridssl.h
+	$(BUILD) -DGRIDSSL_DOUBLE -o $@ gridssl.c -lm
+
+tests/unit_f32: tests/unit.c gridssl.c gridssl.h
+	$(BUILD) -Wno-unused-function -o $@ tests/unit.c -lm
+
+tests/unit_f64: tests/unit.c gridssl.c gridssl.h
+	$(BUILD) -Wno-unused-function -DGRIDSSL_DOUBLE -o $@ tests/unit.c -lm
+
+test: gridssl gridssl_f64 tests/unit_f32 tests/unit_f64
+	CC="$(CC)" sh tests/run.sh
+
+crosscheck: gridssl
+	sh tests/crosscheck.sh $(PYTHON)
+
+debug: gridssl.c gridssl.h
+	$(CC) -O0 -g $(DETERMINISM) $(WARNINGS) -o gridssl_debug gridssl.c -lm
+
+asan: gridssl.c gridssl.h
+	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all $(DETERMINISM) $(WARNINGS) -o gridssl_asan gridssl.c -lm
+
+clean:
+	rm -rf gridssl gridssl_f64 gridssl_debug gridssl_asan tests/unit_f32 tests/unit_f64 tests/build tests/out
+
+.PHONY: all test crosscheck debug asan clean

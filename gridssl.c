@@ -1,0 +1,2357 @@
+/* gridssl - v0.1.0 - MIT license (see end of file)
+ *
+ * Self-supervised learning of representations for space, in one C file: the recipe that makes a
+ * recurrent network grow grid cells (Schaeffer, Khona, Ma, Eyzaguirre, Koyejo, Fiete, NeurIPS 2023,
+ * arXiv 2311.02316), written to be read top to bottom and to give the same bytes on every machine.
+ * ../shared/SPEC.md (in the steering repository) is the method; section numbers "SPEC §n" refer to it.
+ *
+ * BUILD
+ *     make                 builds ./gridssl (float, -O2, -ffp-contract=off; libc and libm only)
+ *     make test            unit tests (float and double builds) and command-line tests
+ *     make crosscheck      numpy recomputes one dumped batch (needs python3-numpy; not needed by make test)
+ *
+ * USAGE
+ *     gridssl train [--config FILE] [key=value ...] [--out DIR] [--resume FILE]
+ *         Trains the SIC model. Without --config the built-in defaults (= data/default.cfg) are used;
+ *         key=value arguments override the file. The resolved config is printed on stdout and saved as
+ *         DIR/config.txt; progress goes to stderr every log_every steps; DIR/log.tsv records the loss
+ *         terms; DIR/checkpoint.bin is written every save_every steps and at the end. --resume FILE
+ *         continues a checkpoint bit-exactly (its config, overridable by key=value, e.g. steps=).
+ *         DIR defaults to "out".
+ *     gridssl eval CHECKPOINT [--box METRES] [--out DIR] [key=value ...]
+ *         Walks the trained network through a square box (SPEC §5) and writes ratemaps: one PGM per
+ *         unit (unit_NNN.pgm), a montage of all units (montage.pgm), all ratemaps as ratemaps.npy
+ *         (<f4, shape (N, n, n), NaN = unvisited bin) and eval.txt (coverage and settings). Only the
+ *         eval_* keys may be overridden. DIR defaults to "<checkpoint's directory>/eval".
+ *     gridssl dump CHECKPOINT DIR
+ *         Draws the batch the checkpoint would train on next and writes every array of it as .npy:
+ *         velocities, index (the permutations), positions, g0, g, each parameter and its gradient,
+ *         the loss terms (losses.txt, losses.npy) and config.txt. tests/crosscheck.py recomputes them.
+ *     gridssl gradcheck
+ *         Central finite differences against the hand-written gradients, for every parameter block,
+ *         every loss term alone and the total, both capacity readings and both reductions. Exact to
+ *         1e-6 only in the double build (make gridssl_f64); the float build uses a looser tolerance.
+ *     gridssl --help | --version
+ *
+ * FILE FORMATS (all binary data little-endian, whatever the host)
+ *     checkpoint.bin  "GRIDSSL\x1a", u32 format version, u32 bytes per real, u32 n + n bytes of
+ *                     resolved config text, u64 step, u64 PCG32 state + increment, scheduler (f64 lr,
+ *                     f64 ema, f64 best, u64 bad steps, u64 ema steps), f64 beta1^t and beta2^t,
+ *                     u64 num_params, then params, Adam m, Adam v (num_params reals each), then the
+ *                     CRC-32 (IEEE 802.3, as zlib) of everything before it.
+ *     *.npy           NumPy format 1.0, '<f4' / '<f8' / '<i4', C order.
+ *     *.pgm           8-bit binary PGM (P5). Unvisited bins are 0 (black); visited bins are min-max
+ *                     normalised to 1..255.
+ *
+ * DETERMINISM (SPEC §9)
+ *     Same config and seed give the same bytes on every conforming platform: no libm transcendental
+ *     (gs_exp, gs_log, gs_sin, gs_cos below use + - * / and sqrt only), an integer PRNG, every
+ *     reduction in one fixed order (stated beside it), -ffp-contract=off, SSE2 rather than x87, and
+ *     explicit little-endian files. The tests compare SHA-256 hashes of the outputs across builds.
+ *
+ * SECTIONS (in data-flow order)
+ *     1 portable math, PRNG, checksums   2 kernels   3 config   4 data   5 model   6 losses
+ *     7 training step and optimiser   8 files: npy, pgm, checkpoint   9 evaluation
+ *     10 gradient check   11 command line
+ */
+#include <errno.h>
+#include <float.h>
+#include <math.h> /* sqrt and fabs only: IEEE-754 requires both to be exact (correctly rounded) */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/stat.h>
+#ifdef _WIN32
+#include <direct.h>
+#endif
+
+#include "gridssl.h"
+
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF /* clang contracts a*b+c by default; gcc obeys -ffp-contract=off */
+#endif
+
+/* Determinism guards (SPEC §9): refuse builds whose floating point is not plain IEEE binary32/64. */
+#if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
+#error "gridssl needs FLT_EVAL_METHOD == 0 (no excess precision). On 32-bit x86 build with -msse2 -mfpmath=sse, never x87."
+#endif
+#if defined(__FAST_MATH__)
+#error "gridssl must not be built with -ffast-math: it breaks bit-for-bit reproducibility."
+#endif
+#if FLT_RADIX != 2 || FLT_MANT_DIG != 24 || DBL_MANT_DIG != 53
+#error "gridssl needs IEEE-754 binary32 and binary64."
+#endif
+
+/* ----------------------------------------------------------------------------------------------
+ * Errors. Functions that can fail take an Err*, fill it with one line that names the problem and
+ * return -1; only main() prints. Running out of memory is the one fatal error (like llm.c's
+ * mallocCheck): it exits at once with the size that failed.
+ */
+typedef struct { char msg[600]; } Err;
+
+static int fail(Err *err, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static void *xcalloc(size_t count, size_t size) {
+    if (count == 0) count = 1;
+    if (size != 0 && count > SIZE_MAX / size) {
+        fprintf(stderr, "gridssl: error: allocation of %zu x %zu bytes overflows\n", count, size);
+        exit(1);
+    }
+    void *p = calloc(count, size);
+    if (!p) {
+        fprintf(stderr, "gridssl: error: out of memory allocating %zu bytes\n", count * size);
+        exit(1);
+    }
+    return p;
+}
+
+/* A growing byte buffer: files are built in memory, then written in one go (see write_file_atomic)
+ * so that a failure never leaves half a file. Numbers go in explicitly little-endian. */
+typedef struct { uint8_t *data; size_t len, cap; } Buf;
+
+static void buf_put(Buf *b, const void *p, size_t n) {
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n) cap *= 2;
+        uint8_t *d = realloc(b->data, cap);
+        if (!d) {
+            fprintf(stderr, "gridssl: error: out of memory growing a buffer to %zu bytes\n", cap);
+            exit(1);
+        }
+        b->data = d;
+        b->cap = cap;
+    }
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+static void buf_printf(Buf *b, const char *fmt, ...) {
+    char tmp[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    buf_put(b, tmp, n < 0 ? 0 : (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+static void buf_u32(Buf *b, uint32_t x) {
+    uint8_t le[4] = {(uint8_t)x, (uint8_t)(x >> 8), (uint8_t)(x >> 16), (uint8_t)(x >> 24)};
+    buf_put(b, le, 4);
+}
+
+static void buf_u64(Buf *b, uint64_t x) {
+    buf_u32(b, (uint32_t)x);
+    buf_u32(b, (uint32_t)(x >> 32));
+}
+
+static void buf_f32(Buf *b, float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if (x != x) u = 0x7fc00000u; /* one NaN for every platform (x86 makes 0xffc00000) */
+    buf_u32(b, u);
+}
+
+static void buf_f64(Buf *b, double x) {
+    uint64_t u;
+    memcpy(&u, &x, 8);
+    if (x != x) u = 0x7ff8000000000000ull;
+    buf_u64(b, u);
+}
+
+static void buf_real(Buf *b, real x) {
+    if (sizeof(real) == 4) buf_f32(b, (float)x);
+    else buf_f64(b, (double)x);
+}
+
+static void buf_free(Buf *b) {
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+/* ==============================================================================================
+ * 1. PORTABLE MATH, PRNG AND CHECKSUMS
+ * ============================================================================================== */
+
+/* ---- exp, log, sin, cos from + - * / -------------------------------------------------------------
+ * libm's transcendental functions may differ in the last bit between libraries (glibc, musl, mingw,
+ * macOS), so gridssl carries its own. Each result is a fixed sequence of IEEE-754 binary64
+ * operations, exact integer operations and bit copies, so with FLT_EVAL_METHOD == 0 and no FMA
+ * contraction (both enforced above and in the Makefile) the compiler has no freedom in the result.
+ * Every NaN produced is one canonical quiet NaN built from bits.
+ *
+ * Accuracy against glibc 2.36's libm (ulp = distance in representable doubles to glibc's result;
+ * "real" = error against a long-double reference): gs_exp, gs_log, gs_sin, gs_cos: max 1 ulp each,
+ * real error <= 0.78 / 0.83 / 0.78 / 0.76 ulp, measured over 5e6-9.6e6 points per function in the
+ * ranges named above each function; tests/unit.c re-measures 1e6+ points per function and range on
+ * every run (max 1 ulp).
+ *
+ * The polynomial kernels and Cody-Waite split constants are those of Sun's fdlibm (via FreeBSD msun
+ * and musl), which carry this notice:
+ *     Copyright (C) 1993 by Sun Microsystems, Inc. All rights reserved.
+ *     Developed at SunSoft, a Sun Microsystems, Inc. business.
+ *     Permission to use, copy, modify, and distribute this
+ *     software is freely granted, provided that this notice
+ *     is preserved.
+ * Constants are C99 hexadecimal literals, so no decimal-to-binary conversion is involved. gridssl's
+ * versions add compensated (TwoSum) additions that bring exp's worst case from 0.89 to 0.67 ulp for
+ * normal results, and make the special cases branch-free clamps so a loop of gs_exp can vectorise.
+ */
+
+/* ------------------------------------------------------------------ */
+/* Bit access                                                          */
+/* ------------------------------------------------------------------ */
+
+static inline uint64_t gs_bits(double x)
+{
+    uint64_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+
+static inline double gs_from_bits(uint64_t u)
+{
+    double x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+#define GS_ABS_MASK   UINT64_C(0x7fffffffffffffff)
+#define GS_INF_BITS   UINT64_C(0x7ff0000000000000)
+#define GS_QNAN_BITS  UINT64_C(0x7ff8000000000000)
+
+static inline double gs_nan(void) { return gs_from_bits(GS_QNAN_BITS); }
+static inline double gs_inf(void) { return gs_from_bits(GS_INF_BITS); }
+
+/* 2^k for -1022 <= k <= 1023, exact, built from the exponent field. */
+static inline double gs_pow2(int32_t k)
+{
+    return gs_from_bits((uint64_t)(k + 1023) << 52);
+}
+
+/* Adding then subtracting 1.5*2^52 rounds |t| < 2^51 to the nearest integer
+ * (ties to even) in the current rounding mode -- a branch-free, vectorisable
+ * rint() that depends only on IEEE addition. */
+#define GS_SHIFT 0x1.8p52
+
+/* Knuth's TwoSum: returns s = fl(a+b) and sets *e so that s + *e == a + b
+ * exactly, whatever the relative magnitudes of a and b. */
+static inline double gs_two_sum(double a, double b, double *e)
+{
+    double s = a + b;
+    double bb = s - a;
+    *e = (a - (s - bb)) + (b - bb);
+    return s;
+}
+
+/* ------------------------------------------------------------------ */
+/* exp                                                                 */
+/* ------------------------------------------------------------------ */
+
+/*
+ * gs_exp(x) = e^x.
+ *
+ * Method (fdlibm e_exp.c, restructured to be branch-free):
+ *   x = k*ln2 + r, |r| <= ln2/2, k = rint(x/ln2).  ln2 = LN2_HI + LN2_LO
+ *   (Cody-Waite); LN2_HI has 32 significant bits so k*LN2_HI is exact for
+ *   |k| < 2^21 and hi = x - k*LN2_HI is exact, r = hi - lo with lo = k*LN2_LO.
+ *   With z = r^2, R(z) = r*(e^r+1)/(e^r-1) = 2 + z/6 - z^2/360 + ... is
+ *   approximated by 2 + P1*z + ... + P5*z^5 (degree 5 in z, i.e. degree 10
+ *   in r; minimax on |r| <= 0.3466, |error| <= 2^-58.8, R ~ 2).
+ *   Then  e^r = 1 + r + r*c/(2-c),  c = r - (P1*z + ... + P5*z^5),
+ *   evaluated as 1 + hi + (r*c/(2-c) - lo) with compensated additions.
+ *   Finally e^x = e^r * 2^k1 * 2^k2 with k1 = k/2, k2 = k - k1.  Both factors
+ *   are normal powers of two built from bits, the first product is exact
+ *   and the second rounds only if the result is subnormal or overflows:
+ *   overflow to +inf and gradual underflow to subnormals/0 therefore come
+ *   out of IEEE arithmetic itself, with no branch on the exponent.
+ *
+ * Special cases: NaN -> NaN, +inf -> +inf, -inf -> +0,
+ *   x > 709.782712893383973096 (largest x with finite e^x) -> +inf,
+ *   x < -745.2 -> +0 (e^x < 2^-1075 there), exp(0) == 1 exactly.
+ *   Special cases are handled by clamping x before the core and two
+ *   selects after it, so an inlined loop of gs_exp calls can vectorise.
+ *
+ * Accuracy (5.0e6 points): max 1 ulp vs glibc exp in every range; real
+ *   error <= 0.78 ulp.  Ranges: uniform [-745.2, 709.79] (2e6 pts, real
+ *   0.77, reached at a subnormal result), [-1, 1] (1e6, 0.66),
+ *   +-[2^-60, 2^-1] (1e6, 0.62), [700, 709.79] (0.5e6, 0.67) and
+ *   subnormal results [-745.2, -708.4] (0.5e6, 0.78 -- the final scaling
+ *   rounds a second time there).  1.7% of uniform points differ from glibc.
+ */
+static double gs_exp(double x)
+{
+    static const double
+        INVLN2 = 0x1.71547652b82fep+0,     /* 1/ln2 */
+        LN2_HI = 0x1.62e42fee00000p-1,     /* ln2, 32 bits, 21 trailing zeros */
+        LN2_LO = 0x1.a39ef35793c76p-33,    /* ln2 - LN2_HI */
+        P1 = 0x1.555555555553ep-3,
+        P2 = -0x1.6c16c16bebd93p-9,
+        P3 = 0x1.1566aaf25de2cp-14,
+        P4 = -0x1.bbd41c5d26bf1p-20,
+        P5 = 0x1.6376972bea4d0p-25,
+        OVF_X = 0x1.62e42fefa39efp+9,      /* 709.782712893383973096 */
+        CLAMP_HI = 709.8,                  /* -> k = 1024: e^x overflows anyway */
+        CLAMP_LO = -745.2;                 /* -> k = -1075: e^x rounds to 0 */
+
+    /* Clamp so that k stays in [-1075, 1024] (both 2^k1 and 2^k2 then stay
+     * normal) and the double->int conversion below is always defined.
+     * Written so that NaN also lands on CLAMP_HI (comparisons with NaN are
+     * false); it is replaced by NaN at the end. */
+    double xc = (x < CLAMP_HI) ? x : CLAMP_HI;
+    xc = (xc > CLAMP_LO) ? xc : CLAMP_LO;
+
+    double kd = (xc * INVLN2 + GS_SHIFT) - GS_SHIFT;
+    int32_t k = (int32_t)kd;
+
+    double hi = xc - kd * LN2_HI;          /* exact */
+    double lo = kd * LN2_LO;
+    double r = hi - lo;
+    double z = r * r;
+    double c = r - z * (P1 + z * (P2 + z * (P3 + z * (P4 + z * P5))));
+    /* e^r = 1 + hi + (r*c/(2-c) - lo).  Only the last addition may cost
+     * a full half ulp, so the two leading additions are made error-free
+     * (TwoSum, then Fast2Sum since |hi+b| < 1) and their errors folded
+     * into the final rounding. */
+    double b = (r * c) / (2.0 - c) - lo;
+    double e1, e2;
+    double s = gs_two_sum(hi, b, &e1);
+    double y = 1.0 + s;
+    e2 = (1.0 - y) + s;
+    y = y + (e2 + e1);                     /* e^r, in [0.7, 1.42] */
+
+    int32_t k1 = k / 2;                    /* C truncates: |k1| <= 538 */
+    int32_t k2 = k - k1;
+    y = (y * gs_pow2(k1)) * gs_pow2(k2);   /* exact, then one rounding */
+
+    y = (x > OVF_X) ? gs_inf() : y;
+    y = (x != x) ? gs_nan() : y;
+    return y;
+}
+
+/* ------------------------------------------------------------------ */
+/* log                                                                 */
+/* ------------------------------------------------------------------ */
+
+/*
+ * gs_log(x) = natural logarithm.
+ *
+ * Domain: x > 0 (normal or subnormal).  x <= 0 (including +-0 and -inf)
+ *   and NaN return the canonical NaN (deliberately NOT -inf for zero);
+ *   +inf -> +inf.  gs_log(1) == +0 exactly.
+ *
+ * Method (fdlibm e_log.c / musl, no branch in the core):
+ *   Subnormals are first scaled by 2^54 (exact).  Then x = 2^k * m with
+ *   m in [sqrt(1/2), sqrt(2)), obtained by integer arithmetic on the bit
+ *   pattern; f = m - 1 is exact.  With s = f/(2+f),
+ *     log(1+f) = log(1+s) - log(1-s) = 2s + 2/3 s^3 + 2/5 s^5 + ...
+ *              = 2s + s*R,   R ~ Lg1*s^2 + ... + Lg7*s^14
+ *   (degree 7 in z = s^2, i.e. 14 in s; minimax on |s| <= 0.1716,
+ *   |error| <= 2^-58.45).  Using 2s = f - hfsq + s*hfsq, hfsq = f^2/2:
+ *     log(x) = (k*LN2_HI + f) + (s*(hfsq + R) + k*LN2_LO - hfsq),
+ *   where k*LN2_HI is exact for |k| < 2^21 and the first sum is formed
+ *   without error (TwoSum), leaving one significant final rounding.
+ *
+ * Accuracy (5.0e6 points): max 1 ulp vs glibc log in every range;
+ *   real error <= 0.83 ulp.  Ranges: subnormal inputs (1e6 pts, real
+ *   <= 0.50), uniform [0.5, 2] (2e6, 0.83), 1 +- [2^-60, 2^-1] (1e6,
+ *   0.79), log-uniform over all positive normal doubles (1e6, 0.62).
+ *   The worst case is m near sqrt(2), where rounding of f*f/2 and of the
+ *   low-order sum are largest relative to the result.
+ */
+static double gs_log(double x)
+{
+    static const double
+        LN2_HI = 0x1.62e42fee00000p-1,
+        LN2_LO = 0x1.a39ef35793c76p-33,
+        TWO54 = 0x1p54,
+        Lg1 = 0x1.5555555555593p-1,
+        Lg2 = 0x1.999999997fa04p-2,
+        Lg3 = 0x1.2492494229359p-2,
+        Lg4 = 0x1.c71c51d8e78afp-3,
+        Lg5 = 0x1.7466496cb03dep-3,
+        Lg6 = 0x1.39a09d078c69fp-3,
+        Lg7 = 0x1.2f112df3e5244p-3;
+    /* Bit pattern of sqrt(1/2) rounded: the lower end of the m interval. */
+    const uint64_t SQRTH_BITS = UINT64_C(0x3fe6a09e667f3bcd);
+    const uint64_t ONE_BITS = UINT64_C(0x3ff0000000000000);
+    const uint64_t MANT_MASK = UINT64_C(0x000fffffffffffff);
+
+    if (!(x > 0.0))                        /* x <= 0, -0 or NaN */
+        return gs_nan();
+    uint64_t ix = gs_bits(x);
+    if (ix >= GS_INF_BITS)                 /* +inf */
+        return x;
+
+    int32_t k = 0;
+    if (ix < (UINT64_C(1) << 52)) {        /* subnormal: make it normal */
+        x *= TWO54;
+        ix = gs_bits(x);
+        k = -54;
+    }
+
+    /* Adding ONE - SQRTH to the bits carries into the exponent exactly when
+     * the significand is >= that of sqrt(2)/2's.  Afterwards the exponent
+     * field holds k + 1023 and re-basing the significand on SQRTH gives
+     * m in [sqrt(1/2), sqrt(2)). */
+    ix += ONE_BITS - SQRTH_BITS;
+    k += (int32_t)(ix >> 52) - 1023;
+    ix = (ix & MANT_MASK) + SQRTH_BITS;
+    double m = gs_from_bits(ix);
+
+    double f = m - 1.0;                    /* exact (Sterbenz) */
+    double hfsq = 0.5 * f * f;
+    double s = f / (2.0 + f);
+    double z = s * s;
+    double w = z * z;
+    double t1 = w * (Lg2 + w * (Lg4 + w * Lg6));
+    double t2 = z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7)));
+    double R = t2 + t1;
+    double dk = (double)k;
+    /* k*LN2_HI and f are exact; add them without error (TwoSum) so that
+     * the only large rounding is the final one. */
+    double e;
+    double hi = gs_two_sum(dk * LN2_HI, f, &e);
+    double lo = (s * (hfsq + R) + dk * LN2_LO) - hfsq;
+    return hi + (lo + e);
+}
+
+/* ------------------------------------------------------------------ */
+/* sin, cos                                                            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Kernels on |x| <~ pi/4 for an argument given as x + y (y = tail of the
+ * reduced argument, |y| <= ulp(x)/2).
+ *
+ * sin: sin(x)/x ~ 1 + S1*x^2 + ... + S6*x^12 (degree 13 odd polynomial,
+ *   minimax on [0, pi/4], |error| <= 2^-58.0); the tail enters through
+ *   sin(x+y) ~ sin(x) + (1 - x^2/2)*y.
+ * cos: cos(x) ~ 1 - x^2/2 + C1*x^4 + ... + C6*x^14 (degree 14 even,
+ *   |error| <= 2^-59.8); cos(x+y) ~ cos(x) - x*y.  w = 1 - x^2/2 is formed
+ *   separately and its rounding error ((1-w)-hz) added back, which is what
+ *   keeps the result below 1 ulp near the ends of the interval.
+ */
+static inline double gs_ksin(double x, double y)
+{
+    static const double
+        S1 = -0x1.5555555555549p-3,
+        S2 = 0x1.111111110f8a6p-7,
+        S3 = -0x1.a01a019c161d5p-13,
+        S4 = 0x1.71de357b1fe7dp-19,
+        S5 = -0x1.ae5e68a2b9cebp-26,
+        S6 = 0x1.5d93a5acfd57cp-33;
+    double z = x * x;
+    double w = z * z;
+    double r = S2 + z * (S3 + z * S4) + z * w * (S5 + z * S6);
+    double v = z * x;
+    /* Written so that x = -0, y = 0 returns -0. */
+    return x - ((z * (0.5 * y - v * r) - y) - v * S1);
+}
+
+static inline double gs_kcos(double x, double y)
+{
+    static const double
+        C1 = 0x1.555555555554cp-5,
+        C2 = -0x1.6c16c16c15177p-10,
+        C3 = 0x1.a01a019cb1590p-16,
+        C4 = -0x1.27e4f809c52adp-22,
+        C5 = 0x1.1ee9ebdb4b1c4p-29,
+        C6 = -0x1.8fae9be8838d4p-37;
+    double z = x * x;
+    double w = z * z;
+    double r = z * (C1 + z * (C2 + z * C3)) + w * w * (C4 + z * (C5 + z * C6));
+    double hz = 0.5 * z;
+    w = 1.0 - hz;
+    return w + (((1.0 - w) - hz) + (z * r - x * y));
+}
+
+/* |x| below this (2^20*pi/2 rounded down, as in fdlibm's "medium" case)
+ * keeps n = rint(x*2/pi) <= 2^20, which is what the split below needs. */
+#define GS_TRIG_MAX_BITS UINT64_C(0x413921fb00000000)   /* 1647099.0 */
+#define GS_PIO4_BITS     UINT64_C(0x3fe921fb54442d18)   /* pi/4 rounded */
+
+/*
+ * Cody-Waite reduction: returns n and y0 + y1 = x - n*pi/2 (|y0| <~ pi/4),
+ * for |x| < 1647099.  pi/2 = PIO2_1 + PIO2_2 + PIO2_3 + PIO2_3T with the
+ * first three having at most 33 significant bits, so n*PIO2_i is exact
+ * for |n| <= 2^20; the four pieces carry pi/2 to 2^-159.9.
+ *   r = x - n*PIO2_1 is exact (Sterbenz: x/(n*PIO2_1) is in [1/2, 3/2]);
+ *   the next two exact products are removed with TwoSum so that no bit is
+ *   lost however much cancellation occurs; only the last, tiny term
+ *   n*PIO2_3T and the accumulation of the correction c are rounded.  This
+ *   is fdlibm's three-round "medium" reduction done unconditionally.
+ */
+static inline int32_t gs_rem_pio2(double x, double *y0, double *y1)
+{
+    static const double
+        INVPIO2 = 0x1.45f306dc9c883p-1,    /* 2/pi */
+        PIO2_1 = 0x1.921fb54400000p+0,
+        PIO2_2 = 0x1.0b4611a600000p-34,
+        PIO2_3 = 0x1.3198a2e000000p-69,
+        PIO2_3T = 0x1.b839a252049c1p-104;
+    double fn = (x * INVPIO2 + GS_SHIFT) - GS_SHIFT;
+    int32_t n = (int32_t)fn;
+    double e, c;
+    double r = x - fn * PIO2_1;            /* exact */
+    r = gs_two_sum(r, -(fn * PIO2_2), &e);
+    c = e;
+    r = gs_two_sum(r, -(fn * PIO2_3), &e);
+    c += e;
+    c -= fn * PIO2_3T;
+    *y0 = r + c;
+    *y1 = (r - *y0) + c;
+    return n;
+}
+
+/*
+ * gs_sin(x), gs_cos(x).
+ *
+ * Domain: |x| < 1647099.0 (= 0x1.921fbp+20, just under 2^20*pi/2) with the
+ *   accuracy below; |x| >= 1647099.0, +-inf and NaN return the canonical
+ *   NaN (a full Payne-Hanek reduction would be needed beyond that and is
+ *   deliberately left out).  sin(+-0) = +-0, cos(0) = 1.
+ *
+ * Method: |x| <= pi/4 goes straight to the kernels; otherwise
+ *   x = n*pi/2 + (y0 + y1) (gs_rem_pio2) and the quadrant n mod 4 selects
+ *   +-sin/+-cos of the reduced argument.
+ *
+ * Accuracy (9.6e6 points each): max 1 ulp vs glibc, real error <= 0.78
+ *   ulp (sin) / 0.76 ulp (cos).  Ranges: uniform [-1e5, 1e5] (2e6 pts),
+ *   uniform [-2pi, 2pi] (2e6), tiny +-[2^-1074, 2^-20] (0.5e6, exact
+ *   match), the doubles within 4 ulps of +-n*pi/2 for n <= 63661 (1.1e6,
+ *   real <= 0.5 ulp, 0 ulp from glibc except 2 points where glibc's cos is
+ *   1 ulp off), uniform 1e5 <= |x| < 1647099 (1e6) and the doubles within
+ *   1 ulp of n*pi/2 for 63661 < n < 2^20 (3e6, real <= 0.5 ulp).
+ */
+static double gs_sin(double x)
+{
+    uint64_t ax = gs_bits(x) & GS_ABS_MASK;
+    double y0, y1;
+    if (ax <= GS_PIO4_BITS)
+        return gs_ksin(x, 0.0);
+    if (ax >= GS_TRIG_MAX_BITS)            /* out of domain, inf, NaN */
+        return gs_nan();
+    switch ((uint32_t)gs_rem_pio2(x, &y0, &y1) & 3u) {
+    case 0:  return  gs_ksin(y0, y1);
+    case 1:  return  gs_kcos(y0, y1);
+    case 2:  return -gs_ksin(y0, y1);
+    default: return -gs_kcos(y0, y1);
+    }
+}
+
+static double gs_cos(double x)
+{
+    uint64_t ax = gs_bits(x) & GS_ABS_MASK;
+    double y0, y1;
+    if (ax <= GS_PIO4_BITS)
+        return gs_kcos(x, 0.0);
+    if (ax >= GS_TRIG_MAX_BITS)
+        return gs_nan();
+    switch ((uint32_t)gs_rem_pio2(x, &y0, &y1) & 3u) {
+    case 0:  return  gs_kcos(y0, y1);
+    case 1:  return -gs_ksin(y0, y1);
+    case 2:  return -gs_kcos(y0, y1);
+    default: return  gs_ksin(y0, y1);
+    }
+}
+
+
+/* ---- PCG32 -------------------------------------------------------------------------------------
+ * PCG-XSH-RR with 64-bit state and 32-bit output (M. E. O'Neill, "PCG: A Family of Simple Fast
+ * Space-Efficient Statistically Good Algorithms for Random Number Generation", 2014; the functions
+ * pcg32_srandom_r / pcg32_random_r / pcg32_boundedrand_r of pcg-c-basic). Seeding is exactly
+ * pcg32_srandom_r(initstate, initseq): the test suite checks the reference demo's output for
+ * (42, 54). gridssl seeds one stream per purpose: rng_seed(seed, STREAM_...).
+ */
+enum { STREAM_INIT = 1, STREAM_DATA = 2, STREAM_EVAL = 3, STREAM_CHECK = 4 };
+
+static uint32_t rng_u32(Rng *rng) {
+    uint64_t old = rng->state;
+    rng->state = old * 6364136223846793005ULL + rng->inc;
+    uint32_t xorshifted = (uint32_t)(((old >> 18) ^ old) >> 27);
+    uint32_t rot = (uint32_t)(old >> 59);
+    return (xorshifted >> rot) | (xorshifted << ((32u - rot) & 31u));
+}
+
+static Rng rng_seed(uint64_t initstate, uint64_t initseq) {
+    Rng rng = {0u, (initseq << 1) | 1u};
+    rng_u32(&rng);
+    rng.state += initstate;
+    rng_u32(&rng);
+    return rng;
+}
+
+/* Uniform integer in [0, bound) without modulo bias: reject the few values below 2^32 mod bound. */
+static uint32_t rng_below(Rng *rng, uint32_t bound) {
+    uint32_t threshold = (0u - bound) % bound;
+    for (;;) {
+        uint32_t r = rng_u32(rng);
+        if (r >= threshold) return r % bound;
+    }
+}
+
+/* Uniform double in [0, 1) with 53 random bits (27 + 26, as genrand_res53 of MT19937). */
+static double rng_uniform(Rng *rng) {
+    uint32_t a = rng_u32(rng) >> 5, b = rng_u32(rng) >> 6;
+    return ((double)a * 67108864.0 + (double)b) * (1.0 / 9007199254740992.0);
+}
+
+/* Standard normal by Box-Muller (one of the pair; the other is discarded so the draw has no hidden
+ * state). u1 in (0, 1] keeps the log finite. */
+static double rng_normal(Rng *rng) {
+    double u1 = 1.0 - rng_uniform(rng), u2 = rng_uniform(rng);
+    return sqrt(-2.0 * gs_log(u1)) * gs_cos(6.283185307179586 * u2);
+}
+
+/* Fisher-Yates shuffle of a[0..n-1], from the last index down (as pcg32-demo deals its cards). */
+static void rng_shuffle(Rng *rng, int32_t *a, int n) {
+    for (int i = n; i > 1; i--) {
+        uint32_t chosen = rng_below(rng, (uint32_t)i);
+        int32_t t = a[chosen];
+        a[chosen] = a[i - 1];
+        a[i - 1] = t;
+    }
+}
+
+/* ---- CRC-32 (IEEE 802.3 polynomial, reflected, as zlib's crc32) ---------------------------------
+ * Bitwise rather than table-driven: it runs once per checkpoint, and eight lines are easier to
+ * check than a 256-entry table. crc32("123456789") = 0xCBF43926 (tested). */
+static uint32_t crc32_update(uint32_t crc, const uint8_t *data, size_t len) {
+    crc = ~crc;
+    for (size_t i = 0; i < len; i++) {
+        crc ^= data[i];
+        for (int k = 0; k < 8; k++) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+    }
+    return ~crc;
+}
+
+/* ---- SHA-256 (FIPS 180-4) ----------------------------------------------------------------------
+ * gridssl prints the SHA-256 of every artefact it writes, so that two machines can compare runs by
+ * eye. Tested against the FIPS examples and against sha256sum. */
+typedef struct { uint32_t h[8]; } Sha256;
+
+static const uint32_t SHA256_K[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+
+static uint32_t rotr32(uint32_t x, int r) { return (x >> r) | (x << (32 - r)); }
+
+static void sha256_block(Sha256 *s, const uint8_t *p) {
+    uint32_t w[64], v[8];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (int i = 16; i < 64; i++) {
+        uint32_t s0 = rotr32(w[i - 15], 7) ^ rotr32(w[i - 15], 18) ^ (w[i - 15] >> 3);
+        uint32_t s1 = rotr32(w[i - 2], 17) ^ rotr32(w[i - 2], 19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    memcpy(v, s->h, sizeof v);
+    for (int i = 0; i < 64; i++) {
+        uint32_t S1 = rotr32(v[4], 6) ^ rotr32(v[4], 11) ^ rotr32(v[4], 25);
+        uint32_t ch = (v[4] & v[5]) ^ (~v[4] & v[6]);
+        uint32_t t1 = v[7] + S1 + ch + SHA256_K[i] + w[i];
+        uint32_t S0 = rotr32(v[0], 2) ^ rotr32(v[0], 13) ^ rotr32(v[0], 22);
+        uint32_t maj = (v[0] & v[1]) ^ (v[0] & v[2]) ^ (v[1] & v[2]);
+        memmove(v + 1, v, 7 * sizeof v[0]);
+        v[4] += t1;
+        v[0] = t1 + S0 + maj;
+    }
+    for (int i = 0; i < 8; i++) s->h[i] += v[i];
+}
+
+/* hex must hold 65 chars. */
+static void sha256_hex(const uint8_t *data, size_t len, char *hex) {
+    Sha256 s = {{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19}};
+    size_t i = 0;
+    for (; i + 64 <= len; i += 64) sha256_block(&s, data + i);
+    uint8_t tail[128] = {0};
+    size_t rest = len - i, tail_len = rest < 56 ? 64 : 128;
+    memcpy(tail, data + i, rest);
+    tail[rest] = 0x80;
+    uint64_t bits = (uint64_t)len * 8u;
+    for (int k = 0; k < 8; k++) tail[tail_len - 1 - k] = (uint8_t)(bits >> (8 * k));
+    for (size_t k = 0; k < tail_len; k += 64) sha256_block(&s, tail + k);
+    for (int k = 0; k < 8; k++) sprintf(hex + 8 * k, "%08x", (unsigned)s.h[k]);
+}
+
+/* ==============================================================================================
+ * 2. KERNELS
+ * Plain loops, shapes in the comment above each. Two reduction orders exist in gridssl and both are
+ * fixed: dot8 (eight interleaved partial sums, lane = index mod 8, folded pairwise) for a dot
+ * product along a contiguous row, and "sequential in index order" for everything written as an
+ * accumulation (+=) over an outer loop. Neither depends on the compiler, the flags or the threads.
+ * ============================================================================================== */
+
+/* a (n) . b (n) -> scalar; lane l sums a_i b_i for i = l mod 8, folded ((0+1)+(2+3))+((4+5)+(6+7)).
+ * Eight independent sums let a compiler use SIMD registers without reassociating anything. */
+static real dot8(const real *a, const real *b, int n) {
+    real lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) lane[l] += a[i + l] * b[i + l];
+    for (int l = 0; i < n; i++, l++) lane[l] += a[i] * b[i];
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
+/* out (rows, out_dim) = in (rows, in_dim) . W^T + b;  W (out_dim, in_dim), b (out_dim).
+ * out[r][o] = dot8(W[o], in[r]) + b[o]  (nn.Linear) */
+static void linear_forward(real *out, const real *in, const real *W, const real *b, int rows, int in_dim, int out_dim) {
+    for (int r = 0; r < rows; r++)
+        for (int o = 0; o < out_dim; o++)
+            out[(size_t)r * out_dim + o] = dot8(W + (size_t)o * in_dim, in + (size_t)r * in_dim, in_dim) + b[o];
+}
+
+/* Backward of linear_forward, accumulating (+=) into d_W (out_dim, in_dim), d_b (out_dim) and, if
+ * d_in is not NULL, d_in (rows, in_dim):
+ *     d_W[o][i] += sum_r d_out[r][o] in[r][i]      (sequential over r)
+ *     d_b[o]    += sum_r d_out[r][o]               (sequential over r)
+ *     d_in[r][i] += sum_o d_out[r][o] W[o][i]      (sequential over o, in double: out_dim may be N*N) */
+static void linear_backward(real *d_in, real *d_W, real *d_b, const real *d_out, const real *in, const real *W,
+                            int rows, int in_dim, int out_dim) {
+    double *acc = xcalloc((size_t)in_dim, sizeof *acc);
+    for (int r = 0; r < rows; r++) {
+        const real *d_out_r = d_out + (size_t)r * out_dim, *in_r = in + (size_t)r * in_dim;
+        for (int o = 0; o < out_dim; o++) {
+            real *d_W_o = d_W + (size_t)o * in_dim;
+            for (int i = 0; i < in_dim; i++) d_W_o[i] += d_out_r[o] * in_r[i];
+            d_b[o] += d_out_r[o];
+        }
+        if (!d_in) continue;
+        for (int i = 0; i < in_dim; i++) acc[i] = 0.0;
+        for (int o = 0; o < out_dim; o++) {
+            const real *W_o = W + (size_t)o * in_dim;
+            for (int i = 0; i < in_dim; i++) acc[i] += (double)d_out_r[o] * W_o[i];
+        }
+        for (int i = 0; i < in_dim; i++) d_in[(size_t)r * in_dim + i] += (real)acc[i];
+    }
+    free(acc);
+}
+
+/* x (n) = max(x, 0), in place. */
+static void relu_forward(real *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : 0;
+}
+
+/* fwd: out = max(in, 0) -> d_in = d_out * [out > 0], in place on d (n). */
+static void relu_backward(real *d, const real *out, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!(out[i] > 0)) d[i] = 0;
+}
+
+/* NormReLU (SPEC §2): g (n) = r / |r|, r = max(z, 0). Returns |r|.
+ * Dead state: if |r|^2 is below the smallest normal number (every unit rectified to zero, or so
+ * close to it that the square underflows) the output is g = 0 and the return value 0; that is the
+ * only epsilon. Otherwise no epsilon is added, so |g| = 1 up to rounding. */
+static real normrelu_forward(real *g, const real *z, int n) {
+    for (int i = 0; i < n; i++) g[i] = z[i] > 0 ? z[i] : 0;
+    real sq = dot8(g, g, n);
+    if (sq < REAL_MIN_NORMAL) {
+        for (int i = 0; i < n; i++) g[i] = 0;
+        return 0;
+    }
+    real norm = (real)sqrt((double)sq);
+    for (int i = 0; i < n; i++) g[i] = g[i] / norm;
+    return norm;
+}
+
+/* fwd: g = r/|r| -> d_r = (d_g - g (g . d_g)) / |r|;  r = max(z, 0) -> d_z = d_r [z > 0].
+ * Writes (=) d_z (n). A dead state (norm 0) passes no gradient. */
+static void normrelu_backward(real *d_z, const real *d_g, const real *g, const real *z, real norm, int n) {
+    if (norm == 0) {
+        for (int i = 0; i < n; i++) d_z[i] = 0;
+        return;
+    }
+    real g_dot_dg = dot8(g, d_g, n);
+    for (int i = 0; i < n; i++) d_z[i] = z[i] > 0 ? (d_g[i] - g[i] * g_dot_dg) / norm : 0;
+}
+
+/* |a - b|^2 for a, b (n), sequential over the index. */
+static real sq_dist(const real *a, const real *b, int n) {
+    real s = 0;
+    for (int k = 0; k < n; k++) {
+        real d = a[k] - b[k];
+        s += d * d;
+    }
+    return s;
+}
+
+/* ==============================================================================================
+ * 3. CONFIG
+ * One table lists every key: type, range, default, the paper's value and what it does. The parser,
+ * the printer, --help and the README's table all come from it. Defaults = data/default.cfg.
+ * ============================================================================================== */
+
+typedef enum { KEY_INT, KEY_REAL, KEY_ENUM } KeyType;
+
+typedef struct {
+    const char *name;
+    KeyType type;
+    size_t offset;     /* into Config */
+    double min, max;   /* inclusive range (enum: index range) */
+    double def;        /* default (enum: index into choices) */
+    const char *choices; /* enum names, '|'-separated, in index order */
+    const char *paper; /* the paper's value, "AMBIGUOUS ..." where SPEC says so, "-" if gridssl's own */
+    const char *doc;
+} ConfigKey;
+
+#define KEY(name, type, min, max, def, choices, paper, doc) \
+    {#name, type, offsetof(Config, name), min, max, def, choices, paper, doc}
+
+static const ConfigKey config_keys[] = {
+    KEY(seed, KEY_INT, 0, 2147483647, 1, NULL, "-", "PRNG seed (initialisation, data; evaluation walks use their own stream)"),
+    KEY(B, KEY_INT, 1, 100000, 32, NULL, "130", "trajectories per batch"),
+    KEY(T, KEY_INT, 1, 100, 20, NULL, "60", "steps per trajectory (<= 100 keeps positions exact in float)"),
+    KEY(permute, KEY_INT, 0, 1, 1, NULL, "1", "1: trajectories permute T shared velocities (SIC); 0: independent velocities (ablation)"),
+    KEY(vmax, KEY_REAL, 1e-6, 1.0, 0.15, NULL, "0.15", "velocity components ~ Uniform(-vmax, vmax), metres per step"),
+    KEY(N, KEY_INT, 1, 1024, 64, NULL, "128", "recurrent units"),
+    KEY(hidden, KEY_INT, 1, 8192, 256, NULL, "AMBIGUOUS (not given; 256)", "MLP hidden width H"),
+    KEY(init_last_scale, KEY_REAL, 0, 1e3, 1, NULL, "1 (PyTorch default init)", "scales the initial weights and biases of the MLP's last layer"),
+    KEY(sigma_x, KEY_REAL, 1e-9, 1e3, 0.05, NULL, "0.05", "spatial scale (m): pairs closer than sigma_x are 'same place'"),
+    KEY(sigma_g, KEY_REAL, 1e-9, 1e3, 0.4, NULL, "0.4", "neural scale of the separation kernel"),
+    KEY(lambda_sep, KEY_REAL, 0, 1e6, 1.0, NULL, "1.0", "weight of L_sep (separation)"),
+    KEY(lambda_inv, KEY_REAL, 0, 1e6, 0.1, NULL, "0.1", "weight of L_inv (path invariance)"),
+    KEY(lambda_cap, KEY_REAL, 0, 1e6, 0.5, NULL, "0.5", "weight of L_cap (capacity)"),
+    KEY(lambda_iso, KEY_REAL, 0, 1e6, 0.1, NULL, "AMBIGUOUS (not in the paper's table)", "weight of L_iso (conformal isometry), after the ramp"),
+    KEY(iso_vmax, KEY_REAL, 0, 1e3, 0.05, NULL, "AMBIGUOUS (gridssl: sigma_x)", "isometry uses steps with 0 < |v| < iso_vmax; 0 = every step"),
+    KEY(iso_start, KEY_INT, 0, 2147483647, 3000, NULL, "- (0: no ramp)", "optimiser step at which lambda_iso starts ramping in"),
+    KEY(iso_ramp_steps, KEY_INT, 0, 2147483647, 3000, NULL, "- (0: no ramp)", "steps over which lambda_iso ramps from 0 to its value (0: full weight at iso_start)"),
+    KEY(capacity, KEY_ENUM, 0, 1, CAPACITY_MEANNORM, "meannorm|kernel", "meannorm", "capacity reading: -|mean g|^2 or -mean Gaussian kernel over all pairs"),
+    KEY(reduction, KEY_ENUM, 0, 1, REDUCTION_MEAN, "mean|sum", "AMBIGUOUS (paper writes sums)", "reduction of L_sep and L_inv over their pairs"),
+    KEY(lr, KEY_REAL, 0, 10, 3e-4, NULL, "2e-5", "AdamW learning rate"),
+    KEY(beta1, KEY_REAL, 0, 0.999999, 0.9, NULL, "0.9", "AdamW beta1"),
+    KEY(beta2, KEY_REAL, 0, 0.999999999, 0.999, NULL, "0.999", "AdamW beta2"),
+    KEY(adam_eps, KEY_REAL, 1e-30, 1, 1e-8, NULL, "1e-8", "AdamW epsilon"),
+    KEY(weight_decay, KEY_REAL, 0, 1e3, 0, NULL, "0", "AdamW decoupled weight decay"),
+    KEY(clip, KEY_REAL, 0, 1e9, 0.1, NULL, "0.1", "global gradient-norm clip (0: off)"),
+    KEY(accum, KEY_INT, 1, 1000, 1, NULL, "2", "batches per optimiser step (gradients averaged)"),
+    KEY(plateau_factor, KEY_REAL, 0, 1, 0.5, NULL, "AMBIGUOUS (0.5)", "ReduceLROnPlateau: lr *= factor on a plateau (1: off)"),
+    KEY(plateau_patience, KEY_INT, 0, 2147483647, 1000, NULL, "AMBIGUOUS (1000)", "steps without improvement of the smoothed loss before a reduction"),
+    KEY(plateau_threshold, KEY_REAL, 0, 1, 1e-4, NULL, "- (PyTorch's 1e-4)", "relative improvement that resets the patience"),
+    KEY(plateau_ema, KEY_REAL, 0, 0.999999, 0.99, NULL, "AMBIGUOUS (smoothed loss)", "EMA factor of the loss the scheduler watches"),
+    KEY(min_lr, KEY_REAL, 0, 10, 0, NULL, "-", "the scheduler never goes below this"),
+    KEY(steps, KEY_INT, 0, 2147483647, 6000, NULL, "2000000", "optimiser steps"),
+    KEY(log_every, KEY_INT, 1, 2147483647, 100, NULL, "-", "progress line (stderr) and log.tsv row every this many steps"),
+    KEY(save_every, KEY_INT, 1, 2147483647, 1000, NULL, "-", "checkpoint every this many steps (and at the end)"),
+    KEY(eval_walks, KEY_INT, 1, 10000000, 1000, NULL, "AMBIGUOUS (1000)", "evaluation: K walks from the box centre"),
+    KEY(eval_walk_mult, KEY_INT, 1, 10000, 3, NULL, "AMBIGUOUS (3)", "evaluation: each walk has eval_walk_mult * T steps"),
+    KEY(eval_bins, KEY_INT, 2, 1000, 40, NULL, "AMBIGUOUS (40)", "evaluation: ratemaps are eval_bins x eval_bins"),
+    KEY(eval_box, KEY_REAL, 1e-3, 1e3, 2.0, NULL, "2", "evaluation: side of the square box (m), centred on the start"),
+    KEY(eval_heading_sd, KEY_REAL, 0, 10, 0.3, NULL, "AMBIGUOUS (0.3)", "evaluation: heading random walk, rad per step"),
+    KEY(eval_speed_mean, KEY_REAL, 1e-6, 10, 0.06, NULL, "AMBIGUOUS (0.06)", "evaluation: mean Rayleigh speed, m per step"),
+    KEY(eval_speed_max, KEY_REAL, 1e-6, 10, 0.15, NULL, "AMBIGUOUS (0.15)", "evaluation: speeds are clipped here, m per step"),
+};
+#define NUM_CONFIG_KEYS ((int)(sizeof config_keys / sizeof config_keys[0]))
+
+static const ConfigKey *config_find(const char *name) {
+    for (int i = 0; i < NUM_CONFIG_KEYS; i++)
+        if (strcmp(config_keys[i].name, name) == 0) return &config_keys[i];
+    return NULL;
+}
+
+/* The index-th '|'-separated choice of an enum key, copied into out (size 32). */
+static void enum_choice(const ConfigKey *k, int index, char *out) {
+    const char *p = k->choices;
+    for (int i = 0; i < index && p; i++) {
+        p = strchr(p, '|');
+        if (p) p++;
+    }
+    size_t n = p ? strcspn(p, "|") : 0;
+    if (n > 31) n = 31;
+    memcpy(out, p ? p : "", n);
+    out[n] = 0;
+}
+
+static void config_defaults(Config *c) {
+    memset(c, 0, sizeof *c);
+    for (int i = 0; i < NUM_CONFIG_KEYS; i++) {
+        const ConfigKey *k = &config_keys[i];
+        char *field = (char *)c + k->offset;
+        if (k->type == KEY_REAL) *(double *)field = k->def;
+        else *(int *)field = (int)k->def;
+    }
+}
+
+/* Sets one key from its text. Numbers must be complete and finite; errors name the key. */
+static int config_set(Config *c, const char *name, const char *value, Err *err) {
+    const ConfigKey *k = config_find(name);
+    if (!k) return fail(err, "unknown config key '%s' (gridssl --help lists them)", name);
+    char *field = (char *)c + k->offset;
+    if (k->type == KEY_ENUM) {
+        char choice[32];
+        for (int i = 0; i <= (int)k->max; i++) {
+            enum_choice(k, i, choice);
+            if (strcmp(choice, value) == 0) {
+                *(int *)field = i;
+                return 0;
+            }
+        }
+        return fail(err, "config key '%s': '%s' is not one of %s", name, value, k->choices);
+    }
+    char *end;
+    errno = 0;
+    double x = strtod(value, &end);
+    if (end == value || *end != 0 || errno == ERANGE || !(x == x) || x > DBL_MAX || x < -DBL_MAX)
+        return fail(err, "config key '%s': '%s' is not a finite number", name, value);
+    if (k->type == KEY_INT && x != (double)(long long)x)
+        return fail(err, "config key '%s': '%s' is not an integer", name, value);
+    if (x < k->min || x > k->max)
+        return fail(err, "config key '%s': %s is out of range [%.17g, %.17g]", name, value, k->min, k->max);
+    if (k->type == KEY_REAL) *(double *)field = x;
+    else *(int *)field = (int)x;
+    return 0;
+}
+
+/* Parses "key = value" lines; '#' starts a comment. source names the text in errors. */
+static int config_parse_text(Config *c, const char *text, const char *source, Err *err) {
+    int line_no = 0;
+    const char *p = text;
+    while (*p) {
+        line_no++;
+        size_t len = strcspn(p, "\n");
+        char line[1024];
+        if (len >= sizeof line) return fail(err, "%s:%d: line too long", source, line_no);
+        memcpy(line, p, len);
+        line[len] = 0;
+        p += len + (p[len] == '\n');
+        char *hash = strchr(line, '#');
+        if (hash) *hash = 0;
+        char *s = line;
+        while (*s == ' ' || *s == '\t' || *s == '\r') s++;
+        char *e = s + strlen(s);
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r')) *--e = 0;
+        if (!*s) continue;
+        char *eq = strchr(s, '=');
+        if (!eq) return fail(err, "%s:%d: expected 'key = value', got '%s'", source, line_no, s);
+        char *key_end = eq, *value = eq + 1;
+        while (key_end > s && (key_end[-1] == ' ' || key_end[-1] == '\t')) key_end--;
+        *key_end = 0;
+        while (*value == ' ' || *value == '\t') value++;
+        Err inner;
+        if (config_set(c, s, value, &inner)) return fail(err, "%s:%d: %s", source, line_no, inner.msg);
+    }
+    return 0;
+}
+
+/* Checks that involve several keys, and the sizes the model and one batch would need. */
+static int config_validate(const Config *c, Err *err) {
+    double n2 = (double)c->N * c->N;
+    double params = 3.0 * c->hidden + (double)c->hidden * c->hidden + c->hidden + n2 * c->hidden + n2 + c->N;
+    if (params > 268435456.0) /* 2^28 reals: 1 GiB of float parameters, times 4 with grads and Adam */
+        return fail(err, "config: N=%d and hidden=%d give %.0f parameters, more than 2^28", c->N, c->hidden, params);
+    double M = (double)c->B * c->T;
+    if (M * c->N > 268435456.0)
+        return fail(err, "config: B*T*N = %.0f states, more than 2^28", M * c->N);
+    if (!c->permute && M * n2 > 268435456.0)
+        return fail(err, "config: permute=0 needs B*T*N*N = %.0f reals for W(v), more than 2^28", M * n2);
+    return 0;
+}
+
+/* Appends "key = value" lines (doubles with %.17g, which round-trips) to b. */
+static void config_print(Buf *b, const Config *c) {
+    for (int i = 0; i < NUM_CONFIG_KEYS; i++) {
+        const ConfigKey *k = &config_keys[i];
+        const char *field = (const char *)c + k->offset;
+        if (k->type == KEY_REAL) buf_printf(b, "%s = %.17g\n", k->name, *(const double *)field);
+        else if (k->type == KEY_INT) buf_printf(b, "%s = %d\n", k->name, *(const int *)field);
+        else {
+            char choice[32];
+            enum_choice(k, *(const int *)field, choice);
+            buf_printf(b, "%s = %s\n", k->name, choice);
+        }
+    }
+}
+
+/* ==============================================================================================
+ * 4. DATA: one SIC batch (SPEC §1)
+ * ============================================================================================== */
+
+/* Velocities live on the grid of multiples of 2^-20 m (about 1 micrometre). The distribution is
+ * Uniform(-vmax, vmax) to within that resolution, and it buys exactness: every position (a sum of
+ * at most 100 steps of at most 1 m) is a multiple of 2^-20 below 2^7 and so fits float's 24-bit
+ * significand exactly. All B trajectories of a batch therefore end at bitwise the same point, and
+ * whether a pair is closer than sigma_x never depends on summation order. */
+#define VEL_QUANTUM (1.0 / 1048576.0)
+
+static void batch_alloc(Batch *bt, const Config *c) {
+    bt->B = c->B;
+    bt->T = c->T;
+    bt->V = c->permute ? c->T : c->B * c->T;
+    bt->vel = xcalloc((size_t)bt->V * 2, sizeof(real));
+    bt->index = xcalloc((size_t)c->B * c->T, sizeof(int32_t));
+    bt->pos = xcalloc((size_t)c->B * c->T * 2, sizeof(real));
+}
+
+static void batch_free(Batch *bt) {
+    free(bt->vel);
+    free(bt->index);
+    free(bt->pos);
+}
+
+/* Draws a batch: the V velocities (x then y, in order), then, with permute = 1, one Fisher-Yates
+ * permutation of 0..T-1 per trajectory; with permute = 0 trajectory b simply uses velocities
+ * b*T .. b*T+T-1. Positions are the running sums x_t = x_{t-1} + v_t from x_0 = 0. */
+static void batch_draw(Batch *bt, Rng *rng, const Config *c) {
+    int B = bt->B, T = bt->T;
+    int64_t k_max = (int64_t)(c->vmax / VEL_QUANTUM + 0.5);
+    for (int v = 0; v < bt->V * 2; v++) {
+        int64_t k = (int64_t)rng_below(rng, (uint32_t)(2 * k_max + 1)) - k_max;
+        bt->vel[v] = (real)((double)k * VEL_QUANTUM);
+    }
+    for (int b = 0; b < B; b++) {
+        int32_t *idx = bt->index + (size_t)b * T;
+        for (int t = 0; t < T; t++) idx[t] = c->permute ? t : b * T + t;
+        if (c->permute) rng_shuffle(rng, idx, T);
+        real x = 0, y = 0;
+        for (int t = 0; t < T; t++) {
+            x += bt->vel[2 * idx[t]];
+            y += bt->vel[2 * idx[t] + 1];
+            bt->pos[2 * ((size_t)b * T + t)] = x;
+            bt->pos[2 * ((size_t)b * T + t) + 1] = y;
+        }
+    }
+}
+
+/* ==============================================================================================
+ * 5. MODEL (SPEC §2): W(v) = MLP(v), g_t = NormReLU(W(v_t) g_{t-1}), g_0 = NormReLU(theta0)
+ * ============================================================================================== */
+
+static int model_build(Model *m, int N, int H) {
+    memset(m, 0, sizeof *m);
+    m->N = N;
+    m->H = H;
+    size_t n2 = (size_t)N * N;
+    size_t sizes[NUM_PARAM_TENSORS] = {
+        (size_t)H * 2, (size_t)H,        /* W1 (H, 2), b1 (H) */
+        (size_t)H * H, (size_t)H,        /* W2 (H, H), b2 (H) */
+        n2 * H,        n2,               /* W3 (N*N, H), b3 (N*N) */
+        (size_t)N,                       /* theta0 (N) */
+    };
+    memcpy(m->sizes, sizes, sizeof sizes);
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) m->num_params += sizes[i];
+    m->params = xcalloc(m->num_params, sizeof(real));
+    m->grads = xcalloc(m->num_params, sizeof(real));
+    m->adam_m = xcalloc(m->num_params, sizeof(real));
+    m->adam_v = xcalloc(m->num_params, sizeof(real));
+    real **named[2][NUM_PARAM_TENSORS] = {
+        {&m->p.W1, &m->p.b1, &m->p.W2, &m->p.b2, &m->p.W3, &m->p.b3, &m->p.theta0},
+        {&m->g.W1, &m->g.b1, &m->g.W2, &m->g.b2, &m->g.W3, &m->g.b3, &m->g.theta0}};
+    real *base[2] = {m->params, m->grads};
+    for (int which = 0; which < 2; which++) {
+        real *it = base[which];
+        for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
+            *named[which][i] = it;
+            it += sizes[i];
+        }
+        if (it != base[which] + m->num_params) abort(); /* the pointer walk must consume the buffer */
+    }
+    return 0;
+}
+
+static void model_free(Model *m) {
+    free(m->params);
+    free(m->grads);
+    free(m->adam_m);
+    free(m->adam_v);
+    memset(m, 0, sizeof *m);
+}
+
+static const char *const param_names[NUM_PARAM_TENSORS] = {"W1", "b1", "W2", "b2", "W3", "b3", "theta0"};
+
+/* PyTorch's nn.Linear default: weights and biases ~ Uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)); the last
+ * layer's bound is multiplied by init_last_scale; theta0 ~ N(0, 1). Drawn in tensor order. */
+static void model_init(Model *m, const Config *c, Rng *rng) {
+    double bound[NUM_PARAM_TENSORS] = {1 / sqrt(2.0), 1 / sqrt(2.0), 1 / sqrt((double)m->H), 1 / sqrt((double)m->H),
+                                       c->init_last_scale / sqrt((double)m->H), c->init_last_scale / sqrt((double)m->H), 0};
+    real *it = m->params;
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++)
+        for (size_t j = 0; j < m->sizes[i]; j++, it++)
+            *it = (real)(i == 6 ? rng_normal(rng) : (2 * rng_uniform(rng) - 1) * bound[i]);
+}
+
+/* Everything one forward pass keeps for the backward pass, and the gradients of those activations. */
+typedef struct {
+    real *h1, *h2;    /* (V, H)    MLP hidden layers, after ReLU */
+    real *Wv;         /* (V, N*N)  W(v) for each distinct velocity, row-major N x N */
+    real *g0;         /* (N)       NormReLU(theta0) */
+    real norm0;       /*           |max(theta0, 0)| */
+    real *z, *g;      /* (B*T, N)  pre-activations and states g_{b,t}, t = 1..T (row b*T + t-1) */
+    real *norm;       /* (B*T)     |max(z, 0)|, 0 for a dead state */
+    double *iso_s;    /* (B*T)     isometry ratios |g_t - g_{t-1}| / |v_t| */
+    double *g_mean;   /* (N)       mean state, for the meannorm capacity */
+    real *d_g;        /* (B*T, N)  dL/dg from the losses, then the BPTT carries */
+    real *d_z;        /* (B*T, N)  */
+    real *d_g0;       /* (N)       */
+    real *d_Wv;       /* (V, N*N)  */
+    real *d_h1, *d_h2; /* (V, H)   */
+} Acts;
+
+static void acts_alloc(Acts *a, const Config *c) {
+    size_t M = (size_t)c->B * c->T, N = (size_t)c->N, H = (size_t)c->hidden;
+    size_t V = c->permute ? (size_t)c->T : M;
+    a->h1 = xcalloc(V * H, sizeof(real));
+    a->h2 = xcalloc(V * H, sizeof(real));
+    a->Wv = xcalloc(V * N * N, sizeof(real));
+    a->g0 = xcalloc(N, sizeof(real));
+    a->z = xcalloc(M * N, sizeof(real));
+    a->g = xcalloc(M * N, sizeof(real));
+    a->norm = xcalloc(M, sizeof(real));
+    a->iso_s = xcalloc(M, sizeof(double));
+    a->g_mean = xcalloc(N, sizeof(double));
+    a->d_g = xcalloc(M * N, sizeof(real));
+    a->d_z = xcalloc(M * N, sizeof(real));
+    a->d_g0 = xcalloc(N, sizeof(real));
+    a->d_Wv = xcalloc(V * N * N, sizeof(real));
+    a->d_h1 = xcalloc(V * H, sizeof(real));
+    a->d_h2 = xcalloc(V * H, sizeof(real));
+}
+
+static void acts_free(Acts *a) {
+    void *all[] = {a->h1, a->h2, a->Wv, a->g0, a->z, a->g, a->norm, a->iso_s, a->g_mean,
+                   a->d_g, a->d_z, a->d_g0, a->d_Wv, a->d_h1, a->d_h2};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+    memset(a, 0, sizeof *a);
+}
+
+/* MLP over V velocities: vel (V, 2) -> h1 = relu(W1 v + b1) (V, H) -> h2 = relu(W2 h1 + b2) (V, H)
+ * -> Wv = W3 h2 + b3 (V, N*N). */
+static void mlp_forward(real *h1, real *h2, real *Wv, const real *vel, const ParamTensors *p, int V, int H, int N) {
+    linear_forward(h1, vel, p->W1, p->b1, V, 2, H);
+    relu_forward(h1, (size_t)V * H);
+    linear_forward(h2, h1, p->W2, p->b2, V, H, H);
+    relu_forward(h2, (size_t)V * H);
+    linear_forward(Wv, h2, p->W3, p->b3, V, H, N * N);
+}
+
+/* Backward of mlp_forward, from d_Wv (V, N*N) into the parameter gradients d (accumulating). */
+static void mlp_backward(real *d_h1, real *d_h2, const real *d_Wv, const real *vel, const real *h1, const real *h2,
+                         const ParamTensors *p, const ParamTensors *d, int V, int H, int N) {
+    memset(d_h2, 0, (size_t)V * H * sizeof(real));
+    memset(d_h1, 0, (size_t)V * H * sizeof(real));
+    linear_backward(d_h2, d->W3, d->b3, d_Wv, h2, p->W3, V, H, N * N); /* fwd: Wv = W3 h2 + b3 */
+    relu_backward(d_h2, h2, (size_t)V * H);                             /* fwd: h2 = relu(.) */
+    linear_backward(d_h1, d->W2, d->b2, d_h2, h1, p->W2, V, H, H);      /* fwd: h2 = W2 h1 + b2 */
+    relu_backward(d_h1, h1, (size_t)V * H);                             /* fwd: h1 = relu(.) */
+    linear_backward(NULL, d->W1, d->b1, d_h1, vel, p->W1, V, 2, H);     /* fwd: h1 = W1 v + b1 */
+}
+
+/* Recurrence over B trajectories of T steps. For b, t (t = 1..T, row r = b*T + t-1):
+ *     z_r = W(v_{index[r]}) g_{b,t-1}      (N x N matrix times N vector, each row a dot8)
+ *     g_r = NormReLU(z_r),                 g_{b,0} = g0
+ * Returns the number of dead states. */
+static int64_t rnn_forward(real *z, real *g, real *norm, const real *g0, const real *Wv, const int32_t *index,
+                           int B, int T, int N) {
+    int64_t dead = 0;
+    size_t n2 = (size_t)N * N;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            size_t r = (size_t)b * T + t;
+            const real *prev = t == 0 ? g0 : g + (r - 1) * N;
+            const real *W = Wv + (size_t)index[r] * n2;
+            for (int i = 0; i < N; i++) z[r * N + i] = dot8(W + (size_t)i * N, prev, N);
+            norm[r] = normrelu_forward(g + r * N, z + r * N, N);
+            dead += norm[r] == 0;
+        }
+    return dead;
+}
+
+/* Backpropagation through time. In: d_g (B*T, N) = dL/dg_r from the losses (the carries from later
+ * steps are added into it as we go), d_g0 (N) likewise. Out: d_z (B*T, N), d_Wv (V, N*N) (+=).
+ * pass 1, each trajectory from its last step back (t = T..1):
+ *     fwd: g_r = NormReLU(z_r)          -> d_z_r = normrelu_backward(d_g_r)
+ *     fwd: z_r = W g_prev               -> d_g_prev += W^T d_z_r   (sequential over rows i)
+ * pass 2, rows r in order (b, then t ascending):
+ *     fwd: z_r = W g_prev               -> d_W(v_index[r]) += d_z_r (x) g_prev
+ * Splitting the passes fixes the order in which d_Wv accumulates, whatever the schedule of pass 1. */
+static void rnn_backward(real *d_z, real *d_Wv, real *d_g, real *d_g0, const real *z, const real *g, const real *norm,
+                         const real *g0, const real *Wv, const int32_t *index, int B, int T, int N) {
+    size_t n2 = (size_t)N * N;
+    real *carry = xcalloc((size_t)N, sizeof(real));
+    for (int b = 0; b < B; b++)
+        for (int t = T - 1; t >= 0; t--) {
+            size_t r = (size_t)b * T + t;
+            normrelu_backward(d_z + r * N, d_g + r * N, g + r * N, z + r * N, norm[r], N);
+            const real *W = Wv + (size_t)index[r] * n2;
+            for (int j = 0; j < N; j++) carry[j] = 0;
+            for (int i = 0; i < N; i++) {
+                real dz_i = d_z[r * N + i];
+                for (int j = 0; j < N; j++) carry[j] += W[(size_t)i * N + j] * dz_i;
+            }
+            real *d_prev = t == 0 ? d_g0 : d_g + (r - 1) * N;
+            for (int j = 0; j < N; j++) d_prev[j] += carry[j];
+        }
+    free(carry);
+    for (size_t r = 0; r < (size_t)B * T; r++) {
+        const real *prev = r % T == 0 ? g0 : g + (r - 1) * N;
+        real *dW = d_Wv + (size_t)index[r] * n2;
+        for (int i = 0; i < N; i++) {
+            real dz_i = d_z[r * N + i];
+            for (int j = 0; j < N; j++) dW[(size_t)i * N + j] += dz_i * prev[j];
+        }
+    }
+}
+
+/* ==============================================================================================
+ * 6. LOSSES (SPEC §3)
+ * States are pooled over trajectories and times: i = 0..M-1 indexes the rows of g (M = B*T).
+ * For an unordered pair i < j: dx^2 = |x_i - x_j|^2, D = dg^2 = |g_i - g_j|^2.
+ *     L_sep = mean_{far pairs, dx > sigma_x}  exp(-D / (2 sigma_g^2))
+ *     L_inv = mean_{near pairs, dx <= sigma_x} D
+ *     L_cap = -|mean_i g_i|^2                          (capacity = meannorm)
+ *           = -(2 / (M (M-1))) sum_{i<j} exp(-D / (2 sigma_g^2))   (capacity = kernel)
+ *     L_iso = Var_{b,t: 0 < |v| < iso_vmax} |g_{b,t} - g_{b,t-1}| / |v_{b,t}|
+ * reduction = sum replaces the two means by plain sums.
+ * ============================================================================================== */
+
+/* Far in space: dx^2 > sigma_x^2, in double from the (exact) float positions: the pair mask is exact. */
+static int pair_is_far(const real *xi, const real *xj, double sigma_x2) {
+    double dx = (double)xi[0] - xj[0], dy = (double)xi[1] - xj[1];
+    return dx * dx + dy * dy > sigma_x2;
+}
+
+/* Sums over the unordered pairs, before any weighting or averaging. */
+typedef struct { double sep_sum, inv_sum, ker_sum; int64_t n_near, n_far; } PairSums;
+
+/* Forward of the pair terms over g (M, N), positions pos (M, 2).
+ * Order: row i sums its pairs j > i in eight lanes (lane = j mod 8, in double), folded pairwise;
+ * the rows are then added in order i = 0..M-1. */
+static PairSums pair_losses_forward(const real *g, const real *pos, int M, int N, double sigma_x, double sigma_g) {
+    PairSums s = {0, 0, 0, 0, 0};
+    double sigma_x2 = sigma_x * sigma_x, inv_2sg2 = 1.0 / (2.0 * sigma_g * sigma_g);
+    for (int i = 0; i < M; i++) {
+        double sep[8] = {0}, inv[8] = {0}, ker[8] = {0};
+        for (int j = i + 1; j < M; j++) {
+            double D = (double)sq_dist(g + (size_t)i * N, g + (size_t)j * N, N);
+            double e = gs_exp(-D * inv_2sg2);
+            if (pair_is_far(pos + 2 * (size_t)i, pos + 2 * (size_t)j, sigma_x2)) {
+                sep[j & 7] += e;
+                s.n_far++;
+            } else {
+                inv[j & 7] += D;
+                s.n_near++;
+            }
+            ker[j & 7] += e;
+        }
+        s.sep_sum += ((sep[0] + sep[1]) + (sep[2] + sep[3])) + ((sep[4] + sep[5]) + (sep[6] + sep[7]));
+        s.inv_sum += ((inv[0] + inv[1]) + (inv[2] + inv[3])) + ((inv[4] + inv[5]) + (inv[6] + inv[7]));
+        s.ker_sum += ((ker[0] + ker[1]) + (ker[2] + ker[3])) + ((ker[4] + ker[5]) + (ker[6] + ker[7]));
+    }
+    return s;
+}
+
+/* Backward of the pair terms, accumulating into d_g (M, N). With the total written as
+ *     L = sum_{i<j} l_ij(D_ij),   l = c_sep e (far) or c_inv D (near), plus c_ker e (all pairs),
+ *     e = exp(-D / (2 sigma_g^2)),
+ * each pair's slope is Q_ij = dl/dD = -(c_sep [far] + c_ker) e / (2 sigma_g^2) + c_inv [near], and
+ *     dL/dg_i = sum_{j != i} 2 Q_ij (g_i - g_j) = 2 (s_i g_i - sum_j Q_ij g_j),  s_i = sum_j Q_ij.
+ * Row i runs over every j != i in ascending order (sequential, in double), so rows are independent
+ * and D_ij is recomputed with the very operations of the forward pass. */
+static void pair_losses_backward(real *d_g, const real *g, const real *pos, int M, int N, double sigma_x,
+                                 double sigma_g, double c_sep, double c_inv, double c_ker) {
+    double sigma_x2 = sigma_x * sigma_x, inv_2sg2 = 1.0 / (2.0 * sigma_g * sigma_g);
+    double *acc = xcalloc((size_t)N, sizeof *acc);
+    for (int i = 0; i < M; i++) {
+        const real *gi = g + (size_t)i * N;
+        double s_i = 0;
+        for (int k = 0; k < N; k++) acc[k] = 0;
+        for (int j = 0; j < M; j++) {
+            if (j == i) continue;
+            const real *gj = g + (size_t)j * N;
+            double D = (double)sq_dist(gi, gj, N);
+            double e = gs_exp(-D * inv_2sg2);
+            int far = pair_is_far(pos + 2 * (size_t)i, pos + 2 * (size_t)j, sigma_x2);
+            double q = far ? -(c_sep + c_ker) * e * inv_2sg2 : c_inv - c_ker * e * inv_2sg2;
+            s_i += q;
+            for (int k = 0; k < N; k++) acc[k] += q * gj[k];
+        }
+        real *d_gi = d_g + (size_t)i * N;
+        for (int k = 0; k < N; k++) d_gi[k] += (real)(2.0 * (s_i * gi[k] - acc[k]));
+    }
+    free(acc);
+}
+
+/* Capacity, meannorm reading: mean (N) = (1/M) sum_i g_i (sequential over i); returns -|mean|^2. */
+static double meannorm_forward(double *mean, const real *g, int M, int N) {
+    for (int k = 0; k < N; k++) mean[k] = 0;
+    for (int i = 0; i < M; i++)
+        for (int k = 0; k < N; k++) mean[k] += g[(size_t)i * N + k];
+    double sq = 0;
+    for (int k = 0; k < N; k++) {
+        mean[k] /= M;
+        sq += mean[k] * mean[k];
+    }
+    return -sq;
+}
+
+/* fwd: L = -|mean|^2, mean = (1/M) sum_i g_i  ->  dL/dg_i = -2 mean / M, times the weight c. */
+static void meannorm_backward(real *d_g, const double *mean, int M, int N, double c) {
+    for (int i = 0; i < M; i++)
+        for (int k = 0; k < N; k++) d_g[(size_t)i * N + k] += (real)(c * -2.0 * mean[k] / M);
+}
+
+/* Whether step r's velocity v (2) takes part in the isometry term: 0 < |v| < iso_vmax (0: any |v| > 0). */
+static double iso_speed(const real *v, double iso_vmax) {
+    double speed = sqrt((double)v[0] * v[0] + (double)v[1] * v[1]);
+    return speed > 0 && (iso_vmax == 0 || speed < iso_vmax) ? speed : 0;
+}
+
+/* |g_r - g_prev| in double (sequential over k). */
+static double state_step(const real *g_r, const real *prev, int N) {
+    double sq = 0;
+    for (int k = 0; k < N; k++) {
+        double d = (double)g_r[k] - prev[k];
+        sq += d * d;
+    }
+    return sqrt(sq);
+}
+
+/* Conformal isometry: s_r = |g_r - g_prev| / |v_r| over qualifying steps (s (B*T), 0 elsewhere);
+ * returns their population variance (two passes: mean, then mean squared deviation) and the count. */
+static double isometry_forward(double *s, int64_t *count, const real *g, const real *g0, const real *vel,
+                               const int32_t *index, int B, int T, int N, double iso_vmax) {
+    double sum = 0;
+    int64_t n = 0;
+    for (size_t r = 0; r < (size_t)B * T; r++) {
+        double speed = iso_speed(vel + 2 * (size_t)index[r], iso_vmax);
+        const real *prev = r % T == 0 ? g0 : g + (r - 1) * N;
+        s[r] = speed > 0 ? state_step(g + r * N, prev, N) / speed : 0;
+        sum += s[r];
+        n += speed > 0;
+    }
+    *count = n;
+    if (n == 0) return 0;
+    double mean = sum / (double)n, var = 0;
+    for (size_t r = 0; r < (size_t)B * T; r++)
+        if (iso_speed(vel + 2 * (size_t)index[r], iso_vmax) > 0) var += (s[r] - mean) * (s[r] - mean);
+    return var / (double)n;
+}
+
+/* fwd: L = (1/n) sum_r (s_r - mean)^2  ->  dL/ds_r = 2 (s_r - mean) / n  (the mean's own derivative
+ * sums to zero); fwd: s_r = |g_r - g_prev| / |v|  ->  ds/dg_r = (g_r - g_prev) / (|g_r - g_prev| |v|),
+ * ds/dg_prev = -ds/dg_r. A zero step passes no gradient. Weight c; accumulates into d_g and d_g0. */
+static void isometry_backward(real *d_g, real *d_g0, const double *s, int64_t count, const real *g, const real *g0,
+                              const real *vel, const int32_t *index, int B, int T, int N, double iso_vmax, double c) {
+    if (count == 0) return;
+    double mean = 0;
+    for (size_t r = 0; r < (size_t)B * T; r++) mean += s[r];
+    mean /= (double)count;
+    for (size_t r = 0; r < (size_t)B * T; r++) {
+        double speed = iso_speed(vel + 2 * (size_t)index[r], iso_vmax);
+        if (speed == 0) continue;
+        const real *prev = r % T == 0 ? g0 : g + (r - 1) * N;
+        real *d_prev = r % T == 0 ? d_g0 : d_g + (r - 1) * N;
+        double step = state_step(g + r * N, prev, N);
+        if (step == 0) continue;
+        double coef = c * 2.0 * (s[r] - mean) / (double)count / (step * speed);
+        for (int k = 0; k < N; k++) {
+            real d = (real)(coef * ((double)g[r * N + k] - prev[k]));
+            d_g[r * N + k] += d;
+            d_prev[k] -= d;
+        }
+    }
+}
+
+/* ==============================================================================================
+ * 7. TRAINING STEP AND OPTIMISER (SPEC §4)
+ * ============================================================================================== */
+
+typedef struct { double sep, inv, cap, iso; } LossWeights;
+
+/* lambda_iso ramps linearly from 0 at iso_start to its full value iso_ramp_steps later. */
+static LossWeights config_weights(const Config *c, int64_t step) {
+    double ramp = step < c->iso_start ? 0.0
+                  : c->iso_ramp_steps == 0 ? 1.0
+                  : (double)(step - c->iso_start) / c->iso_ramp_steps;
+    LossWeights w = {c->lambda_sep, c->lambda_inv, c->lambda_cap, c->lambda_iso * (ramp < 1.0 ? ramp : 1.0)};
+    return w;
+}
+
+/* One batch through the model: forward, the four losses, and (if grad_scale != 0) the backward
+ * pass, adding grad_scale * dL/dparams into m->grads. L = sum of weight * term. */
+static LossTerms sic_forward_backward(Model *m, Acts *a, const Batch *bt, const Config *c, LossWeights w,
+                                      double grad_scale) {
+    int B = bt->B, T = bt->T, V = bt->V, N = m->N, H = m->H, M = B * T;
+    LossTerms L;
+    memset(&L, 0, sizeof L);
+    /* forward */
+    mlp_forward(a->h1, a->h2, a->Wv, bt->vel, &m->p, V, H, N);
+    a->norm0 = normrelu_forward(a->g0, m->p.theta0, N);
+    L.dead_states = rnn_forward(a->z, a->g, a->norm, a->g0, a->Wv, bt->index, B, T, N);
+    PairSums ps = pair_losses_forward(a->g, bt->pos, M, N, c->sigma_x, c->sigma_g);
+    int mean = c->reduction == REDUCTION_MEAN;
+    L.n_near = ps.n_near;
+    L.n_far = ps.n_far;
+    L.sep = mean ? (ps.n_far ? ps.sep_sum / (double)ps.n_far : 0) : ps.sep_sum;
+    L.inv = mean ? (ps.n_near ? ps.inv_sum / (double)ps.n_near : 0) : ps.inv_sum;
+    double kernel_norm = M > 1 ? 2.0 / ((double)M * (M - 1)) : 0;
+    L.cap = c->capacity == CAPACITY_KERNEL ? -kernel_norm * ps.ker_sum : meannorm_forward(a->g_mean, a->g, M, N);
+    L.iso = isometry_forward(a->iso_s, &L.n_iso, a->g, a->g0, bt->vel, bt->index, B, T, N, c->iso_vmax);
+    L.w_sep = w.sep, L.w_inv = w.inv, L.w_cap = w.cap, L.w_iso = w.iso;
+    L.total = w.sep * L.sep + w.inv * L.inv + w.cap * L.cap + w.iso * L.iso;
+    if (grad_scale == 0) return L;
+
+    /* backward: losses -> d_g, d_g0 */
+    memset(a->d_g, 0, (size_t)M * N * sizeof(real));
+    memset(a->d_g0, 0, (size_t)N * sizeof(real));
+    double c_sep = grad_scale * w.sep * (mean ? (ps.n_far ? 1.0 / (double)ps.n_far : 0) : 1.0);
+    double c_inv = grad_scale * w.inv * (mean ? (ps.n_near ? 1.0 / (double)ps.n_near : 0) : 1.0);
+    double c_ker = c->capacity == CAPACITY_KERNEL ? -grad_scale * w.cap * kernel_norm : 0;
+    pair_losses_backward(a->d_g, a->g, bt->pos, M, N, c->sigma_x, c->sigma_g, c_sep, c_inv, c_ker);
+    if (c->capacity == CAPACITY_MEANNORM) meannorm_backward(a->d_g, a->g_mean, M, N, grad_scale * w.cap);
+    isometry_backward(a->d_g, a->d_g0, a->iso_s, L.n_iso, a->g, a->g0, bt->vel, bt->index, B, T, N, c->iso_vmax,
+                      grad_scale * w.iso);
+    /* backward through time, then g0 = NormReLU(theta0), then the MLP */
+    memset(a->d_Wv, 0, (size_t)V * N * N * sizeof(real));
+    rnn_backward(a->d_z, a->d_Wv, a->d_g, a->d_g0, a->z, a->g, a->norm, a->g0, a->Wv, bt->index, B, T, N);
+    real *d_theta0 = xcalloc((size_t)N, sizeof(real));
+    normrelu_backward(d_theta0, a->d_g0, a->g0, m->p.theta0, a->norm0, N);
+    for (int k = 0; k < N; k++) m->g.theta0[k] += d_theta0[k];
+    free(d_theta0);
+    mlp_backward(a->d_h1, a->d_h2, a->d_Wv, bt->vel, a->h1, a->h2, &m->p, &m->g, V, H, N);
+    return L;
+}
+
+/* Optimiser and scheduler state: everything besides the parameters that a bit-exact resume needs. */
+typedef struct {
+    int64_t step;               /* optimiser steps taken */
+    Rng data_rng;               /* the batches' stream */
+    double lr;                  /* current learning rate (the scheduler lowers it) */
+    double loss_ema;            /* smoothed total loss the scheduler watches */
+    double best;                /* best loss_ema so far */
+    int64_t bad_steps;          /* steps since best improved */
+    int64_t ema_steps;          /* steps folded into loss_ema */
+    double beta1_pow, beta2_pow; /* beta^step for Adam's bias correction (no pow() needed) */
+} TrainState;
+
+/* Global L2 norm of the gradient buffer (sequential, in double). */
+static double grad_norm(const Model *m) {
+    double sq = 0;
+    for (size_t i = 0; i < m->num_params; i++) sq += (double)m->grads[i] * m->grads[i];
+    return sqrt(sq);
+}
+
+/* AdamW (Loshchilov & Hutter; as torch.optim.AdamW): with g = grad * clip_scale,
+ *     m = b1 m + (1-b1) g,  v = b2 v + (1-b2) g^2,
+ *     p = p - lr wd p - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps),
+ * each element computed in double and rounded once to real. */
+static void adamw_update(Model *m, TrainState *s, const Config *c, double clip_scale) {
+    s->beta1_pow *= c->beta1;
+    s->beta2_pow *= c->beta2;
+    double bc1 = 1.0 - s->beta1_pow, bc2 = 1.0 - s->beta2_pow;
+    for (size_t i = 0; i < m->num_params; i++) {
+        double g = (double)m->grads[i] * clip_scale;
+        double mi = c->beta1 * m->adam_m[i] + (1.0 - c->beta1) * g;
+        double vi = c->beta2 * m->adam_v[i] + (1.0 - c->beta2) * g * g;
+        m->adam_m[i] = (real)mi;
+        m->adam_v[i] = (real)vi;
+        double p = m->params[i];
+        p -= s->lr * c->weight_decay * p;
+        p -= s->lr * (mi / bc1) / (sqrt(vi / bc2) + c->adam_eps);
+        m->params[i] = (real)p;
+    }
+}
+
+/* ReduceLROnPlateau on the smoothed loss. Improvement means ema < best - threshold * |best| (a relative
+ * threshold that also works for the negative losses capacity produces; PyTorch's best * (1 - threshold)
+ * would not). After more than patience steps without one, lr = max(lr * factor, min_lr). */
+static void plateau_update(TrainState *s, const Config *c, double loss) {
+    s->ema_steps++;
+    s->loss_ema = s->ema_steps == 1 ? loss : c->plateau_ema * s->loss_ema + (1.0 - c->plateau_ema) * loss;
+    if (s->ema_steps == 1 || s->loss_ema < s->best - c->plateau_threshold * fabs(s->best)) {
+        s->best = s->loss_ema;
+        s->bad_steps = 0;
+    } else if (++s->bad_steps > c->plateau_patience) {
+        s->lr = s->lr * c->plateau_factor > c->min_lr ? s->lr * c->plateau_factor : c->min_lr;
+        s->bad_steps = 0;
+    }
+}
+
+/* One optimiser step: accum batches (their gradients averaged), clip, AdamW, scheduler.
+ * Returns the loss terms averaged over the batches (dead states summed). */
+static LossTerms train_step(Model *m, TrainState *s, Acts *a, Batch *bt, const Config *c) {
+    memset(m->grads, 0, m->num_params * sizeof(real));
+    LossWeights w = config_weights(c, s->step);
+    LossTerms avg;
+    memset(&avg, 0, sizeof avg);
+    for (int k = 0; k < c->accum; k++) {
+        batch_draw(bt, &s->data_rng, c);
+        LossTerms L = sic_forward_backward(m, a, bt, c, w, 1.0 / c->accum);
+        avg.sep += L.sep / c->accum, avg.inv += L.inv / c->accum, avg.cap += L.cap / c->accum;
+        avg.iso += L.iso / c->accum, avg.total += L.total / c->accum;
+        avg.n_near += L.n_near, avg.n_far += L.n_far, avg.n_iso += L.n_iso, avg.dead_states += L.dead_states;
+        avg.w_sep = L.w_sep, avg.w_inv = L.w_inv, avg.w_cap = L.w_cap, avg.w_iso = L.w_iso;
+    }
+    double norm = grad_norm(m);
+    adamw_update(m, s, c, c->clip > 0 && norm > c->clip ? c->clip / norm : 1.0);
+    plateau_update(s, c, avg.total);
+    s->step++;
+    return avg;
+}
+
+/* ==============================================================================================
+ * 8. FILES: atomic writes, .npy, .pgm, checkpoint
+ * ============================================================================================== */
+
+/* Writes data to path + ".tmp", then renames it over path: a reader never sees half a file, and a
+ * failed write leaves nothing behind. */
+static int write_file_atomic(const char *path, const void *data, size_t len, Err *err) {
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return fail(err, "path too long: %s", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return fail(err, "cannot write %s: %s", path, strerror(errno));
+    int ok = fwrite(data, 1, len, f) == len;
+    ok = (fclose(f) == 0) && ok;
+#ifdef _WIN32
+    if (ok) remove(path); /* Windows' rename does not replace an existing file */
+#endif
+    if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
+        remove(tmp);
+        return fail(err, "cannot write %s: %s", path, strerror(e));
+    }
+    return 0;
+}
+
+static int read_file(const char *path, Buf *out, Err *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return fail(err, "cannot open %s: %s", path, strerror(errno));
+    uint8_t chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) buf_put(out, chunk, n);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) return fail(err, "cannot read %s", path);
+    return 0;
+}
+
+/* Creates dir if it does not exist (one level). */
+static int make_dir(const char *dir, Err *err) {
+    struct stat st;
+    if (strlen(dir) > 4000) return fail(err, "output directory path is longer than 4000 characters");
+    if (stat(dir, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) return 0;
+        return fail(err, "output directory %s exists and is not a directory", dir);
+    }
+#ifdef _WIN32
+    int rc = _mkdir(dir);
+#else
+    int rc = mkdir(dir, 0777);
+#endif
+    if (rc != 0) return fail(err, "cannot create output directory %s: %s", dir, strerror(errno));
+    return 0;
+}
+
+/* dir/name into out. make_dir has already refused directories longer than 4000 characters, so the
+ * longest name gridssl uses always fits; a truncated path would be caught by the write failing. */
+static void path_join(char *out, size_t size, const char *dir, const char *name) {
+    if (snprintf(out, size, "%s/%s", dir, name) >= (int)size) out[size - 1] = 0;
+}
+
+/* Writes the SHA-256 of a written file to stdout: "<hash>  <path>" (sha256sum's format), so two
+ * machines can compare a run's outputs by eye. */
+static void print_sha256(const char *path, const Buf *b) {
+    char hex[65];
+    sha256_hex(b->data, b->len, hex);
+    printf("%s  %s\n", hex, path);
+}
+
+static int save_buf(const char *path, const Buf *b, int print_hash, Err *err) {
+    if (write_file_atomic(path, b->data, b->len, err)) return -1;
+    if (print_hash) print_sha256(path, b);
+    return 0;
+}
+
+/* NumPy .npy format 1.0: magic "\x93NUMPY", version 1.0, u16 header length, a Python dict literal
+ * padded with spaces to a multiple of 64 bytes ending in '\n', then the data in C order. */
+static void npy_header(Buf *b, const char *descr, const int64_t *shape, int ndim) {
+    char dict[256], dims[160] = "";
+    for (int i = 0; i < ndim; i++) {
+        size_t n = strlen(dims);
+        snprintf(dims + n, sizeof dims - n, "%lld%s", (long long)shape[i], ndim == 1 ? "," : i + 1 < ndim ? ", " : "");
+    }
+    snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", descr, dims);
+    size_t total = 10 + strlen(dict) + 1, pad = (64 - total % 64) % 64;
+    buf_put(b, "\x93NUMPY\x01\x00", 8);
+    uint16_t hlen = (uint16_t)(strlen(dict) + pad + 1);
+    uint8_t le[2] = {(uint8_t)hlen, (uint8_t)(hlen >> 8)};
+    buf_put(b, le, 2);
+    buf_put(b, dict, strlen(dict));
+    for (size_t i = 0; i < pad; i++) buf_put(b, " ", 1);
+    buf_put(b, "\n", 1);
+}
+
+/* Saves reals (float: '<f4', double build: '<f8') with the given shape. */
+static int npy_save_real(const char *path, const real *x, const int64_t *shape, int ndim, Err *err) {
+    Buf b = {0};
+    npy_header(&b, sizeof(real) == 4 ? "<f4" : "<f8", shape, ndim);
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
+    for (size_t i = 0; i < n; i++) buf_real(&b, x[i]);
+    int rc = save_buf(path, &b, 0, err);
+    buf_free(&b);
+    return rc;
+}
+
+static int npy_save_i32(const char *path, const int32_t *x, const int64_t *shape, int ndim, Err *err) {
+    Buf b = {0};
+    npy_header(&b, "<i4", shape, ndim);
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
+    for (size_t i = 0; i < n; i++) buf_u32(&b, (uint32_t)x[i]);
+    int rc = save_buf(path, &b, 0, err);
+    buf_free(&b);
+    return rc;
+}
+
+/* 8-bit binary PGM (P5), rows top to bottom. */
+static void pgm_encode(Buf *b, const uint8_t *pixels, int width, int height) {
+    buf_printf(b, "P5\n%d %d\n255\n", width, height);
+    buf_put(b, pixels, (size_t)width * height);
+}
+
+/* ---- checkpoint ---------------------------------------------------------------------------------
+ * Layout in the manual at the top of this file. Everything a bit-exact resume needs: parameters,
+ * Adam moments, the data PRNG, the step, the scheduler and the resolved config. */
+static const uint8_t CHECKPOINT_MAGIC[8] = {'G', 'R', 'I', 'D', 'S', 'S', 'L', 0x1a};
+#define CHECKPOINT_VERSION 1u
+
+static void checkpoint_encode(Buf *b, const Model *m, const TrainState *s, const Config *c) {
+    Buf text = {0};
+    config_print(&text, c);
+    buf_put(b, CHECKPOINT_MAGIC, 8);
+    buf_u32(b, CHECKPOINT_VERSION);
+    buf_u32(b, (uint32_t)sizeof(real));
+    buf_u32(b, (uint32_t)text.len);
+    buf_put(b, text.data, text.len);
+    buf_free(&text);
+    buf_u64(b, (uint64_t)s->step);
+    buf_u64(b, s->data_rng.state);
+    buf_u64(b, s->data_rng.inc);
+    buf_f64(b, s->lr);
+    buf_f64(b, s->loss_ema);
+    buf_f64(b, s->best);
+    buf_u64(b, (uint64_t)s->bad_steps);
+    buf_u64(b, (uint64_t)s->ema_steps);
+    buf_f64(b, s->beta1_pow);
+    buf_f64(b, s->beta2_pow);
+    buf_u64(b, (uint64_t)m->num_params);
+    const real *arrays[3] = {m->params, m->adam_m, m->adam_v};
+    for (int k = 0; k < 3; k++)
+        for (size_t i = 0; i < m->num_params; i++) buf_real(b, arrays[k][i]);
+    buf_u32(b, crc32_update(0, b->data, b->len));
+}
+
+/* Little-endian reader over a byte range; reading past the end sets short_read. */
+typedef struct { const uint8_t *p; size_t len, pos; int short_read; } Rd;
+
+static const uint8_t *rd_bytes(Rd *r, size_t n) {
+    if (r->short_read || n > r->len - r->pos) {
+        r->short_read = 1;
+        return NULL;
+    }
+    r->pos += n;
+    return r->p + r->pos - n;
+}
+
+static uint32_t rd_u32(Rd *r) {
+    const uint8_t *b = rd_bytes(r, 4);
+    return b ? (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24 : 0;
+}
+
+static uint64_t rd_u64(Rd *r) {
+    uint64_t lo = rd_u32(r);
+    return lo | (uint64_t)rd_u32(r) << 32;
+}
+
+static double rd_f64(Rd *r) {
+    uint64_t u = rd_u64(r);
+    double x;
+    memcpy(&x, &u, 8);
+    return x;
+}
+
+static real rd_real(Rd *r) {
+    if (sizeof(real) == 8) return (real)rd_f64(r);
+    uint32_t u = rd_u32(r);
+    float x;
+    memcpy(&x, &u, 4);
+    return (real)x;
+}
+
+/* Loads a checkpoint written by checkpoint_encode. Its config is parsed into c (then the caller's
+ * overrides may be applied); the model is built and filled. Every field is checked. */
+static int checkpoint_load(const char *path, Model *m, TrainState *s, Config *c, Err *err) {
+    Buf file = {0};
+    if (read_file(path, &file, err)) return -1;
+    int rc = -1;
+    Rd r = {file.data, file.len, 0, 0};
+    if (file.len < 8 + 12 + 4 || memcmp(file.data, CHECKPOINT_MAGIC, 8) != 0) {
+        fail(err, "%s is not a gridssl checkpoint (bad magic or too short)", path);
+        goto done;
+    }
+    uint32_t stored_crc = (uint32_t)file.data[file.len - 4] | (uint32_t)file.data[file.len - 3] << 8 |
+                          (uint32_t)file.data[file.len - 2] << 16 | (uint32_t)file.data[file.len - 1] << 24;
+    if (crc32_update(0, file.data, file.len - 4) != stored_crc) {
+        fail(err, "%s is corrupt or truncated (CRC-32 mismatch)", path);
+        goto done;
+    }
+    r.len = file.len - 4;
+    rd_bytes(&r, 8);
+    uint32_t version = rd_u32(&r), real_bytes = rd_u32(&r), text_len = rd_u32(&r);
+    if (version != CHECKPOINT_VERSION) {
+        fail(err, "%s has checkpoint format version %u; this gridssl reads version %u", path, version, CHECKPOINT_VERSION);
+        goto done;
+    }
+    if (real_bytes != sizeof(real)) {
+        fail(err, "%s holds %u-byte reals; this build uses %u-byte reals", path, real_bytes, (unsigned)sizeof(real));
+        goto done;
+    }
+    const uint8_t *text = rd_bytes(&r, text_len);
+    if (!text) {
+        fail(err, "%s is truncated (config text)", path);
+        goto done;
+    }
+    char *config_text = xcalloc((size_t)text_len + 1, 1);
+    memcpy(config_text, text, text_len);
+    config_defaults(c);
+    char source[4200];
+    snprintf(source, sizeof source, "%s (config)", path);
+    int bad_config = config_parse_text(c, config_text, source, err) || config_validate(c, err);
+    free(config_text);
+    if (bad_config) goto done;
+    s->step = (int64_t)rd_u64(&r);
+    s->data_rng.state = rd_u64(&r);
+    s->data_rng.inc = rd_u64(&r);
+    s->lr = rd_f64(&r);
+    s->loss_ema = rd_f64(&r);
+    s->best = rd_f64(&r);
+    s->bad_steps = (int64_t)rd_u64(&r);
+    s->ema_steps = (int64_t)rd_u64(&r);
+    s->beta1_pow = rd_f64(&r);
+    s->beta2_pow = rd_f64(&r);
+    uint64_t num_params = rd_u64(&r);
+    model_build(m, c->N, c->hidden);
+    if (num_params != m->num_params) {
+        fail(err, "%s has %llu parameters but its config (N=%d, hidden=%d) needs %zu", path,
+             (unsigned long long)num_params, c->N, c->hidden, m->num_params);
+        model_free(m);
+        goto done;
+    }
+    real *arrays[3] = {m->params, m->adam_m, m->adam_v};
+    for (int k = 0; k < 3; k++)
+        for (size_t i = 0; i < m->num_params; i++) arrays[k][i] = rd_real(&r);
+    if (r.short_read || r.pos != r.len) {
+        fail(err, "%s has the wrong size for its config", path);
+        model_free(m);
+        goto done;
+    }
+    rc = 0;
+done:
+    buf_free(&file);
+    return rc;
+}
+
+/* ==============================================================================================
+ * 9. EVALUATION: ratemaps from smooth bounded walks (SPEC §5)
+ * ============================================================================================== */
+
+typedef struct {
+    int walks, steps_per_walk, bins;
+    double box, coverage;  /* coverage: fraction of bins visited */
+    int visited_bins, silent_units; /* silent: units whose ratemap is zero wherever visited */
+} EvalSummary;
+
+#define PI 3.14159265358979323846
+
+/* Ratemaps (N, n, n), row iy = 0 at y = -box/2, column ix = 0 at x = -box/2; NaN where unvisited.
+ * K walks of S = eval_walk_mult * T steps, each from the centre with state g0 and a uniform heading:
+ *     heading += N(0, eval_heading_sd^2);  speed ~ Rayleigh(mean eval_speed_mean), clipped at eval_speed_max
+ *     v = speed (cos heading, sin heading); a component that would cross a wall is reversed (and the
+ *     heading mirrored), so the network is always told the displacement actually made;
+ *     g = NormReLU(W(v) g); the new position's bin accumulates g.
+ * Uses the config's eval_* keys and box; its own PRNG stream, so it never disturbs training. */
+static void eval_ratemaps(real *maps, EvalSummary *sum, const Model *m, const Config *c, double box) {
+    int N = m->N, H = m->H, n = c->eval_bins, S = c->eval_walk_mult * c->T;
+    size_t bins = (size_t)n * n, n2 = (size_t)N * N;
+    double *acc = xcalloc(bins * N, sizeof(double));
+    int64_t *visits = xcalloc(bins, sizeof(int64_t));
+    real *h1 = xcalloc((size_t)H, sizeof(real)), *h2 = xcalloc((size_t)H, sizeof(real));
+    real *Wv = xcalloc(n2, sizeof(real)), *z = xcalloc((size_t)N, sizeof(real));
+    real *g0 = xcalloc((size_t)N, sizeof(real)), *g = xcalloc((size_t)N, sizeof(real));
+    normrelu_forward(g0, m->p.theta0, N);
+    Rng rng = rng_seed((uint64_t)c->seed, STREAM_EVAL);
+    double half = box / 2, rayleigh_scale = c->eval_speed_mean / sqrt(PI / 2);
+    for (int w = 0; w < c->eval_walks; w++) {
+        double x = 0, y = 0, heading = (2 * rng_uniform(&rng) - 1) * PI;
+        memcpy(g, g0, (size_t)N * sizeof(real));
+        for (int t = 0; t < S; t++) {
+            heading += c->eval_heading_sd * rng_normal(&rng);
+            while (heading > PI) heading -= 2 * PI;
+            while (heading <= -PI) heading += 2 * PI;
+            double speed = rayleigh_scale * sqrt(-2.0 * gs_log(1.0 - rng_uniform(&rng)));
+            if (speed > c->eval_speed_max) speed = c->eval_speed_max;
+            real v[2] = {(real)(speed * gs_cos(heading)), (real)(speed * gs_sin(heading))};
+            if (x + v[0] > half || x + v[0] < -half) {
+                v[0] = -v[0];
+                heading = heading > 0 ? PI - heading : -PI - heading;
+            }
+            if (y + v[1] > half || y + v[1] < -half) {
+                v[1] = -v[1];
+                heading = -heading;
+            }
+            x += v[0];
+            y += v[1];
+            mlp_forward(h1, h2, Wv, v, &m->p, 1, H, N);
+            for (int i = 0; i < N; i++) z[i] = dot8(Wv + (size_t)i * N, g, N);
+            real *prev = g; /* NormReLU reads z only, so g can be overwritten in place */
+            normrelu_forward(prev, z, N);
+            int ix = (int)((x + half) / box * n), iy = (int)((y + half) / box * n);
+            ix = ix < 0 ? 0 : ix >= n ? n - 1 : ix;
+            iy = iy < 0 ? 0 : iy >= n ? n - 1 : iy;
+            size_t bin = (size_t)iy * n + ix;
+            visits[bin]++;
+            for (int k = 0; k < N; k++) acc[bin * N + k] += g[k];
+        }
+    }
+    real nan_value;
+    uint32_t nan_bits = 0x7fc00000u;
+    if (sizeof(real) == 4) memcpy(&nan_value, &nan_bits, 4);
+    else nan_value = (real)(0.0 * HUGE_VAL); /* only in the double test build; .npy writing canonicalises */
+    sum->walks = c->eval_walks, sum->steps_per_walk = S, sum->bins = n, sum->box = box;
+    sum->visited_bins = 0, sum->silent_units = 0;
+    for (size_t b = 0; b < bins; b++) sum->visited_bins += visits[b] > 0;
+    sum->coverage = (double)sum->visited_bins / (double)bins;
+    for (int k = 0; k < N; k++) {
+        int active = 0;
+        for (size_t b = 0; b < bins; b++) {
+            real r = visits[b] ? (real)(acc[b * N + k] / (double)visits[b]) : nan_value;
+            maps[(size_t)k * bins + b] = r;
+            active |= visits[b] && r > 0;
+        }
+        sum->silent_units += !active;
+    }
+    free(acc), free(visits), free(h1), free(h2), free(Wv), free(z), free(g0), free(g);
+}
+
+/* One ratemap (n, n) as 8-bit pixels, north up: visited bins min-max normalised to 1..255 (a flat
+ * map is 128), unvisited bins 0 (black). out is (n, n) with row 0 = the top (largest y). */
+static void ratemap_pixels(uint8_t *out, const real *map, int n) {
+    double lo = HUGE_VAL, hi = -HUGE_VAL;
+    for (int b = 0; b < n * n; b++)
+        if (map[b] == map[b]) {
+            lo = map[b] < lo ? map[b] : lo;
+            hi = map[b] > hi ? map[b] : hi;
+        }
+    for (int iy = 0; iy < n; iy++)
+        for (int ix = 0; ix < n; ix++) {
+            real v = map[iy * n + ix];
+            uint8_t p = 0;
+            if (v == v) p = hi > lo ? (uint8_t)(1 + (int)(254.0 * (v - lo) / (hi - lo) + 0.5)) : 128;
+            out[(n - 1 - iy) * n + ix] = p;
+        }
+}
+
+/* Writes ratemaps.npy, unit_NNN.pgm, montage.pgm and eval.txt into dir; prints their SHA-256s. */
+static int eval_write(const char *dir, const real *maps, int N, const EvalSummary *sum, Err *err) {
+    int n = sum->bins;
+    size_t bins = (size_t)n * n;
+    char path[4200];
+    Buf b = {0};
+    int64_t shape[3] = {N, n, n};
+    npy_header(&b, "<f4", shape, 3);
+    for (size_t i = 0; i < (size_t)N * bins; i++) buf_f32(&b, (float)maps[i]);
+    path_join(path, sizeof path, dir, "ratemaps.npy");
+    if (save_buf(path, &b, 1, err)) goto fail;
+    /* montage: the units in a grid, cols = ceil(sqrt(N)), tiles separated by 2 grey pixels */
+    int cols = 1, gap = 2;
+    while (cols * cols < N) cols++;
+    int rows = (N + cols - 1) / cols, W = cols * (n + gap) + gap, Hh = rows * (n + gap) + gap;
+    uint8_t *montage = xcalloc((size_t)W * Hh, 1), *tile = xcalloc(bins, 1);
+    memset(montage, 96, (size_t)W * Hh);
+    for (int k = 0; k < N; k++) {
+        ratemap_pixels(tile, maps + (size_t)k * bins, n);
+        int x0 = gap + (k % cols) * (n + gap), y0 = gap + (k / cols) * (n + gap);
+        for (int r = 0; r < n; r++) memcpy(montage + (size_t)(y0 + r) * W + x0, tile + (size_t)r * n, (size_t)n);
+        b.len = 0;
+        pgm_encode(&b, tile, n, n);
+        char name[32];
+        snprintf(name, sizeof name, "unit_%03d.pgm", k);
+        path_join(path, sizeof path, dir, name);
+        if (save_buf(path, &b, 0, err)) {
+            free(montage), free(tile);
+            goto fail;
+        }
+    }
+    b.len = 0;
+    pgm_encode(&b, montage, W, Hh);
+    free(montage), free(tile);
+    path_join(path, sizeof path, dir, "montage.pgm");
+    if (save_buf(path, &b, 1, err)) goto fail;
+    b.len = 0;
+    buf_printf(&b, "box_m = %.17g\nbins = %d\nwalks = %d\nsteps_per_walk = %d\nvisited_bins = %d\ncoverage = %.17g\n"
+               "units = %d\nsilent_units = %d\n", sum->box, n, sum->walks, sum->steps_per_walk, sum->visited_bins,
+               sum->coverage, N, sum->silent_units);
+    path_join(path, sizeof path, dir, "eval.txt");
+    if (save_buf(path, &b, 1, err)) goto fail;
+    buf_free(&b);
+    return 0;
+fail:
+    buf_free(&b);
+    return -1;
+}
+
+/* ==============================================================================================
+ * 10. GRADIENT CHECK (SPEC §3)
+ * Central differences (L(p + h) - L(p - h)) / 2h for every parameter, against the hand-written
+ * backward pass, on a small model (N = 6, H = 5, B = 3, T = 4). Per parameter block, the relative
+ * error |a - f| / max(|a|, |f|) (vector 2-norms) must be below tol; a block whose gradient is
+ * trivially zero fails, so the check cannot pass by having nothing to compare.
+ * ============================================================================================== */
+
+typedef struct { const char *term; int capacity, reduction; LossWeights w; } GradCase;
+
+/* Returns the number of failed blocks; prints one line per block and the largest error to out.
+ * Sets *max_rel to the largest relative error seen. */
+static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
+    Config c;
+    config_defaults(&c);
+    c.N = 6, c.hidden = 5, c.B = 3, c.T = 4, c.iso_vmax = 0.15; /* some steps in, some out */
+    Model m;
+    model_build(&m, c.N, c.hidden);
+    Rng rng = rng_seed(7, STREAM_CHECK);
+    model_init(&m, &c, &rng);
+    Batch bt;
+    Acts a;
+    batch_alloc(&bt, &c);
+    acts_alloc(&a, &c);
+    batch_draw(&bt, &rng, &c);
+    const GradCase cases[] = {
+        {"sep", CAPACITY_MEANNORM, REDUCTION_MEAN, {1, 0, 0, 0}}, {"sep", CAPACITY_MEANNORM, REDUCTION_SUM, {1, 0, 0, 0}},
+        {"inv", CAPACITY_MEANNORM, REDUCTION_MEAN, {0, 1, 0, 0}}, {"inv", CAPACITY_MEANNORM, REDUCTION_SUM, {0, 1, 0, 0}},
+        {"cap", CAPACITY_MEANNORM, REDUCTION_MEAN, {0, 0, 1, 0}}, {"cap", CAPACITY_KERNEL, REDUCTION_MEAN, {0, 0, 1, 0}},
+        {"iso", CAPACITY_MEANNORM, REDUCTION_MEAN, {0, 0, 0, 1}},
+        {"total", CAPACITY_MEANNORM, REDUCTION_MEAN, {1.0, 0.1, 0.5, 0.3}},
+        {"total", CAPACITY_MEANNORM, REDUCTION_SUM, {1.0, 0.1, 0.5, 0.3}},
+        {"total", CAPACITY_KERNEL, REDUCTION_MEAN, {1.0, 0.1, 0.5, 0.3}},
+        {"total", CAPACITY_KERNEL, REDUCTION_SUM, {1.0, 0.1, 0.5, 0.3}},
+    };
+    const char *cap_names[2] = {"meannorm", "kernel"}, *red_names[2] = {"mean", "sum"};
+    int failures = 0;
+    *max_rel = 0;
+    real *analytic = xcalloc(m.num_params, sizeof(real));
+    LossTerms probe = sic_forward_backward(&m, &a, &bt, &c, cases[0].w, 0);
+    fprintf(out, "gradcheck: N=%d H=%d B=%d T=%d, %lld near / %lld far pairs, %lld isometry steps, %lld dead; h=%g, tol %g\n",
+            c.N, c.hidden, c.B, c.T, (long long)probe.n_near, (long long)probe.n_far, (long long)probe.n_iso,
+            (long long)probe.dead_states, h, tol);
+    if (probe.n_near == 0 || probe.n_far == 0 || probe.n_iso < 2 || probe.dead_states) {
+        fprintf(out, "FAIL gradcheck batch does not exercise every term\n");
+        failures++;
+    }
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const GradCase *gc = &cases[ci];
+        c.capacity = gc->capacity, c.reduction = gc->reduction;
+        memset(m.grads, 0, m.num_params * sizeof(real));
+        sic_forward_backward(&m, &a, &bt, &c, gc->w, 1.0);
+        memcpy(analytic, m.grads, m.num_params * sizeof(real));
+        size_t offset = 0;
+        for (int blk = 0; blk < NUM_PARAM_TENSORS; blk++) {
+            double diff2 = 0, a2 = 0, f2 = 0;
+            for (size_t i = offset; i < offset + m.sizes[blk]; i++) {
+                real keep = m.params[i];
+                m.params[i] = keep + (real)h;
+                double up = sic_forward_backward(&m, &a, &bt, &c, gc->w, 0).total;
+                m.params[i] = keep - (real)h;
+                double down = sic_forward_backward(&m, &a, &bt, &c, gc->w, 0).total;
+                m.params[i] = keep;
+                double f = (up - down) / (2 * h), an = analytic[i];
+                diff2 += (an - f) * (an - f), a2 += an * an, f2 += f * f;
+            }
+            offset += m.sizes[blk];
+            double scale = sqrt(a2 > f2 ? a2 : f2), rel = scale > 0 ? sqrt(diff2) / scale : 0;
+            int ok = rel < tol && sqrt(a2) > 1e-10;
+            failures += !ok;
+            *max_rel = rel > *max_rel ? rel : *max_rel;
+            fprintf(out, "%s gradcheck %-5s capacity=%-8s reduction=%-4s %-6s rel %.3e  |grad| %.3e%s\n",
+                    ok ? "ok  " : "FAIL", gc->term, cap_names[gc->capacity], red_names[gc->reduction],
+                    param_names[blk], rel, sqrt(a2), sqrt(a2) > 1e-10 ? "" : "  (trivially zero)");
+        }
+    }
+    fprintf(out, "gradcheck: largest relative error %.3e (tol %g)\n", *max_rel, tol);
+    free(analytic);
+    acts_free(&a);
+    batch_free(&bt);
+    model_free(&m);
+    return failures;
+}
+
+/* ==============================================================================================
+ * 11. COMMAND LINE (left out when tests/unit.c includes this file with GRIDSSL_TESTING)
+ * ============================================================================================== */
+#ifndef GRIDSSL_TESTING
+
+static double now_seconds(void) {
+    struct timespec ts;
+    timespec_get(&ts, TIME_UTC);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void print_usage(FILE *f) {
+    fprintf(f,
+            "gridssl %s - self-supervised grid cells (Schaeffer et al. 2023), bit-reproducible\n\n"
+            "usage:\n"
+            "  gridssl train [--config FILE] [key=value ...] [--out DIR] [--resume FILE]\n"
+            "  gridssl eval CHECKPOINT [--box METRES] [--out DIR] [eval_key=value ...]\n"
+            "  gridssl dump CHECKPOINT DIR\n"
+            "  gridssl gradcheck\n"
+            "  gridssl --help | --version\n\n"
+            "config keys (key = value lines in FILE, '#' comments; key=value arguments override):\n",
+            GRIDSSL_VERSION);
+    for (int i = 0; i < NUM_CONFIG_KEYS; i++) {
+        const ConfigKey *k = &config_keys[i];
+        char def[64];
+        if (k->type == KEY_ENUM) enum_choice(k, (int)k->def, def);
+        else snprintf(def, sizeof def, "%.10g", k->def);
+        char range[96];
+        if (k->type == KEY_ENUM) snprintf(range, sizeof range, "%s", k->choices);
+        else snprintf(range, sizeof range, "[%.10g, %.10g]", k->min, k->max);
+        fprintf(f, "  %-18s default %-10s %-24s paper: %s\n      %s\n", k->name, def, range, k->paper, k->doc);
+    }
+}
+
+/* Applies key=value arguments in order. allow_prefix limits which keys may be set (NULL: any). */
+static int apply_overrides(Config *c, int argc, char **argv, const char *allow_prefix, Err *err) {
+    for (int i = 0; i < argc; i++) {
+        char key[128];
+        const char *eq = strchr(argv[i], '=');
+        if (!eq || eq == argv[i] || (size_t)(eq - argv[i]) >= sizeof key)
+            return fail(err, "unexpected argument '%s' (expected key=value)", argv[i]);
+        memcpy(key, argv[i], (size_t)(eq - argv[i]));
+        key[eq - argv[i]] = 0;
+        if (allow_prefix && config_find(key) && strncmp(key, allow_prefix, strlen(allow_prefix)) != 0)
+            return fail(err, "key '%s' cannot be changed here (only %s* keys)", key, allow_prefix);
+        if (config_set(c, key, eq + 1, err)) return -1;
+    }
+    return 0;
+}
+
+/* Splits argv into --options (with a value each) and the rest (key=value). */
+typedef struct { const char *config, *out, *resume, *box; char **rest; int n_rest; } Args;
+
+static int parse_args(Args *a, int argc, char **argv, const char *allowed, Err *err) {
+    memset(a, 0, sizeof *a);
+    a->rest = xcalloc((size_t)argc + 1, sizeof(char *));
+    for (int i = 0; i < argc; i++) {
+        const char *opt = argv[i];
+        if (strncmp(opt, "--", 2) != 0) {
+            a->rest[a->n_rest++] = argv[i];
+            continue;
+        }
+        const char **slot = strcmp(opt, "--config") == 0 ? &a->config : strcmp(opt, "--out") == 0 ? &a->out
+                          : strcmp(opt, "--resume") == 0 ? &a->resume : strcmp(opt, "--box") == 0 ? &a->box : NULL;
+        if (!slot || !strstr(allowed, opt)) return fail(err, "unknown option '%s'", opt);
+        if (i + 1 >= argc) return fail(err, "option %s needs a value", opt);
+        *slot = argv[++i];
+    }
+    return 0;
+}
+
+static void format_duration(char *out, size_t size, double seconds) {
+    long s = seconds > 0 && seconds < 1e9 ? (long)(seconds + 0.5) : 0;
+    if (s >= 3600) snprintf(out, size, "%ldh%02ldm", s / 3600, s / 60 % 60);
+    else snprintf(out, size, "%ldm%02lds", s / 60, s % 60);
+}
+
+/* The rows of an earlier log.tsv up to and including step (kept when resuming into the same dir). */
+static void keep_log_rows(Buf *log, const char *path, int64_t step) {
+    Buf old = {0};
+    Err ignored;
+    if (read_file(path, &old, &ignored)) return;
+    buf_put(&old, "", 1);
+    char *line = (char *)old.data;
+    while (line && *line) {
+        char *next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        if (line[0] != 's' && strtoll(line, NULL, 10) <= step) buf_printf(log, "%s\n", line);
+        line = next;
+    }
+    buf_free(&old);
+}
+
+static int cmd_train(int argc, char **argv, Err *err) {
+    Args args;
+    if (parse_args(&args, argc, argv, "--config --out --resume", err)) return -1;
+    Config c;
+    Model m;
+    TrainState s;
+    memset(&m, 0, sizeof m);
+    memset(&s, 0, sizeof s);
+    const char *out = args.out ? args.out : "out";
+    int rc = -1;
+    if (args.resume && args.config) {
+        fail(err, "--config and --resume cannot be combined (a checkpoint carries its config; override keys instead)");
+        goto done;
+    }
+    if (args.resume) {
+        if (checkpoint_load(args.resume, &m, &s, &c, err)) goto done;
+    } else {
+        config_defaults(&c);
+        if (args.config) {
+            Buf text = {0};
+            if (read_file(args.config, &text, err)) goto done;
+            buf_put(&text, "", 1);
+            int bad = config_parse_text(&c, (const char *)text.data, args.config, err);
+            buf_free(&text);
+            if (bad) goto done;
+        }
+    }
+    int N0 = c.N, H0 = c.hidden;
+    if (apply_overrides(&c, args.n_rest, args.rest, NULL, err) || config_validate(&c, err)) goto done;
+    if (args.resume && (c.N != N0 || c.hidden != H0)) {
+        fail(err, "N and hidden cannot change when resuming (checkpoint has N=%d, hidden=%d)", N0, H0);
+        goto done;
+    }
+    if (make_dir(out, err)) goto done;
+    if (!args.resume) {
+        model_build(&m, c.N, c.hidden);
+        Rng init_rng = rng_seed((uint64_t)c.seed, STREAM_INIT);
+        model_init(&m, &c, &init_rng);
+        s.data_rng = rng_seed((uint64_t)c.seed, STREAM_DATA);
+        s.lr = c.lr;
+        s.beta1_pow = s.beta2_pow = 1.0;
+    }
+    char path[4200], log_path[4200], ckpt_path[4200];
+    Buf text = {0}, log = {0}, ckpt = {0};
+    config_print(&text, &c);
+    fwrite(text.data, 1, text.len, stdout);
+    path_join(path, sizeof path, out, "config.txt");
+    path_join(log_path, sizeof log_path, out, "log.tsv");
+    path_join(ckpt_path, sizeof ckpt_path, out, "checkpoint.bin");
+    if (save_buf(path, &text, 0, err)) goto done_bufs;
+    buf_printf(&log, "step\tlr\tsep\tinv\tcap\tiso\ttotal\tw_iso\tdead_states\n");
+    if (args.resume) keep_log_rows(&log, log_path, s.step);
+    fprintf(stderr, "gridssl: training %s for steps %lld..%d (N=%d, H=%d, B=%d, T=%d, %zu parameters) -> %s\n",
+            args.resume ? "from checkpoint" : "from scratch", (long long)s.step, c.steps, c.N, c.hidden, c.B, c.T,
+            m.num_params, out);
+    Batch bt;
+    Acts a;
+    batch_alloc(&bt, &c);
+    acts_alloc(&a, &c);
+    double t_start = now_seconds();
+    int64_t step_start = s.step;
+    while (s.step < c.steps) {
+        LossTerms L = train_step(&m, &s, &a, &bt, &c);
+        int last = s.step == c.steps;
+        if (s.step % c.log_every == 0 || last) {
+            buf_printf(&log, "%lld\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%lld\n", (long long)s.step, s.lr,
+                       L.sep, L.inv, L.cap, L.iso, L.total, L.w_iso, (long long)L.dead_states);
+            double elapsed = now_seconds() - t_start, rate = (double)(s.step - step_start) / (elapsed > 0 ? elapsed : 1e-9);
+            char eta[32];
+            format_duration(eta, sizeof eta, (double)(c.steps - s.step) / rate);
+            fprintf(stderr, "step %lld/%d | sep %.4f inv %.4f cap %.4f iso %.4f (w %.3g) | total %.5f | dead %lld | lr %.2e | %.2f steps/s | ETA %s\n",
+                    (long long)s.step, c.steps, L.sep, L.inv, L.cap, L.iso, L.w_iso, L.total,
+                    (long long)L.dead_states, s.lr, rate, eta);
+        }
+        if (s.step % c.save_every == 0 || last) {
+            ckpt.len = 0;
+            checkpoint_encode(&ckpt, &m, &s, &c);
+            if (save_buf(ckpt_path, &ckpt, 0, err) || save_buf(log_path, &log, 0, err)) goto done_loop;
+        }
+    }
+    ckpt.len = 0;
+    checkpoint_encode(&ckpt, &m, &s, &c);
+    if (save_buf(ckpt_path, &ckpt, 1, err) || save_buf(log_path, &log, 0, err)) goto done_loop;
+    char took[32];
+    format_duration(took, sizeof took, now_seconds() - t_start);
+    fprintf(stderr, "gridssl: done in %s; checkpoint %s\n", took, ckpt_path);
+    rc = 0;
+done_loop:
+    acts_free(&a);
+    batch_free(&bt);
+done_bufs:
+    buf_free(&text), buf_free(&log), buf_free(&ckpt);
+done:
+    model_free(&m);
+    free(args.rest);
+    return rc;
+}
+
+/* The directory part of path ("." if none). */
+static void dir_of(char *out, size_t size, const char *path) {
+    const char *slash = strrchr(path, '/');
+#ifdef _WIN32
+    const char *bslash = strrchr(path, '\\');
+    if (bslash > slash) slash = bslash;
+#endif
+    if (!slash) snprintf(out, size, ".");
+    else snprintf(out, size, "%.*s", (int)(slash - path), path);
+}
+
+static int cmd_eval(int argc, char **argv, Err *err) {
+    Args args;
+    if (parse_args(&args, argc, argv, "--out --box", err)) return -1;
+    int rc = -1;
+    Config c;
+    Model m;
+    TrainState s;
+    memset(&m, 0, sizeof m);
+    if (args.n_rest < 1) {
+        fail(err, "eval needs a checkpoint: gridssl eval CHECKPOINT [--box METRES] [--out DIR]");
+        goto done;
+    }
+    const char *ckpt = args.rest[0];
+    if (checkpoint_load(ckpt, &m, &s, &c, err)) goto done;
+    if (apply_overrides(&c, args.n_rest - 1, args.rest + 1, "eval_", err)) goto done;
+    if (args.box && config_set(&c, "eval_box", args.box, err)) goto done;
+    char out[4200];
+    if (args.out) snprintf(out, sizeof out, "%s", args.out);
+    else {
+        char dir[4100];
+        dir_of(dir, sizeof dir, ckpt);
+        snprintf(out, sizeof out, "%s/eval", dir);
+    }
+    if (make_dir(out, err)) goto done;
+    size_t n = (size_t)c.eval_bins;
+    real *maps = xcalloc((size_t)m.N * n * n, sizeof(real));
+    EvalSummary sum;
+    double t0 = now_seconds();
+    fprintf(stderr, "gridssl: evaluating %d walks of %d steps in a %.3g m box, %dx%d bins -> %s\n", c.eval_walks,
+            c.eval_walk_mult * c.T, c.eval_box, c.eval_bins, c.eval_bins, out);
+    eval_ratemaps(maps, &sum, &m, &c, c.eval_box);
+    rc = eval_write(out, maps, m.N, &sum, err);
+    free(maps);
+    if (rc == 0)
+        fprintf(stderr, "gridssl: coverage %.1f%% of bins, %d of %d units silent, %.1f s\n", 100 * sum.coverage,
+                sum.silent_units, m.N, now_seconds() - t0);
+done:
+    model_free(&m);
+    free(args.rest);
+    return rc;
+}
+
+static int cmd_dump(int argc, char **argv, Err *err) {
+    if (argc != 2) return fail(err, "usage: gridssl dump CHECKPOINT DIR");
+    Config c;
+    Model m;
+    TrainState s;
+    memset(&m, 0, sizeof m);
+    if (checkpoint_load(argv[0], &m, &s, &c, err)) return -1;
+    int rc = -1;
+    const char *dir = argv[1];
+    Batch bt;
+    Acts a;
+    batch_alloc(&bt, &c);
+    acts_alloc(&a, &c);
+    if (make_dir(dir, err)) goto done;
+    batch_draw(&bt, &s.data_rng, &c); /* the batch training would draw next */
+    memset(m.grads, 0, m.num_params * sizeof(real));
+    LossTerms L = sic_forward_backward(&m, &a, &bt, &c, config_weights(&c, s.step), 1.0);
+    int64_t B = c.B, T = c.T, N = c.N, H = c.hidden;
+    char path[4200];
+    struct { const char *name; const real *x; int64_t shape[3]; int ndim; } arrays[] = {
+        {"velocities", bt.vel, {bt.V, 2}, 2}, {"positions", bt.pos, {B, T, 2}, 3}, {"g0", a.g0, {N}, 1},
+        {"g", a.g, {B, T, N}, 3}, {"W1", m.p.W1, {H, 2}, 2}, {"b1", m.p.b1, {H}, 1}, {"W2", m.p.W2, {H, H}, 2},
+        {"b2", m.p.b2, {H}, 1}, {"W3", m.p.W3, {N * N, H}, 2}, {"b3", m.p.b3, {N * N}, 1}, {"theta0", m.p.theta0, {N}, 1},
+        {"grad_W1", m.g.W1, {H, 2}, 2}, {"grad_b1", m.g.b1, {H}, 1}, {"grad_W2", m.g.W2, {H, H}, 2},
+        {"grad_b2", m.g.b2, {H}, 1}, {"grad_W3", m.g.W3, {N * N, H}, 2}, {"grad_b3", m.g.b3, {N * N}, 1},
+        {"grad_theta0", m.g.theta0, {N}, 1},
+    };
+    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s.npy", arrays[i].name);
+        path_join(path, sizeof path, dir, name);
+        if (npy_save_real(path, arrays[i].x, arrays[i].shape, arrays[i].ndim, err)) goto done;
+    }
+    int64_t index_shape[2] = {B, T};
+    path_join(path, sizeof path, dir, "index.npy");
+    if (npy_save_i32(path, bt.index, index_shape, 2, err)) goto done;
+    Buf b = {0};
+    double terms[5] = {L.sep, L.inv, L.cap, L.iso, L.total};
+    int64_t terms_shape[1] = {5};
+    npy_header(&b, "<f8", terms_shape, 1);
+    for (int i = 0; i < 5; i++) buf_f64(&b, terms[i]);
+    path_join(path, sizeof path, dir, "losses.npy");
+    int bad = save_buf(path, &b, 0, err);
+    b.len = 0;
+    buf_printf(&b, "sep = %.17g\ninv = %.17g\ncap = %.17g\niso = %.17g\ntotal = %.17g\n", L.sep, L.inv, L.cap, L.iso, L.total);
+    buf_printf(&b, "lambda_sep = %.17g\nlambda_inv = %.17g\nlambda_cap = %.17g\nlambda_iso_eff = %.17g\n", L.w_sep,
+               L.w_inv, L.w_cap, L.w_iso);
+    buf_printf(&b, "n_near = %lld\nn_far = %lld\nn_iso = %lld\ndead_states = %lld\n", (long long)L.n_near,
+               (long long)L.n_far, (long long)L.n_iso, (long long)L.dead_states);
+    path_join(path, sizeof path, dir, "losses.txt");
+    bad = bad || save_buf(path, &b, 0, err);
+    b.len = 0;
+    config_print(&b, &c);
+    path_join(path, sizeof path, dir, "config.txt");
+    bad = bad || save_buf(path, &b, 0, err);
+    buf_free(&b);
+    if (bad) goto done;
+    fwrite("", 0, 0, stdout);
+    printf("sep = %.17g\ninv = %.17g\ncap = %.17g\niso = %.17g\ntotal = %.17g\n", L.sep, L.inv, L.cap, L.iso, L.total);
+    rc = 0;
+done:
+    acts_free(&a);
+    batch_free(&bt);
+    model_free(&m);
+    return rc;
+}
+
+/* Central differences resolve gradients to ~1e-9 in double; in float, rounding noise in the loss
+ * swamps small gradients at any step size, so the check lives in the double build only. */
+static int cmd_gradcheck(Err *err) {
+    if (sizeof(real) != 8)
+        return fail(err, "gradcheck needs double precision: run ./gridssl_f64 gradcheck (make builds it)");
+    double h = 1e-5, tol = 1e-6, max_rel;
+    int failures = gradcheck_run(stdout, h, tol, &max_rel);
+    if (failures) return fail(err, "gradcheck: %d block(s) above tolerance %g", failures, tol);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    Err err = {{0}};
+    int rc;
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        print_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("gridssl %s (%s reals)\n", GRIDSSL_VERSION, sizeof(real) == 4 ? "float" : "double");
+        return 0;
+    }
+    if (strcmp(argv[1], "train") == 0) rc = cmd_train(argc - 2, argv + 2, &err);
+    else if (strcmp(argv[1], "eval") == 0) rc = cmd_eval(argc - 2, argv + 2, &err);
+    else if (strcmp(argv[1], "dump") == 0) rc = cmd_dump(argc - 2, argv + 2, &err);
+    else if (strcmp(argv[1], "gradcheck") == 0) rc = cmd_gradcheck(&err);
+    else rc = fail(&err, "unknown command '%s' (gridssl --help lists them)", argv[1]);
+    if (rc) {
+        fflush(stdout);
+        fprintf(stderr, "gridssl: error: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
+#endif
+
+/*
+ * LICENSE (MIT)
+ * Copyright (c) 2026 the gridssl authors
+ * Permission is hereby granted, free of charge, to any person obtaining a copy of this software and
+ * associated documentation files (the "Software"), to deal in the Software without restriction,
+ * including without limitation the rights to use, copy, modify, merge, publish, distribute,
+ * sublicense, and/or sell copies of the Software, and to permit persons to whom the Software is
+ * furnished to do so, subject to the following conditions: The above copyright notice and this
+ * permission notice shall be included in all copies or substantial portions of the Software.
+ * THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED.
+ */

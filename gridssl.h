@@ -1,0 +1,116 @@
+/* gridssl.h - the public types and entry points of gridssl.c.
+ *
+ * gridssl is one C file; this header is what a test, a port or an embedding program needs to
+ * call into it: the precision switch, the configuration, the model's parameter layout, the batch,
+ * the loss terms, and the functions that train, evaluate and check. The manual is the comment at
+ * the top of gridssl.c.
+ */
+#ifndef GRIDSSL_H
+#define GRIDSSL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GRIDSSL_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------------------------------------
+ * Precision. Training runs in float (binary32); the gradient checks build the same code with
+ * -DGRIDSSL_DOUBLE so that central finite differences can be compared to 1e-6. Long reductions
+ * (pair sums, norms, loss values) always accumulate in double, whatever `real` is.
+ */
+#ifdef GRIDSSL_DOUBLE
+typedef double real;
+#define REAL_MIN_NORMAL 2.2250738585072014e-308 /* DBL_MIN */
+#else
+typedef float real;
+#define REAL_MIN_NORMAL 1.17549435e-38f /* FLT_MIN */
+#endif
+
+/* ------------------------------------------------------------------------------------------------
+ * Configuration. Every key is listed once, in the table `config_keys` in gridssl.c, with its type,
+ * range, default and documentation; the defaults there are data/default.cfg.
+ */
+enum { CAPACITY_MEANNORM = 0, CAPACITY_KERNEL = 1 };
+enum { REDUCTION_MEAN = 0, REDUCTION_SUM = 1 };
+
+typedef struct {
+    /* data (SPEC §1) */
+    int seed;            /* PRNG seed for initialisation and data */
+    int B;               /* trajectories per batch */
+    int T;               /* steps per trajectory */
+    int permute;         /* 1: trajectories are permutations of T shared velocities; 0: ablation */
+    double vmax;         /* velocities ~ Uniform(-vmax, vmax)^2, metres per step */
+    /* model (SPEC §2) */
+    int N;               /* recurrent units */
+    int hidden;          /* MLP hidden width H */
+    double init_last_scale; /* multiplies the initial weights and biases of the MLP's last layer */
+    /* losses (SPEC §3) */
+    double sigma_x, sigma_g;
+    double lambda_sep, lambda_inv, lambda_cap, lambda_iso;
+    double iso_vmax;     /* isometry uses steps with 0 < |v| < iso_vmax; 0 = every step */
+    int iso_start;       /* optimiser step at which the isometry ramp begins */
+    int iso_ramp_steps;  /* steps over which lambda_iso ramps from 0 to its value; 0 = a jump */
+    int capacity;        /* CAPACITY_MEANNORM or CAPACITY_KERNEL */
+    int reduction;       /* REDUCTION_MEAN or REDUCTION_SUM, for L_sep and L_inv */
+    /* optimiser (SPEC §4) */
+    double lr, beta1, beta2, adam_eps, weight_decay, clip;
+    int accum;           /* batches per optimiser step (gradients averaged) */
+    double plateau_factor;    /* ReduceLROnPlateau: lr *= factor ... */
+    int plateau_patience;     /* ... after this many steps without improvement */
+    double plateau_threshold; /* relative improvement that counts */
+    double plateau_ema;       /* smoothing of the loss the scheduler watches */
+    double min_lr;
+    int steps, log_every, save_every;
+    /* evaluation (SPEC §5) */
+    int eval_walks;      /* K walks from the box centre */
+    int eval_walk_mult;  /* each walk is eval_walk_mult * T steps */
+    int eval_bins;       /* n: ratemaps are n x n */
+    double eval_box;     /* side of the square box, metres */
+    double eval_heading_sd, eval_speed_mean, eval_speed_max;
+} Config;
+
+/* ------------------------------------------------------------------------------------------------
+ * PCG32 (O'Neill 2014, PCG-XSH-RR 64/32): the one source of randomness. State is explicit.
+ */
+typedef struct { uint64_t state, inc; } Rng;
+
+/* ------------------------------------------------------------------------------------------------
+ * Parameters: one flat buffer, named pointers into it (llm.c style). Layouts follow PyTorch's
+ * nn.Linear (weight is (out, in), y = W x + b), so a port can load them as they are.
+ */
+#define NUM_PARAM_TENSORS 7
+typedef struct {
+    real *W1;     /* (H, 2)     first MLP layer */
+    real *b1;     /* (H)        */
+    real *W2;     /* (H, H)     second MLP layer */
+    real *b2;     /* (H)        */
+    real *W3;     /* (N*N, H)   last MLP layer: its output is W(v), row-major N x N */
+    real *b3;     /* (N*N)      */
+    real *theta0; /* (N)        g0 = NormReLU(theta0) */
+} ParamTensors;
+
+typedef struct {
+    int N, H;
+    size_t sizes[NUM_PARAM_TENSORS];
+    size_t num_params;
+    real *params, *grads, *adam_m, *adam_v; /* each (num_params), one allocation each */
+    ParamTensors p, g;                      /* named views into params and grads */
+} Model;
+
+/* One SIC batch (SPEC §1). V distinct velocities (V = T with permutations, B*T without); step t of
+ * trajectory b uses velocity index[b*T + t]. Positions are stored for t = 1..T. */
+typedef struct {
+    int B, T, V;
+    real *vel;   /* (V, 2)    multiples of 2^-20 m, so every running sum is exact */
+    int32_t *index; /* (B, T) */
+    real *pos;   /* (B*T, 2)  x_{b,t}, t = 1..T; x_{b,0} = 0 */
+} Batch;
+
+/* The value of each loss term (unweighted), the weights applied, and the counts behind them. */
+typedef struct {
+    double sep, inv, cap, iso, total;
+    double w_sep, w_inv, w_cap, w_iso;      /* weights used in total (w_iso after the ramp) */
+    int64_t n_near, n_far, n_iso, dead_states;
+} LossTerms;
+
+#endif /* GRIDSSL_H */

@@ -1,0 +1,146 @@
+#!/bin/sh
+# tests/cli.sh - the command line as a user meets it: train, eval, dump, gradcheck, resume, the
+# golden hashes, determinism across optimisation levels, and every kind of bad input.
+# Run from the repository root after `make` (make test does both). Prints "ok   ..." / "FAIL ...".
+set -u
+G=./gridssl
+T=tests/out
+CC=${CC:-cc}
+rm -rf "$T"
+mkdir -p "$T"
+
+ok() { echo "ok   $*"; }
+fail() { echo "FAIL $*"; }
+check() { # check "description" command...
+    desc=$1
+    shift
+    if "$@" > /dev/null 2>&1; then ok "$desc"; else fail "$desc"; fi
+}
+hash_of() { sha256sum "$1" | cut -d' ' -f1; }
+golden() { grep " $1\$" ref_outputs/tiny.sha256 | cut -d' ' -f1; }
+
+# ---- version and help ------------------------------------------------------------------------
+check "gridssl --version names the version" sh -c "$G --version | grep -q '^gridssl [0-9]'"
+$G --help > "$T/help.txt" 2>&1
+missing=""
+for key in $(sed -n 's/^\([a-z_0-9A-Z]*\) *=.*/\1/p' data/default.cfg); do
+    grep -q "^  $key " "$T/help.txt" || missing="$missing $key(help)"
+    grep -q "| \`$key\` |" README.md || missing="$missing $key(README)"
+done
+if [ -z "$missing" ]; then ok "--help and README.md document every config key"; else fail "undocumented keys:$missing"; fi
+
+# ---- the reference job: train tiny, evaluate, compare with the golden hashes ------------------
+# ref_outputs/tiny.sha256 guards against regressions; the truth of the numbers behind it comes
+# from the unit tests (gradients, closed forms, reference vectors) and make crosscheck.
+run_reference() { # run_reference BINARY DIR
+    "$1" train --config data/tiny.cfg --out "$2" > "$2.stdout" 2> "$2.stderr" &&
+        "$1" eval "$2/checkpoint.bin" > "$2.eval.stdout" 2> "$2.eval.stderr"
+}
+if run_reference $G "$T/ref"; then ok "train --config data/tiny.cfg and eval succeed"; else fail "reference job failed: $(cat "$T/ref.stderr" "$T/ref.eval.stderr" | tail -3)"; fi
+printed=$(grep ' tests/out/ref/checkpoint.bin$' "$T/ref.stdout" | cut -d' ' -f1)
+check "the SHA-256 gridssl prints equals sha256sum's" test "$printed" = "$(hash_of "$T/ref/checkpoint.bin")"
+for f in checkpoint.bin eval/ratemaps.npy eval/montage.pgm; do
+    check "$f matches ref_outputs/tiny.sha256" test "$(hash_of "$T/ref/$f")" = "$(golden "$f")"
+done
+n_units=$(sed -n 's/^N = //p' "$T/ref/config.txt")
+n_bins=$(sed -n 's/^eval_bins = //p' "$T/ref/config.txt")
+n_pgm=$(ls "$T/ref/eval" | grep -c '^unit_[0-9]*\.pgm$')
+check "eval writes one PGM per unit ($n_pgm of $n_units)" test "$n_pgm" = "$n_units"
+check "unit PGMs are binary P5 ${n_bins}x${n_bins}" sh -c "head -c 12 $T/ref/eval/unit_000.pgm | tr '\n' ' ' | grep -q '^P5 $n_bins $n_bins 255'"
+check "montage.pgm is a binary P5 image" sh -c "head -c 2 $T/ref/eval/montage.pgm | grep -q P5"
+npy_size=$(wc -c < "$T/ref/eval/ratemaps.npy")
+check "ratemaps.npy declares shape ($n_units, $n_bins, $n_bins) '<f4' and holds exactly that much data" \
+    sh -c "head -c 128 $T/ref/eval/ratemaps.npy | grep -q \"'descr': '<f4', 'fortran_order': False, 'shape': ($n_units, $n_bins, $n_bins)\" && test $npy_size = $((128 + n_units * n_bins * n_bins * 4))"
+check "eval.txt reports coverage" grep -q '^coverage = ' "$T/ref/eval/eval.txt"
+check "training progress goes to stderr with losses, dead states, lr, steps/s and ETA" \
+    sh -c "grep 'step 60/60' $T/ref.stderr | grep sep | grep inv | grep cap | grep iso | grep dead | grep lr | grep steps/s | grep -q ETA"
+check "the resolved config printed on stdout is saved as config.txt" \
+    sh -c "head -n \$(wc -l < $T/ref/config.txt) $T/ref.stdout | cmp -s - $T/ref/config.txt"
+check "log.tsv has a header and one row per log_every steps" sh -c "test \$(wc -l < $T/ref/log.tsv) = 4"
+
+# ---- determinism across optimisation levels ----------------------------------------------------
+mkdir -p tests/build
+DET="-std=c11 -ffp-contract=off"
+if $CC -O0 $DET -o tests/build/gridssl_O0 gridssl.c -lm && $CC -O2 -march=native $DET -o tests/build/gridssl_native gridssl.c -lm; then
+    for build in O0 native; do
+        run_reference tests/build/gridssl_$build "$T/$build"
+        same=1
+        for f in checkpoint.bin eval/ratemaps.npy eval/montage.pgm; do
+            [ "$(hash_of "$T/$build/$f")" = "$(golden "$f")" ] || same=0
+        done
+        check "$CC $([ $build = O0 ] && echo -O0 || echo -O2 -march=native) build: checkpoint, ratemaps and montage hash to the golden values" test $same = 1
+    done
+else
+    fail "could not build the -O0 and -O2 -march=native variants with $CC"
+fi
+
+# ---- resume: k steps, checkpoint, resume to 2k == 2k steps straight -----------------------------
+$G train --config data/tiny.cfg steps=30 --out "$T/half" > /dev/null 2>&1 &&
+    $G train --resume "$T/half/checkpoint.bin" steps=60 --out "$T/half" > /dev/null 2>&1
+check "30 steps -> checkpoint -> resume to 60 gives the checkpoint of 60 straight steps, byte for byte" \
+    cmp "$T/half/checkpoint.bin" "$T/ref/checkpoint.bin"
+$G train --config data/tiny.cfg steps=30 --out "$T/other" > /dev/null 2>&1 &&
+    $G train --resume "$T/other/checkpoint.bin" steps=60 --out "$T/resumed" > /dev/null 2>&1
+check "resuming into another directory gives the same bytes" cmp "$T/resumed/checkpoint.bin" "$T/ref/checkpoint.bin"
+
+# ---- dump and gradcheck ----------------------------------------------------------------------------
+if $G dump "$T/ref/checkpoint.bin" "$T/dump" > "$T/dump.stdout" 2>&1; then
+    missing=""
+    for f in config.txt velocities.npy index.npy positions.npy g0.npy g.npy losses.txt losses.npy \
+        W1.npy b1.npy W2.npy b2.npy W3.npy b3.npy theta0.npy grad_W1.npy grad_b1.npy grad_W2.npy \
+        grad_b2.npy grad_W3.npy grad_b3.npy grad_theta0.npy; do
+        [ -s "$T/dump/$f" ] || missing="$missing $f"
+    done
+    if [ -z "$missing" ]; then ok "dump writes every array of one batch"; else fail "dump is missing:$missing"; fi
+else
+    fail "dump failed: $(cat "$T/dump.stdout")"
+fi
+check "./gridssl_f64 gradcheck passes" ./gridssl_f64 gradcheck
+check "./gridssl gradcheck (float) refuses and points to gridssl_f64" sh -c "! $G gradcheck 2> $T/gc.err && grep -q gridssl_f64 $T/gc.err"
+
+# ---- bad input: one line naming the problem, non-zero exit, nothing written -------------------------
+expect_error() { # expect_error "description" PATTERN OUTDIR command...
+    desc=$1 pattern=$2 outdir=$3
+    shift 3
+    "$@" > "$T/err.stdout" 2> "$T/err.stderr"
+    status=$?
+    lines=$(wc -l < "$T/err.stderr")
+    if [ $status -eq 0 ]; then
+        fail "$desc: exit status 0"
+    elif [ "$lines" -ne 1 ] || ! grep -q "^gridssl: error: .*$pattern" "$T/err.stderr"; then
+        fail "$desc: stderr was: $(cat "$T/err.stderr")"
+    elif [ -e "$outdir" ]; then
+        fail "$desc: $outdir was created"
+    else
+        ok "$desc ($(cat "$T/err.stderr"))"
+    fi
+}
+expect_error "unknown key on the command line" "unknown config key 'bogus'" "$T/bad" \
+    $G train --config data/tiny.cfg bogus=1 --out "$T/bad"
+printf 'N = 8\ncolour = red\n' > "$T/colour.cfg"
+expect_error "unknown key in a config file, with file and line" "colour.cfg:2: unknown config key 'colour'" "$T/bad" \
+    $G train --config "$T/colour.cfg" --out "$T/bad"
+expect_error "malformed number" "'12x' is not a finite number" "$T/bad" $G train --config data/tiny.cfg N=12x --out "$T/bad"
+expect_error "out-of-range value (negative size)" "'B': -5 is out of range" "$T/bad" $G train --config data/tiny.cfg B=-5 --out "$T/bad"
+expect_error "missing config file" "cannot open $T/nope.cfg" "$T/bad" $G train --config "$T/nope.cfg" --out "$T/bad"
+expect_error "unknown option" "unknown option '--frobnicate'" "$T/bad" $G train --frobnicate 1 --out "$T/bad"
+expect_error "unknown command" "unknown command 'fly'" "$T/bad" $G fly
+mkdir -p "$T/ck"
+head -c 5000 "$T/ref/checkpoint.bin" > "$T/ck/truncated.bin"
+expect_error "truncated checkpoint (eval)" "corrupt or truncated" "$T/ck/eval" $G eval "$T/ck/truncated.bin"
+expect_error "truncated checkpoint (resume)" "corrupt or truncated" "$T/bad" $G train --resume "$T/ck/truncated.bin" --out "$T/bad"
+cp "$T/ref/checkpoint.bin" "$T/ck/flipped.bin"
+# byte 100 lies in the config text (ASCII), so writing 0xff always changes it
+printf '\377' | dd of="$T/ck/flipped.bin" bs=1 seek=100 conv=notrunc 2> /dev/null
+expect_error "one flipped byte in a checkpoint" "CRC-32 mismatch" "$T/ck/eval" $G eval "$T/ck/flipped.bin"
+expect_error "a file that is not a checkpoint" "not a gridssl checkpoint" "$T/ck/eval" $G eval data/tiny.cfg --out "$T/ck/eval"
+: > "$T/afile"
+expect_error "unwritable output directory (train)" "cannot create output directory" "$T/afile/sub" \
+    $G train --config data/tiny.cfg --out "$T/afile/sub"
+expect_error "unwritable output directory (eval)" "cannot create output directory" "$T/afile/sub" \
+    $G eval "$T/ref/checkpoint.bin" --out "$T/afile/sub"
+expect_error "eval may change only eval_* keys" "cannot be changed here" "$T/ck/eval" $G eval "$T/ref/checkpoint.bin" N=3 --out "$T/ck/eval"
+expect_error "resume cannot change the model's shape" "cannot change when resuming" "$T/bad" \
+    $G train --resume "$T/ref/checkpoint.bin" N=20 --out "$T/bad"
+leftovers=$(find "$T" -name '*.tmp' | head -3)
+check "no temporary files are left behind anywhere" test -z "$leftovers"

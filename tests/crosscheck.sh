@@ -1,0 +1,34 @@
+#!/bin/sh
+# tests/crosscheck.sh - what `make crosscheck` runs: train small runs, dump one batch of each with
+# `gridssl dump`, and let numpy (tests/crosscheck.py) recompute positions, states, every loss term
+# and directional derivatives of the gradient, independently of gridssl's C code.
+# Needs python3-numpy (Debian); gridssl itself and `make test` do not.
+set -u
+PY=${1:-/usr/bin/python3}
+T=tests/out/crosscheck
+rm -rf "$T"
+mkdir -p "$T"
+: > "$T/all.log"
+crosscheck() { # crosscheck NAME key=value...
+    name=$1
+    shift
+    echo "# crosscheck $name: $*"
+    if ./gridssl train --config data/tiny.cfg "$@" --out "$T/$name" > /dev/null 2> "$T/$name.stderr" &&
+        ./gridssl dump "$T/$name/checkpoint.bin" "$T/$name/dump" > /dev/null 2>> "$T/$name.stderr"; then
+        "$PY" tests/crosscheck.py "$T/$name/dump" > "$T/$name.log" 2>&1 || true
+        grep -v 'passed, .* failed$' "$T/$name.log" | sed "s/^\(ok  \|FAIL\) /\1 [$name] /"
+        grep -v 'passed, .* failed$' "$T/$name.log" | sed "s/^\(ok  \|FAIL\) /\1 [$name] /" >> "$T/all.log"
+        grep -q 'passed, 0 failed$' "$T/$name.log" || echo "FAIL [$name] crosscheck.py reported failures" | tee -a "$T/all.log"
+    else
+        echo "FAIL [$name] gridssl train/dump failed: $(tail -1 "$T/$name.stderr")" | tee -a "$T/all.log"
+    fi
+}
+crosscheck tiny
+crosscheck kernel_sum capacity=kernel reduction=sum
+crosscheck no_permute permute=0
+crosscheck iso_all iso_vmax=0 iso_start=0 iso_ramp_steps=0
+crosscheck default_size N=64 hidden=256 B=32 T=20 steps=50 log_every=25 save_every=50
+passed=$(grep -c '^ok ' "$T/all.log")
+failed=$(grep -c '^FAIL' "$T/all.log")
+echo "crosscheck: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
