@@ -1029,7 +1029,7 @@ static void batch_draw(Batch *bt, Rng *rng, const Config *c) {
  * 5. MODEL (SPEC §2): W(v) = MLP(v), g_t = NormReLU(W(v_t) g_{t-1}), g_0 = NormReLU(theta0)
  * ============================================================================================== */
 
-static int model_build(Model *m, int N, int H) {
+static void model_build(Model *m, int N, int H) {
     memset(m, 0, sizeof *m);
     m->N = N;
     m->H = H;
@@ -1058,7 +1058,6 @@ static int model_build(Model *m, int N, int H) {
         }
         if (it != base[which] + m->num_params) abort(); /* the pointer walk must consume the buffer */
     }
-    return 0;
 }
 
 static void model_free(Model *m) {
@@ -1916,12 +1915,13 @@ fail:
 /* ==============================================================================================
  * 10. GRADIENT CHECK (SPEC §3)
  * Central differences (L(p + h) - L(p - h)) / 2h for every parameter, against the hand-written
- * backward pass, on a small model (N = 6, H = 5, B = 3, T = 4). Per parameter block, the relative
+ * backward pass, on a small model (N = 6, H = 5, B = 3, T = 4), with the SIC batch and with the
+ * permute = 0 ablation. Per parameter block, the relative
  * error |a - f| / max(|a|, |f|) (vector 2-norms) must be below tol; a block whose gradient is
  * trivially zero fails, so the check cannot pass by having nothing to compare.
  * ============================================================================================== */
 
-typedef struct { const char *term; int capacity, reduction; LossWeights w; } GradCase;
+typedef struct { const char *term; int capacity, reduction, permute; LossWeights w; } GradCase;
 
 /* Returns the number of failed blocks; prints one line per block and the largest error to out.
  * Sets *max_rel to the largest relative error seen. */
@@ -1933,38 +1933,47 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
     model_build(&m, c.N, c.hidden);
     Rng rng = rng_seed(7, STREAM_CHECK);
     model_init(&m, &c, &rng);
-    Batch bt;
-    Acts a;
-    batch_alloc(&bt, &c);
-    acts_alloc(&a, &c);
-    batch_draw(&bt, &rng, &c);
+    /* two batches: the SIC permutations, and the permute = 0 ablation (B*T distinct velocities) */
+    Batch batches[2];
+    Acts acts[2];
+    for (int permute = 1; permute >= 0; permute--) {
+        c.permute = permute;
+        batch_alloc(&batches[permute], &c);
+        acts_alloc(&acts[permute], &c);
+        batch_draw(&batches[permute], &rng, &c);
+    }
+    const LossWeights all = {1.0, 0.1, 0.5, 0.3};
     const GradCase cases[] = {
-        {"sep", CAPACITY_MEANNORM, REDUCTION_MEAN, {1, 0, 0, 0}}, {"sep", CAPACITY_MEANNORM, REDUCTION_SUM, {1, 0, 0, 0}},
-        {"inv", CAPACITY_MEANNORM, REDUCTION_MEAN, {0, 1, 0, 0}}, {"inv", CAPACITY_MEANNORM, REDUCTION_SUM, {0, 1, 0, 0}},
-        {"cap", CAPACITY_MEANNORM, REDUCTION_MEAN, {0, 0, 1, 0}}, {"cap", CAPACITY_KERNEL, REDUCTION_MEAN, {0, 0, 1, 0}},
-        {"iso", CAPACITY_MEANNORM, REDUCTION_MEAN, {0, 0, 0, 1}},
-        {"total", CAPACITY_MEANNORM, REDUCTION_MEAN, {1.0, 0.1, 0.5, 0.3}},
-        {"total", CAPACITY_MEANNORM, REDUCTION_SUM, {1.0, 0.1, 0.5, 0.3}},
-        {"total", CAPACITY_KERNEL, REDUCTION_MEAN, {1.0, 0.1, 0.5, 0.3}},
-        {"total", CAPACITY_KERNEL, REDUCTION_SUM, {1.0, 0.1, 0.5, 0.3}},
+        {"sep", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {1, 0, 0, 0}}, {"sep", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {1, 0, 0, 0}},
+        {"inv", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 1, 0, 0}}, {"inv", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {0, 1, 0, 0}},
+        {"cap", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 1, 0}}, {"cap", CAPACITY_KERNEL, REDUCTION_MEAN, 1, {0, 0, 1, 0}},
+        {"iso", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 1}},
+        {"total", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, all}, {"total", CAPACITY_MEANNORM, REDUCTION_SUM, 1, all},
+        {"total", CAPACITY_KERNEL, REDUCTION_MEAN, 1, all},   {"total", CAPACITY_KERNEL, REDUCTION_SUM, 1, all},
+        {"total", CAPACITY_MEANNORM, REDUCTION_MEAN, 0, all},
     };
     const char *cap_names[2] = {"meannorm", "kernel"}, *red_names[2] = {"mean", "sum"};
     int failures = 0;
     *max_rel = 0;
     real *analytic = xcalloc(m.num_params, sizeof(real));
-    LossTerms probe = sic_forward_backward(&m, &a, &bt, &c, cases[0].w, 0);
-    fprintf(out, "gradcheck: N=%d H=%d B=%d T=%d, %lld near / %lld far pairs, %lld isometry steps, %lld dead; h=%g, tol %g\n",
-            c.N, c.hidden, c.B, c.T, (long long)probe.n_near, (long long)probe.n_far, (long long)probe.n_iso,
-            (long long)probe.dead_states, h, tol);
-    if (probe.n_near == 0 || probe.n_far == 0 || probe.n_iso < 2 || probe.dead_states) {
-        fprintf(out, "FAIL gradcheck batch does not exercise every term\n");
-        failures++;
+    for (int permute = 1; permute >= 0; permute--) {
+        c.permute = permute;
+        LossTerms probe = sic_forward_backward(&m, &acts[permute], &batches[permute], &c, all, 0);
+        fprintf(out, "gradcheck: N=%d H=%d B=%d T=%d permute=%d: %lld near / %lld far pairs, %lld isometry steps, "
+                "%lld dead; h=%g, tol %g\n", c.N, c.hidden, c.B, c.T, permute, (long long)probe.n_near,
+                (long long)probe.n_far, (long long)probe.n_iso, (long long)probe.dead_states, h, tol);
+        if (probe.n_near == 0 || probe.n_far == 0 || probe.n_iso < 2 || probe.dead_states) {
+            fprintf(out, "FAIL gradcheck batch (permute=%d) does not exercise every term\n", permute);
+            failures++;
+        }
     }
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const GradCase *gc = &cases[ci];
-        c.capacity = gc->capacity, c.reduction = gc->reduction;
+        c.capacity = gc->capacity, c.reduction = gc->reduction, c.permute = gc->permute;
+        Acts *a = &acts[gc->permute];
+        const Batch *bt = &batches[gc->permute];
         memset(m.grads, 0, m.num_params * sizeof(real));
-        sic_forward_backward(&m, &a, &bt, &c, gc->w, 1.0);
+        sic_forward_backward(&m, a, bt, &c, gc->w, 1.0);
         memcpy(analytic, m.grads, m.num_params * sizeof(real));
         size_t offset = 0;
         for (int blk = 0; blk < NUM_PARAM_TENSORS; blk++) {
@@ -1972,9 +1981,9 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
             for (size_t i = offset; i < offset + m.sizes[blk]; i++) {
                 real keep = m.params[i];
                 m.params[i] = keep + (real)h;
-                double up = sic_forward_backward(&m, &a, &bt, &c, gc->w, 0).total;
+                double up = sic_forward_backward(&m, a, bt, &c, gc->w, 0).total;
                 m.params[i] = keep - (real)h;
-                double down = sic_forward_backward(&m, &a, &bt, &c, gc->w, 0).total;
+                double down = sic_forward_backward(&m, a, bt, &c, gc->w, 0).total;
                 m.params[i] = keep;
                 double f = (up - down) / (2 * h), an = analytic[i];
                 diff2 += (an - f) * (an - f), a2 += an * an, f2 += f * f;
@@ -1984,15 +1993,14 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
             int ok = rel < tol && sqrt(a2) > 1e-10;
             failures += !ok;
             *max_rel = rel > *max_rel ? rel : *max_rel;
-            fprintf(out, "%s gradcheck %-5s capacity=%-8s reduction=%-4s %-6s rel %.3e  |grad| %.3e%s\n",
-                    ok ? "ok  " : "FAIL", gc->term, cap_names[gc->capacity], red_names[gc->reduction],
+            fprintf(out, "%s gradcheck %-5s capacity=%-8s reduction=%-4s permute=%d %-6s rel %.3e  |grad| %.3e%s\n",
+                    ok ? "ok  " : "FAIL", gc->term, cap_names[gc->capacity], red_names[gc->reduction], gc->permute,
                     param_names[blk], rel, sqrt(a2), sqrt(a2) > 1e-10 ? "" : "  (trivially zero)");
         }
     }
     fprintf(out, "gradcheck: largest relative error %.3e (tol %g)\n", *max_rel, tol);
     free(analytic);
-    acts_free(&a);
-    batch_free(&bt);
+    for (int k = 0; k < 2; k++) acts_free(&acts[k]), batch_free(&batches[k]);
     model_free(&m);
     return failures;
 }
@@ -2090,99 +2098,109 @@ static void keep_log_rows(Buf *log, const char *path, int64_t step) {
     buf_free(&old);
 }
 
+/* The config and starting state of a training run: a checkpoint's (--resume) or a fresh model from
+ * the defaults or --config, then the key=value overrides. Nothing is written here. */
+static int train_setup(const Args *args, Config *c, Model *m, TrainState *s, Err *err) {
+    if (args->resume && args->config)
+        return fail(err, "--config and --resume cannot be combined (a checkpoint carries its config; override keys instead)");
+    if (args->resume) {
+        if (checkpoint_load(args->resume, m, s, c, err)) return -1;
+    } else {
+        config_defaults(c);
+        if (args->config) {
+            Buf text = {0};
+            if (read_file(args->config, &text, err)) return -1;
+            buf_put(&text, "", 1);
+            int bad = config_parse_text(c, (const char *)text.data, args->config, err);
+            buf_free(&text);
+            if (bad) return -1;
+        }
+    }
+    int N0 = c->N, H0 = c->hidden;
+    if (apply_overrides(c, args->n_rest, args->rest, NULL, err) || config_validate(c, err)) return -1;
+    if (args->resume && (c->N != N0 || c->hidden != H0))
+        return fail(err, "N and hidden cannot change when resuming (checkpoint has N=%d, hidden=%d)", N0, H0);
+    if (!args->resume) {
+        model_build(m, c->N, c->hidden);
+        Rng init_rng = rng_seed((uint64_t)c->seed, STREAM_INIT);
+        model_init(m, c, &init_rng);
+        s->data_rng = rng_seed((uint64_t)c->seed, STREAM_DATA);
+        s->lr = c->lr; /* on resume the scheduler's current rate continues instead */
+        s->beta1_pow = s->beta2_pow = 1.0;
+    }
+    return 0;
+}
+
+/* Trains from s->step to c->steps, writing config.txt, log.tsv and checkpoint.bin into out. */
+static int train_run(const char *out, int resumed, Model *m, TrainState *s, const Config *c, Err *err) {
+    char config_path[4200], log_path[4200], ckpt_path[4200];
+    path_join(config_path, sizeof config_path, out, "config.txt");
+    path_join(log_path, sizeof log_path, out, "log.tsv");
+    path_join(ckpt_path, sizeof ckpt_path, out, "checkpoint.bin");
+    Buf text = {0}, log = {0}, ckpt = {0};
+    config_print(&text, c);
+    fwrite(text.data, 1, text.len, stdout);
+    int rc = save_buf(config_path, &text, 0, err);
+    buf_free(&text);
+    if (rc) return -1;
+    buf_printf(&log, "step\tlr\tsep\tinv\tcap\tiso\ttotal\tw_iso\tdead_states\n");
+    if (resumed) keep_log_rows(&log, log_path, s->step);
+    fprintf(stderr, "gridssl: training %s for steps %lld..%d (N=%d, H=%d, B=%d, T=%d, %zu parameters) -> %s\n",
+            resumed ? "from checkpoint" : "from scratch", (long long)s->step, c->steps, c->N, c->hidden, c->B, c->T,
+            m->num_params, out);
+    Batch bt;
+    Acts a;
+    batch_alloc(&bt, c);
+    acts_alloc(&a, c);
+    double t_start = now_seconds();
+    int64_t step_start = s->step;
+    while (s->step < c->steps) {
+        LossTerms L = train_step(m, s, &a, &bt, c);
+        if (s->step % c->log_every == 0 || s->step == c->steps) {
+            buf_printf(&log, "%lld\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%lld\n", (long long)s->step, s->lr,
+                       L.sep, L.inv, L.cap, L.iso, L.total, L.w_iso, (long long)L.dead_states);
+            double elapsed = now_seconds() - t_start;
+            double rate = (double)(s->step - step_start) / (elapsed > 0 ? elapsed : 1e-9);
+            char eta[32];
+            format_duration(eta, sizeof eta, (double)(c->steps - s->step) / rate);
+            fprintf(stderr, "step %lld/%d | sep %.4f inv %.4f cap %.4f iso %.4f (w %.3g) | total %.5f | dead %lld | "
+                    "lr %.2e | %.2f steps/s | ETA %s\n", (long long)s->step, c->steps, L.sep, L.inv, L.cap, L.iso,
+                    L.w_iso, L.total, (long long)L.dead_states, s->lr, rate, eta);
+        }
+        if (s->step % c->save_every == 0 && s->step != c->steps) { /* the last one is saved below */
+            ckpt.len = 0;
+            checkpoint_encode(&ckpt, m, s, c);
+            if ((rc = save_buf(ckpt_path, &ckpt, 0, err) || save_buf(log_path, &log, 0, err))) break;
+        }
+    }
+    acts_free(&a);
+    batch_free(&bt);
+    if (rc == 0) {
+        ckpt.len = 0;
+        checkpoint_encode(&ckpt, m, s, c);
+        rc = save_buf(ckpt_path, &ckpt, 1, err) || save_buf(log_path, &log, 0, err) ? -1 : 0;
+    }
+    if (rc == 0) {
+        char took[32];
+        format_duration(took, sizeof took, now_seconds() - t_start);
+        fprintf(stderr, "gridssl: done in %s; checkpoint %s\n", took, ckpt_path);
+    }
+    buf_free(&log), buf_free(&ckpt);
+    return rc ? -1 : 0;
+}
+
 static int cmd_train(int argc, char **argv, Err *err) {
     Args args;
-    if (parse_args(&args, argc, argv, "--config --out --resume", err)) return -1;
     Config c;
     Model m;
     TrainState s;
     memset(&m, 0, sizeof m);
     memset(&s, 0, sizeof s);
+    int rc = parse_args(&args, argc, argv, "--config --out --resume", err);
     const char *out = args.out ? args.out : "out";
-    int rc = -1;
-    if (args.resume && args.config) {
-        fail(err, "--config and --resume cannot be combined (a checkpoint carries its config; override keys instead)");
-        goto done;
-    }
-    if (args.resume) {
-        if (checkpoint_load(args.resume, &m, &s, &c, err)) goto done;
-    } else {
-        config_defaults(&c);
-        if (args.config) {
-            Buf text = {0};
-            if (read_file(args.config, &text, err)) goto done;
-            buf_put(&text, "", 1);
-            int bad = config_parse_text(&c, (const char *)text.data, args.config, err);
-            buf_free(&text);
-            if (bad) goto done;
-        }
-    }
-    int N0 = c.N, H0 = c.hidden;
-    if (apply_overrides(&c, args.n_rest, args.rest, NULL, err) || config_validate(&c, err)) goto done;
-    if (args.resume && (c.N != N0 || c.hidden != H0)) {
-        fail(err, "N and hidden cannot change when resuming (checkpoint has N=%d, hidden=%d)", N0, H0);
-        goto done;
-    }
-    if (make_dir(out, err)) goto done;
-    if (!args.resume) {
-        model_build(&m, c.N, c.hidden);
-        Rng init_rng = rng_seed((uint64_t)c.seed, STREAM_INIT);
-        model_init(&m, &c, &init_rng);
-        s.data_rng = rng_seed((uint64_t)c.seed, STREAM_DATA);
-        s.lr = c.lr;
-        s.beta1_pow = s.beta2_pow = 1.0;
-    }
-    char path[4200], log_path[4200], ckpt_path[4200];
-    Buf text = {0}, log = {0}, ckpt = {0};
-    config_print(&text, &c);
-    fwrite(text.data, 1, text.len, stdout);
-    path_join(path, sizeof path, out, "config.txt");
-    path_join(log_path, sizeof log_path, out, "log.tsv");
-    path_join(ckpt_path, sizeof ckpt_path, out, "checkpoint.bin");
-    if (save_buf(path, &text, 0, err)) goto done_bufs;
-    buf_printf(&log, "step\tlr\tsep\tinv\tcap\tiso\ttotal\tw_iso\tdead_states\n");
-    if (args.resume) keep_log_rows(&log, log_path, s.step);
-    fprintf(stderr, "gridssl: training %s for steps %lld..%d (N=%d, H=%d, B=%d, T=%d, %zu parameters) -> %s\n",
-            args.resume ? "from checkpoint" : "from scratch", (long long)s.step, c.steps, c.N, c.hidden, c.B, c.T,
-            m.num_params, out);
-    Batch bt;
-    Acts a;
-    batch_alloc(&bt, &c);
-    acts_alloc(&a, &c);
-    double t_start = now_seconds();
-    int64_t step_start = s.step;
-    while (s.step < c.steps) {
-        LossTerms L = train_step(&m, &s, &a, &bt, &c);
-        int last = s.step == c.steps;
-        if (s.step % c.log_every == 0 || last) {
-            buf_printf(&log, "%lld\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%lld\n", (long long)s.step, s.lr,
-                       L.sep, L.inv, L.cap, L.iso, L.total, L.w_iso, (long long)L.dead_states);
-            double elapsed = now_seconds() - t_start, rate = (double)(s.step - step_start) / (elapsed > 0 ? elapsed : 1e-9);
-            char eta[32];
-            format_duration(eta, sizeof eta, (double)(c.steps - s.step) / rate);
-            fprintf(stderr, "step %lld/%d | sep %.4f inv %.4f cap %.4f iso %.4f (w %.3g) | total %.5f | dead %lld | lr %.2e | %.2f steps/s | ETA %s\n",
-                    (long long)s.step, c.steps, L.sep, L.inv, L.cap, L.iso, L.w_iso, L.total,
-                    (long long)L.dead_states, s.lr, rate, eta);
-        }
-        if (s.step % c.save_every == 0 || last) {
-            ckpt.len = 0;
-            checkpoint_encode(&ckpt, &m, &s, &c);
-            if (save_buf(ckpt_path, &ckpt, 0, err) || save_buf(log_path, &log, 0, err)) goto done_loop;
-        }
-    }
-    ckpt.len = 0;
-    checkpoint_encode(&ckpt, &m, &s, &c);
-    if (save_buf(ckpt_path, &ckpt, 1, err) || save_buf(log_path, &log, 0, err)) goto done_loop;
-    char took[32];
-    format_duration(took, sizeof took, now_seconds() - t_start);
-    fprintf(stderr, "gridssl: done in %s; checkpoint %s\n", took, ckpt_path);
-    rc = 0;
-done_loop:
-    acts_free(&a);
-    batch_free(&bt);
-done_bufs:
-    buf_free(&text), buf_free(&log), buf_free(&ckpt);
-done:
+    if (rc == 0) rc = train_setup(&args, &c, &m, &s, err);
+    if (rc == 0) rc = make_dir(out, err);
+    if (rc == 0) rc = train_run(out, args.resume != NULL, &m, &s, &c, err);
     model_free(&m);
     free(args.rest);
     return rc;
@@ -2298,7 +2316,6 @@ static int cmd_dump(int argc, char **argv, Err *err) {
     bad = bad || save_buf(path, &b, 0, err);
     buf_free(&b);
     if (bad) goto done;
-    fwrite("", 0, 0, stdout);
     printf("sep = %.17g\ninv = %.17g\ncap = %.17g\niso = %.17g\ntotal = %.17g\n", L.sep, L.inv, L.cap, L.iso, L.total);
     rc = 0;
 done:

@@ -352,7 +352,7 @@ static void test_gradcheck(void) {
     FILE *sink = fopen("tests/gradcheck_f64.txt", "w");
     int failures = gradcheck_run(sink ? sink : stdout, 1e-5, 1e-6, &max_rel);
     if (sink) fclose(sink);
-    check(failures == 0, "gradcheck: 77 blocks (11 term/capacity/reduction cases x 7 parameter blocks), "
+    check(failures == 0, "gradcheck: 84 blocks (12 term/capacity/reduction/permute cases x 7 parameter blocks), "
                          "largest relative error %.2e <= 1e-6 (table in tests/gradcheck_f64.txt)", max_rel);
 }
 #endif
