@@ -62,10 +62,9 @@ typedef struct {
     double min_lr;
     int steps, log_every, save_every;
     /* evaluation (SPEC §5) */
-    int eval_walks;      /* K walks from the box centre */
-    int eval_walk_mult;  /* each walk is eval_walk_mult * T steps */
-    int eval_bins;       /* n: ratemaps are n x n */
-    double eval_box;     /* side of the square box, metres */
+    int eval_walks;      /* K walks from the box centre (2 m box; scaled by box/2) */
+    int eval_walk_mult;  /* walks have eval_walk_mult * T steps (2 m box; scaled by box/2) */
+    double eval_bin_m;   /* side of a ratemap bin, metres */
     double eval_heading_sd, eval_speed_mean, eval_speed_max;
 } Config;
 

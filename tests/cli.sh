@@ -18,6 +18,7 @@ check() { # check "description" command...
 }
 hash_of() { sha256sum "$1" | cut -d' ' -f1; }
 golden() { grep " $1\$" ref_outputs/tiny.sha256 | cut -d' ' -f1; }
+GOLDEN_FILES="checkpoint.bin eval/box_2m/ratemaps.npy eval/box_2m/montage.pgm eval/box_2m/scores.csv"
 
 # ---- version and help ------------------------------------------------------------------------
 check "gridssl --version names the version" sh -c "$G --version | grep -q '^gridssl [0-9]'"
@@ -39,19 +40,35 @@ run_reference() { # run_reference BINARY DIR
 if run_reference $G "$T/ref"; then ok "train --config data/tiny.cfg and eval succeed"; else fail "reference job failed: $(cat "$T/ref.stderr" "$T/ref.eval.stderr" | tail -3)"; fi
 printed=$(grep ' tests/out/ref/checkpoint.bin$' "$T/ref.stdout" | cut -d' ' -f1)
 check "the SHA-256 gridssl prints equals sha256sum's" test "$printed" = "$(hash_of "$T/ref/checkpoint.bin")"
-for f in checkpoint.bin eval/ratemaps.npy eval/montage.pgm; do
+for f in $GOLDEN_FILES; do
     check "$f matches ref_outputs/tiny.sha256" test "$(hash_of "$T/ref/$f")" = "$(golden "$f")"
 done
 n_units=$(sed -n 's/^N = //p' "$T/ref/config.txt")
-n_bins=$(sed -n 's/^eval_bins = //p' "$T/ref/config.txt")
-n_pgm=$(ls "$T/ref/eval" | grep -c '^unit_[0-9]*\.pgm$')
+n_bins=16 # eval_bin_m = 0.125 in data/tiny.cfg: 16 bins across the 2 m box
+E="$T/ref/eval/box_2m"
+n_pgm=$(ls "$E" | grep -c '^unit_[0-9]*\.pgm$')
 check "eval writes one PGM per unit ($n_pgm of $n_units)" test "$n_pgm" = "$n_units"
-check "unit PGMs are binary P5 ${n_bins}x${n_bins}" sh -c "head -c 12 $T/ref/eval/unit_000.pgm | tr '\n' ' ' | grep -q '^P5 $n_bins $n_bins 255'"
-check "montage.pgm is a binary P5 image" sh -c "head -c 2 $T/ref/eval/montage.pgm | grep -q P5"
-npy_size=$(wc -c < "$T/ref/eval/ratemaps.npy")
+check "unit PGMs are binary P5 ${n_bins}x${n_bins}" sh -c "head -c 12 $E/unit_000.pgm | tr '\n' ' ' | grep -q '^P5 $n_bins $n_bins 255'"
+check "montage.pgm is a binary P5 image" sh -c "head -c 2 $E/montage.pgm | grep -q P5"
+npy_size=$(wc -c < "$E/ratemaps.npy")
 check "ratemaps.npy declares shape ($n_units, $n_bins, $n_bins) '<f4' and holds exactly that much data" \
-    sh -c "head -c 128 $T/ref/eval/ratemaps.npy | grep -q \"'descr': '<f4', 'fortran_order': False, 'shape': ($n_units, $n_bins, $n_bins)\" && test $npy_size = $((128 + n_units * n_bins * n_bins * 4))"
-check "eval.txt reports coverage" grep -q '^coverage = ' "$T/ref/eval/eval.txt"
+    sh -c "head -c 128 $E/ratemaps.npy | grep -q \"'descr': '<f4', 'fortran_order': False, 'shape': ($n_units, $n_bins, $n_bins)\" && test $npy_size = $((128 + n_units * n_bins * n_bins * 4))"
+missing=""
+for box in 2 3 4; do
+    for f in scores.csv summary.json montage.png montage.ppm period_histogram.png autocorrelograms.pgm sac_000.pgm ratemaps.npy; do
+        [ -s "$T/ref/eval/box_${box}m/$f" ] || missing="$missing box_${box}m/$f"
+    done
+done
+[ -s "$T/ref/eval/generalisation.csv" ] || missing="$missing generalisation.csv"
+if [ -z "$missing" ]; then ok "eval analyses 2, 3 and 4 m boxes: scores.csv, summary.json, images; generalisation.csv"; else fail "eval is missing:$missing"; fi
+check "scores.csv has the documented columns and one row per unit" sh -c "head -1 $E/scores.csv | grep -q '^unit,score60,score90,period_m,orientation_deg,fourier_period_m,module,coverage,mean_rate' && test \$(wc -l < $E/scores.csv) = $((n_units + 1))"
+check "summary.json reports coverage, grid-like units and modules" sh -c "grep -q '\"coverage\"' $E/summary.json && grep -q '\"fraction_grid_like\"' $E/summary.json && grep -q '\"modules\"' $E/summary.json"
+check "generalisation.csv compares every unit across the boxes" sh -c "head -1 $T/ref/eval/generalisation.csv | grep -q 'period_m_2m,score60_3m,period_m_3m,score60_4m,period_m_4m' && test \$(wc -l < $T/ref/eval/generalisation.csv) = $((n_units + 1))"
+check "eval --box 2.5 --out DIR evaluates that box only" sh -c "$G eval $T/ref/checkpoint.bin --box 2.5 --out $T/box25 > /dev/null 2>&1 && test -s $T/box25/box_2.5m/scores.csv && ! test -e $T/box25/box_2m"
+check "score analyses a ratemaps.npy from any source" sh -c "$G score $E/ratemaps.npy --box 2 --out $T/scored > /dev/null 2>&1 && test -s $T/scored/scores.csv && test -s $T/scored/montage.png"
+cut -d, -f1-10 "$T/scored/scores.csv" > "$T/scored.cols" 2> /dev/null
+cut -d, -f1-10 "$E/scores.csv" > "$T/eval.cols"
+check "score gives the scores eval gave for the same maps (all but the stability columns)" cmp -s "$T/scored.cols" "$T/eval.cols"
 check "training progress goes to stderr with losses, dead states, lr, steps/s and ETA" \
     sh -c "grep 'step 60/60' $T/ref.stderr | grep sep | grep inv | grep cap | grep iso | grep dead | grep lr | grep steps/s | grep -q ETA"
 check "the resolved config printed on stdout is saved as config.txt" \
@@ -65,10 +82,10 @@ if $CC -O0 $DET -o tests/build/gridssl_O0 gridssl.c -lm && $CC -O2 -march=native
     for build in O0 native; do
         run_reference tests/build/gridssl_$build "$T/$build"
         same=1
-        for f in checkpoint.bin eval/ratemaps.npy eval/montage.pgm; do
+        for f in $GOLDEN_FILES; do
             [ "$(hash_of "$T/$build/$f")" = "$(golden "$f")" ] || same=0
         done
-        check "$CC $([ $build = O0 ] && echo -O0 || echo -O2 -march=native) build: checkpoint, ratemaps and montage hash to the golden values" test $same = 1
+        check "$CC $([ $build = O0 ] && echo -O0 || echo -O2 -march=native) build: checkpoint, ratemaps, montage and scores hash to the golden values" test $same = 1
     done
 else
     fail "could not build the -O0 and -O2 -march=native variants with $CC"
@@ -142,5 +159,8 @@ expect_error "unwritable output directory (eval)" "cannot create output director
 expect_error "eval may change only eval_* keys" "cannot be changed here" "$T/ck/eval" $G eval "$T/ref/checkpoint.bin" N=3 --out "$T/ck/eval"
 expect_error "resume cannot change the model's shape" "cannot change when resuming" "$T/bad" \
     $G train --resume "$T/ref/checkpoint.bin" N=20 --out "$T/bad"
+expect_error "eval with a malformed --box list" "expected box sides in metres" "$T/ck/eval" $G eval "$T/ref/checkpoint.bin" --box 2,x --out "$T/ck/eval"
+expect_error "score without --box" "score needs --box" "$T/ck/score" $G score "$E/ratemaps.npy" --out "$T/ck/score"
+expect_error "score of a file that is not .npy" "not a .npy file" "$T/ck/score" $G score data/tiny.cfg --box 2 --out "$T/ck/score"
 leftovers=$(find "$T" -name '*.tmp' | head -3)
 check "no temporary files are left behind anywhere" test -z "$leftovers"

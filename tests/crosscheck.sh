@@ -1,7 +1,8 @@
 #!/bin/sh
 # tests/crosscheck.sh - what `make crosscheck` runs: train small runs, dump one batch of each with
 # `gridssl dump`, and let numpy (tests/crosscheck.py) recompute positions, states, every loss term
-# and directional derivatives of the gradient, independently of gridssl's C code.
+# and directional derivatives of the gradient, independently of gridssl's C code; then
+# tests/scorecheck.py scores ratemaps that numpy wrote with `gridssl score`.
 # Needs python3-numpy (Debian); gridssl itself and `make test` do not.
 set -u
 PY=${1:-/usr/bin/python3}
@@ -28,6 +29,10 @@ crosscheck kernel_sum capacity=kernel reduction=sum
 crosscheck no_permute permute=0
 crosscheck iso_all iso_vmax=0 iso_start=0 iso_ramp_steps=0
 crosscheck default_size N=64 hidden=256 B=32 T=20 steps=50 log_every=25 save_every=50
+echo "# scorecheck: gridssl score on ratemaps written by numpy"
+"$PY" tests/scorecheck.py ./gridssl "$T/score" > "$T/score.log" 2>&1
+grep -v 'passed, .* failed$' "$T/score.log" | sed "s/^\(ok  \|FAIL\) /\1 [score] /" | tee -a "$T/all.log"
+grep -q 'passed, 0 failed$' "$T/score.log" || echo "FAIL [score] scorecheck.py reported failures" | tee -a "$T/all.log"
 passed=$(grep -c '^ok ' "$T/all.log")
 failed=$(grep -c '^FAIL' "$T/all.log")
 echo "crosscheck: $passed passed, $failed failed"

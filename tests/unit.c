@@ -345,6 +345,265 @@ static void test_npy_header(void) {
     buf_free(&b);
 }
 
+
+/* ---- grid analysis (SPEC §6) on synthetic ratemaps whose answers are known ------------------------
+ * A hexagonal lattice of period L (distance between neighbouring fields) and orientation a is the
+ * rectified sum of three plane waves with |k| = 4 pi / (sqrt(3) L) at angles a + 30 + 60 j degrees
+ * (the reciprocal lattice); a square lattice is the sum of two waves, |k| = 2 pi / L, at a and a + 90.
+ * Maps are n x n bins over a box of side `box` centred on 0; the C library's cos (not gridssl's). */
+static void lattice_map(real *R, int n, double box, double period, double orient_deg, double phase_x, double phase_y, int waves) {
+    double kmag = waves == 3 ? 4 * PI / (sqrt(3.0) * period) : 2 * PI / period;
+    double first = waves == 3 ? orient_deg + 30 : orient_deg, step = waves == 3 ? 60 : 90, bin = box / n;
+    for (int iy = 0; iy < n; iy++)
+        for (int ix = 0; ix < n; ix++) {
+            double x = -box / 2 + (ix + 0.5) * bin - phase_x, y = -box / 2 + (iy + 0.5) * bin - phase_y, sum = 0;
+            for (int j = 0; j < waves; j++) {
+                double a = (first + step * j) * PI / 180;
+                sum += cos(kmag * (cos(a) * x + sin(a) * y));
+            }
+            R[iy * n + ix] = (real)(sum > 0 ? sum : 0);
+        }
+}
+
+/* Angular distance on the 60-degree circle. */
+static double orientation_error(double got, double want) {
+    double d = fmod(fabs(got - want), 60.0);
+    return d > 30 ? 60 - d : d;
+}
+
+static UnitScores score_one(const real *R, int n, double box) {
+    Analysis an;
+    analysis_run(&an, R, 1, n, box);
+    UnitScores u = an.units[0];
+    analysis_free(&an);
+    return u;
+}
+
+static void test_grid_scores(void) {
+    const int n = 40;
+    const double box = 2.0;
+    real R[40 * 40];
+    /* Thresholds: an ideal hexagonal SAC gives c60 = c120 = 1 and c30 = c90 = c150 near -0.5, i.e.
+     * score60 ~ 1.5; the finite box and the 5 cm bins cost some of that, so "high" is > 0.8, far above
+     * the 0.3 that calls a unit grid-like. The same holds for score90 of a square lattice. */
+    const double periods[3] = {0.3, 0.5, 0.8}, orients[4] = {0, 7, 23, 41}, phases[3][2] = {{0, 0}, {0.13, -0.07}, {-0.21, 0.17}};
+    double min60 = HUGE_VAL, max_period_err = 0, max_orient_err = 0, max_fourier_err = 0;
+    for (int p = 0; p < 3; p++)
+        for (int o = 0; o < 4; o++)
+            for (int ph = 0; ph < 3; ph++) {
+                lattice_map(R, n, box, periods[p], orients[o], phases[ph][0], phases[ph][1], 3);
+                UnitScores u = score_one(R, n, box);
+                min60 = u.score60 < min60 ? u.score60 : min60;
+                double pe = fabs(u.period_m / periods[p] - 1), oe = orientation_error(u.orientation_deg, orients[o]);
+                double fe = fabs(u.fourier_period_m / periods[p] - 1);
+                max_period_err = pe > max_period_err || !(pe == pe) ? pe : max_period_err;
+                max_orient_err = oe > max_orient_err || !(oe == oe) ? oe : max_orient_err;
+                max_fourier_err = fe > max_fourier_err || !(fe == fe) ? fe : max_fourier_err;
+            }
+    check(min60 > 0.8, "hexagonal lattices (periods 0.3, 0.5, 0.8 m; 4 orientations; 3 phases): score60 >= %.3f > 0.8", min60);
+    check(max_period_err < 0.05, "hexagonal lattices: SAC period within %.2f%% (< 5%%)", 100 * max_period_err);
+    check(max_orient_err < 3, "hexagonal lattices: orientation within %.2f degrees (< 3)", max_orient_err);
+    check(max_fourier_err < 0.05, "hexagonal lattices: Fourier period within %.2f%% (< 5%%)", 100 * max_fourier_err);
+    double min90 = HUGE_VAL, max60 = -HUGE_VAL;
+    for (int p = 0; p < 3; p++)
+        for (int o = 0; o < 4; o++) {
+            lattice_map(R, n, box, periods[p], orients[o], 0.05, 0.11, 2);
+            UnitScores u = score_one(R, n, box);
+            min90 = u.score90 < min90 ? u.score90 : min90;
+            max60 = u.score60 > max60 ? u.score60 : max60;
+        }
+    check(min90 > 0.8 && max60 < 0, "square lattices: score90 >= %.3f > 0.8 and score60 <= %.3f < 0", min90, max60);
+    /* Noise: every bin i.i.d. uniform. Its SAC is ~0 off the centre, so the score should be near 0. */
+    Rng rng = rng_seed(21, STREAM_CHECK);
+    int quiet = 0;
+    double worst = 0;
+    for (int trial = 0; trial < 100; trial++) {
+        for (int b = 0; b < n * n; b++) R[b] = (real)rng_uniform(&rng);
+        UnitScores u = score_one(R, n, box);
+        quiet += fabs(u.score60) < 0.3;
+        worst = fabs(u.score60) > worst ? fabs(u.score60) : worst;
+    }
+    check(quiet >= 95, "noise maps: |score60| < 0.3 in %d of 100 (largest %.3f)", quiet, worst);
+    /* A single Gaussian bump (sigma 0.2 m) off-centre is a place field, not a grid. */
+    for (int iy = 0; iy < n; iy++)
+        for (int ix = 0; ix < n; ix++) {
+            double x = -1 + (ix + 0.5) * 0.05 - 0.3, y = -1 + (iy + 0.5) * 0.05 + 0.2;
+            R[iy * n + ix] = (real)exp(-(x * x + y * y) / (2 * 0.04));
+        }
+    UnitScores bump = score_one(R, n, box);
+    check(bump.score60 < 0.3, "a single Gaussian bump is not grid-like (score60 %.3f)", bump.score60);
+    /* Holes: 20 % of the bins unvisited (NaN) must not move the period. */
+    double max_hole_err = 0;
+    int hole_bins = 0;
+    for (int p = 0; p < 3; p++) {
+        lattice_map(R, n, box, periods[p], 11, 0.02, -0.04, 3);
+        for (int b = 0; b < n * n; b++)
+            if (rng_below(&rng, 5) == 0) R[b] = real_nan(), hole_bins++;
+        UnitScores u = score_one(R, n, box);
+        double e = fabs(u.period_m / periods[p] - 1);
+        max_hole_err = e > max_hole_err || !(e == e) ? e : max_hole_err;
+    }
+    check(max_hole_err < 0.05, "lattices with %.0f%% of bins unvisited: period within %.2f%% (< 5%%)",
+          100.0 * hole_bins / (3 * n * n), 100 * max_hole_err);
+}
+
+/* Three periods -> exactly three modules with those periods; one period -> one module. */
+static void test_modules(void) {
+    const int n = 40, per = 6;
+    const double periods[3] = {0.3, 0.5, 0.8};
+    real *maps = xcalloc((size_t)3 * per * n * n, sizeof(real));
+    for (int p = 0; p < 3; p++)
+        for (int k = 0; k < per; k++)
+            lattice_map(maps + (size_t)(p * per + k) * n * n, n, 2.0, periods[p], 5 + 3 * k, 0.07 * k, -0.05 * k, 3);
+    Analysis an;
+    analysis_run(&an, maps, 3 * per, n, 2.0);
+    int right = an.n_modules == 3;
+    for (int i = 0; i < an.n_modules && right; i++) right = fabs(an.modules[i].period_m / periods[i] - 1) < 0.05 && an.modules[i].units == per;
+    check(right, "three periods give three modules (%d: %.3g, %.3g, %.3g m)", an.n_modules, an.n_modules > 0 ? an.modules[0].period_m : 0,
+          an.n_modules > 1 ? an.modules[1].period_m : 0, an.n_modules > 2 ? an.modules[2].period_m : 0);
+    analysis_free(&an);
+    analysis_run(&an, maps + (size_t)per * n * n, per, n, 2.0);
+    check(an.n_modules == 1 && an.modules[0].units == per, "a single period gives one module (%d)", an.n_modules);
+    analysis_free(&an);
+    free(maps);
+}
+
+/* The SAC of any map is 1 at lag 0 and symmetric under lag -> -lag. */
+static void test_autocorrelogram(void) {
+    const int n = 12, size = 23;
+    real R[144];
+    Rng rng = rng_seed(4, STREAM_CHECK);
+    for (int b = 0; b < n * n; b++) R[b] = b % 7 == 0 ? real_nan() : (real)rng_uniform(&rng);
+    double sac[23 * 23];
+    autocorrelogram(sac, R, n);
+    int symmetric = 1;
+    for (int i = 0; i < size * size; i++) {
+        double a = sac[i], b = sac[size * size - 1 - i];
+        symmetric &= (a == b) || (!(a == a) && !(b == b));
+    }
+    check(fabs(sac[(n - 1) * size + n - 1] - 1) < 1e-12 && symmetric, "SAC: 1 at the centre, symmetric under lag -> -lag");
+    check(!(sac[0] == sac[0]), "SAC: a lag with fewer than 20 overlapping bins is NaN");
+}
+
+/* ---- .npy reader: the good case and every rejection named in the issue. */
+static void write_bytes(const char *path, const void *data, size_t len) {
+    FILE *f = fopen(path, "wb");
+    if (f) fwrite(data, 1, len, f), fclose(f);
+}
+
+static void test_npy_reader(void) {
+    const char *path = "tests/tmp_maps.npy";
+    Buf b = {0};
+    int64_t shape[3] = {2, 3, 3};
+    npy_header(&b, "<f8", shape, 3);
+    for (int i = 0; i < 18; i++) buf_f64(&b, i == 4 ? gs_nan() : i * 0.5);
+    write_bytes(path, b.data, b.len);
+    real *maps = NULL;
+    int N = 0, n = 0;
+    Err err;
+    int ok = npy_read_maps(path, &maps, &N, &n, &err) == 0;
+    check(ok && N == 2 && n == 3 && maps[17] == (real)8.5 && !(maps[4] == maps[4]), "npy reader: '<f8' (2, 3, 3) with a NaN reads back");
+    free(maps);
+    struct { const char *what, *header, *expect; size_t cut; } bad[] = {
+        {"bad magic", NULL, "bad magic", 0},
+        {"wrong dtype", "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 3, 3), }", "is not supported", 0},
+        {"Fortran order", "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3, 3), }", "Fortran", 0},
+        {"wrong rank", "{'descr': '<f4', 'fortran_order': False, 'shape': (6, 3), }", "shape must be", 0},
+        {"truncated data", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 3), }", "truncated", 5},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        Buf f = {0};
+        if (!bad[i].header) buf_put(&f, "NOTNUMPY..........", 18);
+        else {
+            size_t hl = strlen(bad[i].header), pad = (64 - (10 + hl + 1) % 64) % 64;
+            buf_put(&f, "\x93NUMPY\x01\x00", 8);
+            uint8_t le[2] = {(uint8_t)(hl + pad + 1), (uint8_t)((hl + pad + 1) >> 8)};
+            buf_put(&f, le, 2), buf_put(&f, bad[i].header, hl);
+            for (size_t k = 0; k < pad; k++) buf_put(&f, " ", 1);
+            buf_put(&f, "\n", 1);
+            for (int k = 0; k < 18; k++) buf_f32(&f, 1.0f);
+            f.len -= bad[i].cut;
+        }
+        write_bytes(path, f.data, f.len);
+        maps = NULL;
+        int rejected = npy_read_maps(path, &maps, &N, &n, &err) != 0;
+        check(rejected && strstr(err.msg, bad[i].expect) && !strchr(err.msg, '\n'), "npy reader rejects %s: %s", bad[i].what, err.msg);
+        free(maps);
+        buf_free(&f);
+    }
+    remove(path);
+    buf_free(&b);
+}
+
+/* ---- PNG writer, checked by an independent decoder: a table-driven CRC-32 (not gridssl's bitwise
+ * one), the stored deflate blocks unpacked by hand, Adler-32 recomputed, dimensions and pixels. */
+static uint32_t crc_table_crc(const uint8_t *p, size_t len) {
+    static uint32_t table[256];
+    if (!table[1])
+        for (uint32_t i = 0; i < 256; i++) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            table[i] = c;
+        }
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < len; i++) c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+static uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+
+static int png_verify(const Buf *png, const Image *im, char *why) {
+    const uint8_t *p = png->data;
+    size_t pos = 8, idat_len = 0;
+    uint8_t *idat = xcalloc(png->len, 1);
+    int chunks = 0, ok = memcmp(p, "\x89PNG\r\n\x1a\n", 8) == 0, ihdr_ok = 0, iend = 0;
+    while (ok && pos + 12 <= png->len) {
+        uint32_t len = be32(p + pos);
+        if (pos + 12 + len > png->len) break;
+        const uint8_t *type = p + pos + 4;
+        ok &= crc_table_crc(type, 4 + len) == be32(p + pos + 8 + len);
+        if (memcmp(type, "IHDR", 4) == 0) ihdr_ok = be32(type + 4) == (uint32_t)im->width && be32(type + 8) == (uint32_t)im->height && type[12] == 8 && type[13] == 2;
+        if (memcmp(type, "IDAT", 4) == 0) memcpy(idat + idat_len, type + 4, len), idat_len += len;
+        if (memcmp(type, "IEND", 4) == 0) iend = 1;
+        pos += 12 + len, chunks++;
+    }
+    if (!ok) strcpy(why, "bad signature or chunk CRC");
+    else if (!ihdr_ok || !iend || pos != png->len) ok = 0, strcpy(why, "IHDR, IEND or file length wrong");
+    size_t raw_len = (1 + (size_t)3 * im->width) * im->height, got = 0, at = 2;
+    uint8_t *raw = xcalloc(raw_len + 1, 1);
+    int last = 0;
+    if (ok && (idat[0] != 0x78 || (idat[0] * 256 + idat[1]) % 31 != 0)) ok = 0, strcpy(why, "zlib header");
+    while (ok && !last && at + 5 <= idat_len) { /* stored blocks: BFINAL/BTYPE, LEN, NLEN, data */
+        last = idat[at] & 1;
+        unsigned len = idat[at + 1] | idat[at + 2] << 8, nlen = idat[at + 3] | idat[at + 4] << 8;
+        if ((idat[at] & 6) != 0 || (len ^ 0xFFFFu) != nlen || got + len > raw_len) ok = 0, strcpy(why, "stored block header");
+        else memcpy(raw + got, idat + at + 5, len), got += len, at += 5 + len;
+    }
+    uint32_t a = 1, s = 0;
+    for (size_t i = 0; i < got; i++) a = (a + raw[i]) % 65521, s = (s + a) % 65521;
+    if (ok && (got != raw_len || at + 4 != idat_len || be32(idat + at) != (s << 16 | a))) ok = 0, strcpy(why, "length or Adler-32");
+    for (int y = 0; ok && y < im->height; y++) {
+        const uint8_t *row = raw + y * (1 + (size_t)3 * im->width);
+        if (row[0] != 0 || memcmp(row + 1, im->rgb + (size_t)3 * y * im->width, (size_t)3 * im->width) != 0) ok = 0, strcpy(why, "pixels");
+    }
+    free(idat), free(raw);
+    return ok;
+}
+
+static void test_png(void) {
+    int sizes[2][2] = {{5, 3}, {200, 150}}; /* the second needs two stored blocks */
+    for (int s = 0; s < 2; s++) {
+        Image im = {sizes[s][0], sizes[s][1], NULL, xcalloc((size_t)3 * sizes[s][0] * sizes[s][1], 1)};
+        for (int i = 0; i < 3 * im.width * im.height; i++) im.rgb[i] = (uint8_t)(i * 37 + s);
+        Buf png = {0};
+        png_encode(&png, &im);
+        char why[64] = "";
+        check(png_verify(&png, &im, why), "PNG %dx%d: CRCs, stored blocks, Adler-32, size and pixels verified independently %s", im.width, im.height, why);
+        buf_free(&png);
+        image_free(&im);
+    }
+}
+
 #ifdef GRIDSSL_DOUBLE
 /* ---- gradients (SPEC §3): central differences, every block, every term, both readings. */
 static void test_gradcheck(void) {
@@ -369,6 +628,11 @@ int main(void) {
     test_config();
     test_checkpoint_roundtrip();
     test_npy_header();
+    test_autocorrelogram();
+    test_grid_scores();
+    test_modules();
+    test_npy_reader();
+    test_png();
 #ifdef GRIDSSL_DOUBLE
     test_gradcheck();
 #else
