@@ -2,24 +2,33 @@
 #   make              ./gridssl (float; trains) and ./gridssl_f64 (double; gradient check)
 #   make test         unit tests (float and double builds) + command-line tests; ends "N passed, N failed"
 #   make crosscheck   numpy recomputes one dumped batch (needs python3-numpy; not part of make test)
+#   make portability  the determinism matrix: every compiler, libc and CPU (qemu, wine) must give
+#                     the golden bytes (needs the toolchains .ci/run installs)
 #   make debug        -O0 -g build, e.g. valgrind --leak-check=full ./gridssl_debug train --config data/tiny.cfg
 #   make asan         address + undefined-behaviour sanitizers
 #
 # Determinism (SPEC §9) is part of the build: no -ffast-math, no FMA contraction, SSE2 (never x87)
-# on 32-bit x86. CFLAGS may change optimisation freely; it never changes the bytes gridssl writes.
+# on 32-bit x86, float arithmetic in float on s390x (gcc's C11 mode would promote it to double).
+# CFLAGS may change optimisation freely; it never changes the bytes gridssl writes.
 CC ?= cc
 CFLAGS ?= -O2
 DETERMINISM = -std=c11 -ffp-contract=off
 WARNINGS = -Wall -Wextra -pedantic
-ifneq (,$(filter i386% i486% i586% i686%,$(shell $(CC) -dumpmachine)))
+MACHINE := $(shell $(CC) -dumpmachine 2> /dev/null)
+ifneq (,$(filter i386% i486% i586% i686%,$(MACHINE)))
 DETERMINISM += -msse2 -mfpmath=sse
 endif
-BUILD = $(CC) $(CFLAGS) $(DETERMINISM) $(WARNINGS)
+ifneq (,$(filter s390%,$(MACHINE)))
+DETERMINISM += -fexcess-precision=fast
+endif
+BUILD = $(CC) $(CFLAGS) $(DETERMINISM) $(WARNINGS) # DETERMINISM after CFLAGS: it wins
 PYTHON ?= /usr/bin/python3
 
-all: gridssl gridssl_f64
+BIN = gridssl # make BIN=path builds the binary there (tests/portability.sh builds every target so)
 
-gridssl: gridssl.c gridssl.h
+all: $(BIN) gridssl_f64
+
+$(BIN): gridssl.c gridssl.h
 	$(BUILD) -o $@ gridssl.c -lm
 
 gridssl_f64: gridssl.c gridssl.h
@@ -37,6 +46,9 @@ test: gridssl gridssl_f64 tests/unit_f32 tests/unit_f64
 crosscheck: gridssl
 	sh tests/crosscheck.sh $(PYTHON)
 
+portability: gridssl
+	sh tests/portability.sh
+
 debug: gridssl.c gridssl.h
 	$(CC) -O0 -g $(DETERMINISM) $(WARNINGS) -o gridssl_debug gridssl.c -lm
 
@@ -46,4 +58,4 @@ asan: gridssl.c gridssl.h
 clean:
 	rm -rf gridssl gridssl_f64 gridssl_debug gridssl_asan tests/unit_f32 tests/unit_f64 tests/build tests/out
 
-.PHONY: all test crosscheck debug asan clean
+.PHONY: all test crosscheck portability debug asan clean

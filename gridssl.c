@@ -54,6 +54,11 @@
  *     7 training step and optimiser   8 files: npy, pgm, checkpoint   9 evaluation
  *     10 gradient check   11 command line
  */
+#if defined(_WIN32) && !defined(__USE_MINGW_ANSI_STDIO)
+#define __USE_MINGW_ANSI_STDIO 1 /* mingw's C99 printf (%zu, %lld, exact %.17g), not msvcrt's */
+#elif !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, mkdir */
+#endif
 #include <errno.h>
 #include <float.h>
 #include <math.h> /* sqrt and fabs only: IEEE-754 requires both to be exact (correctly rounded) */
@@ -64,7 +69,8 @@
 #include <time.h>
 #include <sys/stat.h>
 #ifdef _WIN32
-#include <direct.h>
+#include <direct.h>   /* _mkdir */
+#include <sys/timeb.h> /* _ftime64: msvcrt has no timespec_get */
 #endif
 
 #include "gridssl.h"
@@ -74,8 +80,10 @@
 #endif
 
 /* Determinism guards (SPEC §9): refuse builds whose floating point is not plain IEEE binary32/64. */
-#if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
-#error "gridssl needs FLT_EVAL_METHOD == 0 (no excess precision). On 32-bit x86 build with -msse2 -mfpmath=sse, never x87."
+#if defined(__TINYC__) && defined(__x86_64__)
+/* tcc's float.h omits FLT_EVAL_METHOD; on x86-64 tcc computes float and double in SSE registers. */
+#elif !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
+#error "gridssl needs FLT_EVAL_METHOD == 0 (no excess precision): on 32-bit x86 build with -msse2 -mfpmath=sse (never x87); with gcc on s390x add -fexcess-precision=fast (its C11 mode evaluates float in double)."
 #endif
 #if defined(__FAST_MATH__)
 #error "gridssl must not be built with -ffast-math: it breaks bit-for-bit reproducibility."
@@ -2937,10 +2945,17 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
  * ============================================================================================== */
 #ifndef GRIDSSL_TESTING
 
+/* Wall-clock seconds, for progress lines only (never in any output file). */
 static double now_seconds(void) {
+#ifdef _WIN32
+    struct __timeb64 t;
+    _ftime64(&t);
+    return (double)t.time + t.millitm * 1e-3;
+#else
     struct timespec ts;
-    timespec_get(&ts, TIME_UTC);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+#endif
 }
 
 static void print_usage(FILE *f) {

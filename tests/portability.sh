@@ -1,0 +1,134 @@
+#!/bin/sh
+# tests/portability.sh - what `make portability` runs: the determinism matrix of SPEC §9.
+#
+# Every cell builds gridssl with one compiler, libc and target (through the Makefile, so its
+# per-target flags are what is tested), runs the reference job (train data/tiny.cfg, then eval in
+# a 2 m box) and compares the SHA-256 of the checkpoint, ratemaps.npy, montage.pgm and scores.csv
+# with ref_outputs/tiny.sha256; then it resumes the x86-64 checkpoint of step 30 to step 60 and
+# compares that with the golden checkpoint (a checkpoint written on one target resumes on every
+# other). Foreign CPUs run under qemu-user (static binaries), Windows under wine.
+# A cell whose toolchain is missing is an ERROR, never skipped. Two rows check the checks: an x87
+# build must be refused at compile time, and an aarch64 build with FMA contraction (-ffp-contract=fast)
+# must come out DIFFERENT, or the matrix could not see what it is there to see.
+# Prints one table and "portability: N passed, N failed"; exit status 0 iff all passed.
+set -u
+cd "$(dirname "$0")/.." || exit 2
+B=tests/build/port
+O=tests/out/port
+rm -rf "$B" "$O"
+mkdir -p "$B" "$O"
+export WINEDEBUG=-all
+FILES="checkpoint.bin eval/box_2m/ratemaps.npy eval/box_2m/montage.pgm eval/box_2m/scores.csv"
+golden() { grep " $1\$" ref_outputs/tiny.sha256 | cut -d' ' -f1; }
+passed=0
+failed=0
+
+# The step-30 checkpoint every cell resumes, written by the host's default build.
+./gridssl train --config data/tiny.cfg steps=30 --out "$O/half" > /dev/null 2>&1 || echo "could not write the step-30 checkpoint"
+
+printf '%-36s %-22s %6s  %-12s %-12s %-12s %-12s %-7s %s\n' build target seconds checkpoint ratemaps montage scores resume result
+row() { # row BUILD TARGET SECONDS H1 H2 H3 H4 RESUME RESULT
+    printf '%-36s %-22s %6s  %-12s %-12s %-12s %-12s %-7s %s\n' "$@"
+    case "$9" in OK*) passed=$((passed + 1)) ;; *) failed=$((failed + 1)) ;; esac
+}
+
+# cell ID NAME CC CFLAGS RUNNER [EXPECT [SOURCE]]: ID names the files, NAME the row. A control row
+# has EXPECT "differ" and may name a SOURCE to compile directly, bypassing the Makefile (whose
+# determinism flags come after CFLAGS and so would undo the perturbation).
+cell() {
+    id=$1 name=$2 cc=$3 cflags=$4 runner=$5 expect=${6:-same} source=${7:-}
+    exe="$B/$id"
+    case "$cc" in *mingw32*) exe="$exe.exe" ;; esac
+    target=$($cc -dumpmachine 2> /dev/null) || target="$(uname -m) (host)"
+    for tool in $cc $runner; do
+        if ! command -v "$tool" > /dev/null 2>&1; then
+            row "$name" "$target" - - - - - - "ERROR: $tool missing"
+            return
+        fi
+    done
+    if [ -n "$source" ]; then
+        build="$cc -std=c11 $cflags -I. -o $exe $source -lm"
+    else
+        build="make -s BIN=$exe CC=$cc CFLAGS=\"$cflags\" $exe"
+    fi
+    if ! eval "$build" > "$O/$id.build" 2>&1; then
+        row "$name" "$target" - - - - - - "ERROR: build failed ($(head -c 100 "$O/$id.build"))"
+        return
+    fi
+    start=$(date +%s.%N)
+    $runner "$exe" train --config data/tiny.cfg --out "$O/$id" > /dev/null 2> "$O/$id.err" &&
+        $runner "$exe" eval "$O/$id/checkpoint.bin" --box 2 > /dev/null 2>> "$O/$id.err"
+    end=$(date +%s.%N)
+    seconds=$(awk "BEGIN { printf \"%.1f\", $end - $start }")
+    same=1
+    hashes=""
+    for f in $FILES; do
+        h=$(sha256sum "$O/$id/$f" 2> /dev/null | cut -c1-12)
+        [ -n "$h" ] || h=missing
+        [ "$h" = "$(golden "$f" | cut -c1-12)" ] || same=0
+        hashes="$hashes $h"
+    done
+    $runner "$exe" train --resume "$O/half/checkpoint.bin" steps=60 --out "$O/$id-resume" > /dev/null 2>&1
+    resume=DIFF
+    [ "$(sha256sum "$O/$id-resume/checkpoint.bin" 2> /dev/null | cut -d' ' -f1)" = "$(golden checkpoint.bin)" ] && resume=OK
+    if [ "$expect" = differ ]; then
+        result="OK (control: DIFFERENT, as it must be)"
+        [ $same = 1 ] && result="FAIL: the control gave the golden bytes; the matrix cannot see it"
+    elif [ $same = 1 ] && [ $resume = OK ]; then
+        result=OK
+    else
+        result=DIFFERENT
+    fi
+    # shellcheck disable=SC2086
+    row "$name" "$target" "$seconds" $hashes "$resume" "$result"
+}
+
+cell gcc-O0 "gcc -O0" gcc "-O0" ""
+cell gcc-O2 "gcc -O2" gcc "-O2" ""
+cell gcc-O3-native "gcc -O3 -march=native" gcc "-O3 -march=native" ""
+cell clang-O2 "clang -O2" clang "-O2" ""
+cell clang-O3-native "clang -O3 -march=native" clang "-O3 -march=native" ""
+cell tcc "tcc" tcc "" ""
+cell musl "musl-gcc -O2 -static" musl-gcc "-O2 -static" ""
+cell aarch64 "aarch64 gcc -O2 (qemu)" aarch64-linux-gnu-gcc "-O2 -static" qemu-aarch64
+cell armhf "armhf gcc -O2 (qemu)" arm-linux-gnueabihf-gcc "-O2 -static" qemu-arm
+cell i686 "i686 gcc -O2, SSE2 (qemu)" i686-linux-gnu-gcc "-O2 -static" qemu-i386
+cell riscv64 "riscv64 gcc -O2 (qemu)" riscv64-linux-gnu-gcc "-O2 -static" qemu-riscv64
+cell ppc64le "ppc64le gcc -O2 (qemu)" powerpc64le-linux-gnu-gcc "-O2 -static" qemu-ppc64le
+cell s390x "s390x gcc -O2, big-endian (qemu)" s390x-linux-gnu-gcc "-O2 -static" qemu-s390x
+cell mingw "mingw-w64 gcc -O2 (wine)" x86_64-w64-mingw32-gcc "-O2" wine
+cell control-fma "control: aarch64 -ffp-contract=fast" aarch64-linux-gnu-gcc "-O2 -static -ffp-contract=fast" qemu-aarch64 differ gridssl.c
+# the second control folds dot8's eight lanes one after another instead of pairwise: one reduction,
+# reassociated (merely reversing the pairwise fold would change nothing: + is commutative)
+sed 's/((lane\[0\] + lane\[1\]) + (lane\[2\] + lane\[3\])) + ((lane\[4\] + lane\[5\]) + (lane\[6\] + lane\[7\]))/((((((lane[0] + lane[1]) + lane[2]) + lane[3]) + lane[4]) + lane[5]) + lane[6]) + lane[7]/' gridssl.c > "$B/reversed.c"
+if cmp -s gridssl.c "$B/reversed.c"; then
+    row "control: dot8 folded sequentially" - - - - - - - "FAIL: the sed found no dot8 fold to reverse"
+else
+    cell control-reduction "control: dot8 folded sequentially" gcc "-O2 -ffp-contract=off" "" differ "$B/reversed.c"
+fi
+
+# An x87 build must not compile (FLT_EVAL_METHOD != 0 -> #error).
+if ! command -v i686-linux-gnu-gcc > /dev/null 2>&1; then
+    row "x87 (-mfpmath=387)" i686-linux-gnu - - - - - - "ERROR: i686-linux-gnu-gcc missing"
+elif i686-linux-gnu-gcc -std=c11 -ffp-contract=off -mfpmath=387 -o "$B/x87" gridssl.c -lm > "$O/x87.build" 2>&1; then
+    row "x87 (-mfpmath=387)" i686-linux-gnu - - - - - - "FAIL: an x87 build compiled"
+elif grep -q "FLT_EVAL_METHOD == 0" "$O/x87.build"; then
+    row "x87 (-mfpmath=387)" i686-linux-gnu - - - - - - "OK (refused by #error at compile time)"
+else
+    row "x87 (-mfpmath=387)" i686-linux-gnu - - - - - - "FAIL: refused, but not by gridssl's #error"
+fi
+
+# A checkpoint written on big-endian s390x, resumed on the x86-64 host.
+s390x="$B/s390x"
+if [ -x "$s390x" ] && command -v qemu-s390x > /dev/null 2>&1; then
+    qemu-s390x "$s390x" train --config data/tiny.cfg steps=30 --out "$O/s390x-half" > /dev/null 2>&1
+    ./gridssl train --resume "$O/s390x-half/checkpoint.bin" steps=60 --out "$O/s390x-on-host" > /dev/null 2>&1
+    h=$(sha256sum "$O/s390x-on-host/checkpoint.bin" 2> /dev/null | cut -d' ' -f1)
+    if [ "$h" = "$(golden checkpoint.bin)" ]; then r=OK; else r=DIFFERENT; fi
+    row "s390x steps 0-30, host steps 30-60" "s390x -> x86-64" - "$(echo "$h" | cut -c1-12)" - - - "$r" "$r"
+else
+    row "s390x steps 0-30, host steps 30-60" "s390x -> x86-64" - - - - - - "ERROR: no s390x build"
+fi
+echo "golden: $(for f in $FILES; do printf '%s ' "$(golden "$f" | cut -c1-12)"; done)(ref_outputs/tiny.sha256)"
+echo "portability: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
