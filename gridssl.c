@@ -1046,6 +1046,7 @@ static const ConfigKey config_keys[] = {
     KEY(T, KEY_INT, 1, 100, 20, NULL, "60", "steps per trajectory (<= 100 keeps positions exact in float)"),
     KEY(permute, KEY_INT, 0, 1, 1, NULL, "1", "1: trajectories permute T shared velocities (SIC); 0: independent velocities (ablation)"),
     KEY(vmax, KEY_REAL, 1e-6, 1.0, 0.15, NULL, "0.15", "velocity components ~ Uniform(-vmax, vmax), metres per step"),
+    KEY(vel_dist, KEY_ENUM, 0, 1, VEL_SQUARE, "square|disc", "square", "training velocities uniform in the square [-vmax, vmax]^2 or in the disc of radius vmax"),
     KEY(N, KEY_INT, 1, 1024, 64, NULL, "128", "recurrent units"),
     KEY(hidden, KEY_INT, 1, 8192, 256, NULL, "AMBIGUOUS (not given; 256)", "MLP hidden width H"),
     KEY(init_last_scale, KEY_REAL, 0, 1e3, 1, NULL, "1 (PyTorch default init)", "scales the initial weights and biases of the MLP's last layer"),
@@ -1229,15 +1230,21 @@ static void batch_free(Batch *bt) {
     free(bt->pos);
 }
 
-/* Draws a batch: the V velocities (x then y, in order), then, with permute = 1, one Fisher-Yates
+/* Draws a batch: the V velocities (x then y, in order; vel_dist = disc keeps only those inside the
+ * disc of radius vmax, an isotropic distribution without the square's 4-fold symmetry), then, with permute = 1, one Fisher-Yates
  * permutation of 0..T-1 per trajectory; with permute = 0 trajectory b simply uses velocities
  * b*T .. b*T+T-1. Positions are the running sums x_t = x_{t-1} + v_t from x_0 = 0. */
 static void batch_draw(Batch *bt, Rng *rng, const Config *c) {
     int B = bt->B, T = bt->T;
     int64_t k_max = (int64_t)(c->vmax / VEL_QUANTUM + 0.5);
-    for (int v = 0; v < bt->V * 2; v++) {
-        int64_t k = (int64_t)rng_below(rng, (uint32_t)(2 * k_max + 1)) - k_max;
-        bt->vel[v] = (real)((double)k * VEL_QUANTUM);
+    for (int v = 0; v < bt->V; v++) {
+        int64_t kx, ky;
+        do { /* vel_dist = disc: rejection from the square, in integers, so the test is exact */
+            kx = (int64_t)rng_below(rng, (uint32_t)(2 * k_max + 1)) - k_max;
+            ky = (int64_t)rng_below(rng, (uint32_t)(2 * k_max + 1)) - k_max;
+        } while (c->vel_dist == VEL_DISC && kx * kx + ky * ky > k_max * k_max);
+        bt->vel[2 * v] = (real)((double)kx * VEL_QUANTUM);
+        bt->vel[2 * v + 1] = (real)((double)ky * VEL_QUANTUM);
     }
     for (int b = 0; b < B; b++) {
         int32_t *idx = bt->index + (size_t)b * T;

@@ -32,6 +32,7 @@ typedef float real;
  */
 enum { CAPACITY_MEANNORM = 0, CAPACITY_KERNEL = 1 };
 enum { REDUCTION_MEAN = 0, REDUCTION_SUM = 1 };
+enum { VEL_SQUARE = 0, VEL_DISC = 1 };
 
 typedef struct {
     /* data (SPEC §1) */
@@ -40,6 +41,7 @@ typedef struct {
     int T;               /* steps per trajectory */
     int permute;         /* 1: trajectories are permutations of T shared velocities; 0: ablation */
     double vmax;         /* velocities ~ Uniform(-vmax, vmax)^2, metres per step */
+    int vel_dist;        /* VEL_SQUARE (paper) or VEL_DISC (isotropic: uniform in the disc of radius vmax) */
     /* model (SPEC §2) */
     int N;               /* recurrent units */
     int hidden;          /* MLP hidden width H */

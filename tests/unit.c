@@ -227,6 +227,30 @@ static void test_batch_invariants(void) {
     }
 }
 
+/* vel_dist = disc: every velocity inside the disc of radius vmax, and the corners of the square gone
+ * (with the square, ~21 % of draws land outside the disc). */
+static void test_disc_velocities(void) {
+    Config c;
+    config_defaults(&c);
+    c.B = 4, c.T = 100, c.vel_dist = VEL_DISC;
+    Batch bt;
+    batch_alloc(&bt, &c);
+    Rng rng = rng_seed(6, STREAM_DATA);
+    int inside = 1;
+    for (int rep = 0; rep < 20; rep++) {
+        batch_draw(&bt, &rng, &c);
+        for (int v = 0; v < bt.V; v++) inside &= (double)bt.vel[2 * v] * bt.vel[2 * v] + (double)bt.vel[2 * v + 1] * bt.vel[2 * v + 1] <= c.vmax * c.vmax;
+    }
+    c.vel_dist = VEL_SQUARE;
+    int outside = 0;
+    for (int rep = 0; rep < 20; rep++) {
+        batch_draw(&bt, &rng, &c);
+        for (int v = 0; v < bt.V; v++) outside += (double)bt.vel[2 * v] * bt.vel[2 * v] + (double)bt.vel[2 * v + 1] * bt.vel[2 * v + 1] > c.vmax * c.vmax;
+    }
+    check(inside && outside > 200 && outside < 640, "vel_dist=disc keeps 2000 of 2000 velocities in the disc; square puts %d of 2000 outside", outside);
+    batch_free(&bt);
+}
+
 /* ---- closed forms for each loss term (SPEC §3), on hand-made states of N = 2 units.
  * States and positions:
  *     g1 = (1, 0) at (0, 0);   g2 = (0, 1) at (1, 0);   g3 = (0.6, 0.8) at (0, 0.03)
@@ -624,6 +648,7 @@ int main(void) {
     test_portable_math();
     test_normrelu();
     test_batch_invariants();
+    test_disc_velocities();
     test_closed_forms();
     test_config();
     test_checkpoint_roundtrip();
