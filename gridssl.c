@@ -68,6 +68,10 @@
 #include <string.h>
 #include <time.h>
 #include <sys/stat.h>
+#include <pthread.h> /* POSIX threads; mingw-w64 provides them too (winpthreads) */
+#ifndef _WIN32
+#include <unistd.h>    /* sysconf: the number of cores */
+#endif
 #ifdef _WIN32
 #include <direct.h>   /* _mkdir */
 #include <sys/timeb.h> /* _ftime64: msvcrt has no timespec_get */
@@ -119,6 +123,19 @@ static void *xcalloc(size_t count, size_t size) {
         exit(1);
     }
     return p;
+}
+
+/* Wall-clock seconds, for progress lines and gridssl bench only (never in any output file). */
+static double now_seconds(void) {
+#ifdef _WIN32
+    struct __timeb64 t;
+    _ftime64(&t);
+    return (double)t.time + t.millitm * 1e-3;
+#else
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+#endif
 }
 
 /* A growing byte buffer: files are built in memory, then written in one go (see write_file_atomic)
@@ -331,7 +348,7 @@ static inline double gs_two_sum(double a, double b, double *e)
  *   subnormal results [-745.2, -708.4] (0.5e6, 0.78 -- the final scaling
  *   rounds a second time there).  1.7% of uniform points differ from glibc.
  */
-static double gs_exp(double x)
+static inline double gs_exp(double x) /* inline: a loop of gs_exp calls vectorises */
 {
     static const double
         INVLN2 = 0x1.71547652b82fep+0,     /* 1/ln2 */
@@ -925,6 +942,41 @@ static void sha256_hex(const uint8_t *data, size_t len, char *hex) {
  * accumulation (+=) over an outer loop. Neither depends on the compiler, the flags or the threads.
  * ============================================================================================== */
 
+/* ---- threads -------------------------------------------------------------------------------------
+ * parallel_for(threads, n_tasks, fn, ctx) runs fn(ctx, task) for task = 0..n_tasks-1 on up to
+ * `threads` threads; thread w takes tasks w, w + threads, w + 2 threads, ... (interleaved, so
+ * triangular work such as the pair loops stays balanced). Every task writes only its own outputs and
+ * computes them in the fixed order stated beside the kernel, so no result depends on which thread
+ * ran which task, or on how many threads there are: the tests compare 1, 2 and 3 threads byte for
+ * byte. If a thread cannot be created its tasks run on the calling thread. */
+#define MAX_THREADS 256
+typedef void (*TaskFn)(void *ctx, int task);
+typedef struct { TaskFn fn; void *ctx; int n_tasks, stride, first; } Worker;
+
+static void *worker_main(void *arg) {
+    const Worker *w = arg;
+    for (int task = w->first; task < w->n_tasks; task += w->stride) w->fn(w->ctx, task);
+    return NULL;
+}
+
+static void parallel_for(int threads, int n_tasks, TaskFn fn, void *ctx) {
+    if (n_tasks <= 0) return;
+    threads = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
+    threads = threads > n_tasks ? n_tasks : threads;
+    pthread_t ids[MAX_THREADS];
+    Worker workers[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    for (int w = 0; w < threads; w++) {
+        workers[w] = (Worker){fn, ctx, n_tasks, threads, w};
+        if (w > 0) started[w] = pthread_create(&ids[w], NULL, worker_main, &workers[w]) == 0;
+    }
+    worker_main(&workers[0]);
+    for (int w = 1; w < threads; w++) {
+        if (started[w]) pthread_join(ids[w], NULL);
+        else worker_main(&workers[w]);
+    }
+}
+
 /* a (n) . b (n) -> scalar; lane l sums a_i b_i for i = l mod 8, folded ((0+1)+(2+3))+((4+5)+(6+7)).
  * Eight independent sums let a compiler use SIMD registers without reassociating anything. */
 static real dot8(const real *a, const real *b, int n) {
@@ -936,9 +988,18 @@ static real dot8(const real *a, const real *b, int n) {
     return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
 }
 
+/* The plain kernels below (linear_forward, linear_backward, and pair_losses_forward/backward in
+ * section 6) are the readable reference: training runs their fast twins, which compute the same sums
+ * in the same order, and tests/unit.c checks the two agree bit for bit. */
+#if defined(__GNUC__) || defined(__clang__) || defined(__TINYC__)
+#define REFERENCE static __attribute__((unused)) /* used by the tests only */
+#else
+#define REFERENCE static
+#endif
+
 /* out (rows, out_dim) = in (rows, in_dim) . W^T + b;  W (out_dim, in_dim), b (out_dim).
  * out[r][o] = dot8(W[o], in[r]) + b[o]  (nn.Linear) */
-static void linear_forward(real *out, const real *in, const real *W, const real *b, int rows, int in_dim, int out_dim) {
+REFERENCE void linear_forward(real *out, const real *in, const real *W, const real *b, int rows, int in_dim, int out_dim) {
     for (int r = 0; r < rows; r++)
         for (int o = 0; o < out_dim; o++)
             out[(size_t)r * out_dim + o] = dot8(W + (size_t)o * in_dim, in + (size_t)r * in_dim, in_dim) + b[o];
@@ -949,7 +1010,7 @@ static void linear_forward(real *out, const real *in, const real *W, const real 
  *     d_W[o][i] += sum_r d_out[r][o] in[r][i]      (sequential over r)
  *     d_b[o]    += sum_r d_out[r][o]               (sequential over r)
  *     d_in[r][i] += sum_o d_out[r][o] W[o][i]      (sequential over o, in double: out_dim may be N*N) */
-static void linear_backward(real *d_in, real *d_W, real *d_b, const real *d_out, const real *in, const real *W,
+REFERENCE void linear_backward(real *d_in, real *d_W, real *d_b, const real *d_out, const real *in, const real *W,
                             int rows, int in_dim, int out_dim) {
     double *acc = xcalloc((size_t)in_dim, sizeof *acc);
     for (int r = 0; r < rows; r++) {
@@ -968,6 +1029,100 @@ static void linear_backward(real *d_in, real *d_W, real *d_b, const real *d_out,
         for (int i = 0; i < in_dim; i++) d_in[(size_t)r * in_dim + i] += (real)acc[i];
     }
     free(acc);
+}
+
+/* ---- fast versions of the two linear kernels: the same sums in the same order, bit for bit ------
+ * (tests/unit.c compares them with the plain loops above on odd sizes and 1, 2, 3 threads).
+ * linear_forward_fast runs four input rows against each weight row at once (four independent dot8
+ * accumulators share every load of W[o], so W streams through the cache once, not once per row)
+ * and splits the outputs over threads in blocks of LINEAR_BLOCK. */
+#define LINEAR_BLOCK 64
+
+/* result[r] = dot8(w, x + r * stride, n) for r < R (R <= 4), with exactly dot8's order. */
+static inline void dot8_rows(real *result, const real *w, const real *x, size_t stride, int R, int n) {
+    real lane[4][8];
+    memset(lane, 0, sizeof lane);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int r = 0; r < R; r++)
+            for (int l = 0; l < 8; l++) lane[r][l] += w[i + l] * x[r * stride + i + l];
+    for (int l = 0; i < n; i++, l++)
+        for (int r = 0; r < R; r++) lane[r][l] += w[i] * x[r * stride + i];
+    for (int r = 0; r < R; r++)
+        result[r] = ((lane[r][0] + lane[r][1]) + (lane[r][2] + lane[r][3])) + ((lane[r][4] + lane[r][5]) + (lane[r][6] + lane[r][7]));
+}
+
+typedef struct {
+    real *out, *d_in, *d_W, *d_b;
+    const real *in, *W, *b, *d_out;
+    int rows, in_dim, out_dim;
+} LinearCtx;
+
+static void linear_forward_task(void *ctx, int task) {
+    const LinearCtx *c = ctx;
+    int o_end = (task + 1) * LINEAR_BLOCK < c->out_dim ? (task + 1) * LINEAR_BLOCK : c->out_dim;
+    real res[4];
+    for (int o = task * LINEAR_BLOCK; o < o_end; o++) {
+        const real *W_o = c->W + (size_t)o * c->in_dim;
+        int r = 0;
+        for (; r + 4 <= c->rows; r += 4) {
+            dot8_rows(res, W_o, c->in + (size_t)r * c->in_dim, (size_t)c->in_dim, 4, c->in_dim);
+            for (int q = 0; q < 4; q++) c->out[(size_t)(r + q) * c->out_dim + o] = res[q] + c->b[o];
+        }
+        for (; r < c->rows; r++) {
+            dot8_rows(res, W_o, c->in + (size_t)r * c->in_dim, 0, 1, c->in_dim);
+            c->out[(size_t)r * c->out_dim + o] = res[0] + c->b[o];
+        }
+    }
+}
+
+static void linear_forward_fast(real *out, const real *in, const real *W, const real *b, int rows, int in_dim, int out_dim,
+                                int threads) {
+    LinearCtx c = {out, NULL, NULL, NULL, in, W, b, NULL, rows, in_dim, out_dim};
+    parallel_for(threads, (out_dim + LINEAR_BLOCK - 1) / LINEAR_BLOCK, linear_forward_task, &c);
+}
+
+/* Tasks 0..n_out-1: d_W and d_b for a block of outputs (each element sequential over rows, as in
+ * linear_backward). Tasks n_out..: d_in for a block of 32 inputs, over all outputs in order, with
+ * every row's double accumulators kept, so W is read once per block. */
+static void linear_backward_task(void *ctx, int task) {
+    const LinearCtx *c = ctx;
+    int n_out = (c->out_dim + LINEAR_BLOCK - 1) / LINEAR_BLOCK;
+    if (task < n_out) {
+        int o_end = (task + 1) * LINEAR_BLOCK < c->out_dim ? (task + 1) * LINEAR_BLOCK : c->out_dim;
+        for (int o = task * LINEAR_BLOCK; o < o_end; o++) {
+            real *d_W_o = c->d_W + (size_t)o * c->in_dim;
+            for (int r = 0; r < c->rows; r++) {
+                real d = c->d_out[(size_t)r * c->out_dim + o];
+                const real *in_r = c->in + (size_t)r * c->in_dim;
+                for (int i = 0; i < c->in_dim; i++) d_W_o[i] += d * in_r[i];
+                c->d_b[o] += d;
+            }
+        }
+        return;
+    }
+    int i0 = (task - n_out) * 32, i1 = i0 + 32 < c->in_dim ? i0 + 32 : c->in_dim, width = i1 - i0;
+    double *acc = xcalloc((size_t)c->rows * width, sizeof(double));
+    double w[32];
+    for (int o = 0; o < c->out_dim; o++) {
+        const real *W_o = c->W + (size_t)o * c->in_dim + i0;
+        for (int i = 0; i < width; i++) w[i] = W_o[i]; /* exact: converted once, used for every row */
+        for (int r = 0; r < c->rows; r++) {
+            double d = c->d_out[(size_t)r * c->out_dim + o];
+            double *a = acc + (size_t)r * width;
+            for (int i = 0; i < width; i++) a[i] += d * w[i];
+        }
+    }
+    for (int r = 0; r < c->rows; r++)
+        for (int i = 0; i < width; i++) c->d_in[(size_t)r * c->in_dim + i0 + i] += (real)acc[(size_t)r * width + i];
+    free(acc);
+}
+
+static void linear_backward_fast(real *d_in, real *d_W, real *d_b, const real *d_out, const real *in, const real *W,
+                                 int rows, int in_dim, int out_dim, int threads) {
+    LinearCtx c = {NULL, d_in, d_W, d_b, in, W, NULL, d_out, rows, in_dim, out_dim};
+    int tasks = (out_dim + LINEAR_BLOCK - 1) / LINEAR_BLOCK + (d_in ? (in_dim + 31) / 32 : 0);
+    parallel_for(threads, tasks, linear_backward_task, &c);
 }
 
 /* x (n) = max(x, 0), in place. */
@@ -1331,7 +1486,12 @@ typedef struct {
     real *d_g0;       /* (N)       */
     real *d_Wv;       /* (V, N*N)  */
     real *d_h1, *d_h2; /* (V, H)   */
+    double phase_seconds[8]; /* wall time spent in each PHASE_ (gridssl bench reports it) */
 } Acts;
+
+enum { PHASE_BATCH, PHASE_MLP, PHASE_RNN, PHASE_PAIRS, PHASE_LOSS_BACKWARD, PHASE_BPTT, PHASE_MLP_BACKWARD, PHASE_OPTIMISER };
+static const char *const phase_names[8] = {"batch", "mlp W(v)", "recurrence", "pair losses", "loss backward",
+                                           "bptt", "mlp backward", "optimiser"};
 
 static void acts_alloc(Acts *a, const Config *c) {
     size_t M = (size_t)c->B * c->T, N = (size_t)c->N, H = (size_t)c->hidden;
@@ -1362,80 +1522,116 @@ static void acts_free(Acts *a) {
 
 /* MLP over V velocities: vel (V, 2) -> h1 = relu(W1 v + b1) (V, H) -> h2 = relu(W2 h1 + b2) (V, H)
  * -> Wv = W3 h2 + b3 (V, N*N). */
-static void mlp_forward(real *h1, real *h2, real *Wv, const real *vel, const ParamTensors *p, int V, int H, int N) {
-    linear_forward(h1, vel, p->W1, p->b1, V, 2, H);
+static void mlp_forward(real *h1, real *h2, real *Wv, const real *vel, const ParamTensors *p, int V, int H, int N,
+                        int threads) {
+    linear_forward_fast(h1, vel, p->W1, p->b1, V, 2, H, threads);
     relu_forward(h1, (size_t)V * H);
-    linear_forward(h2, h1, p->W2, p->b2, V, H, H);
+    linear_forward_fast(h2, h1, p->W2, p->b2, V, H, H, threads);
     relu_forward(h2, (size_t)V * H);
-    linear_forward(Wv, h2, p->W3, p->b3, V, H, N * N);
+    linear_forward_fast(Wv, h2, p->W3, p->b3, V, H, N * N, threads);
 }
 
 /* Backward of mlp_forward, from d_Wv (V, N*N) into the parameter gradients d (accumulating). */
 static void mlp_backward(real *d_h1, real *d_h2, const real *d_Wv, const real *vel, const real *h1, const real *h2,
-                         const ParamTensors *p, const ParamTensors *d, int V, int H, int N) {
+                         const ParamTensors *p, const ParamTensors *d, int V, int H, int N, int threads) {
     memset(d_h2, 0, (size_t)V * H * sizeof(real));
     memset(d_h1, 0, (size_t)V * H * sizeof(real));
-    linear_backward(d_h2, d->W3, d->b3, d_Wv, h2, p->W3, V, H, N * N); /* fwd: Wv = W3 h2 + b3 */
-    relu_backward(d_h2, h2, (size_t)V * H);                             /* fwd: h2 = relu(.) */
-    linear_backward(d_h1, d->W2, d->b2, d_h2, h1, p->W2, V, H, H);      /* fwd: h2 = W2 h1 + b2 */
-    relu_backward(d_h1, h1, (size_t)V * H);                             /* fwd: h1 = relu(.) */
-    linear_backward(NULL, d->W1, d->b1, d_h1, vel, p->W1, V, 2, H);     /* fwd: h1 = W1 v + b1 */
+    linear_backward_fast(d_h2, d->W3, d->b3, d_Wv, h2, p->W3, V, H, N * N, threads); /* fwd: Wv = W3 h2 + b3 */
+    relu_backward(d_h2, h2, (size_t)V * H);                                           /* fwd: h2 = relu(.) */
+    linear_backward_fast(d_h1, d->W2, d->b2, d_h2, h1, p->W2, V, H, H, threads);      /* fwd: h2 = W2 h1 + b2 */
+    relu_backward(d_h1, h1, (size_t)V * H);                                           /* fwd: h1 = relu(.) */
+    linear_backward_fast(NULL, d->W1, d->b1, d_h1, vel, p->W1, V, 2, H, threads);     /* fwd: h1 = W1 v + b1 */
 }
 
 /* Recurrence over B trajectories of T steps. For b, t (t = 1..T, row r = b*T + t-1):
  *     z_r = W(v_{index[r]}) g_{b,t-1}      (N x N matrix times N vector, each row a dot8)
  *     g_r = NormReLU(z_r),                 g_{b,0} = g0
- * Returns the number of dead states. */
-static int64_t rnn_forward(real *z, real *g, real *norm, const real *g0, const real *Wv, const int32_t *index,
-                           int B, int T, int N) {
-    int64_t dead = 0;
+ * Trajectories are independent tasks. Returns the number of dead states. */
+typedef struct {
+    real *z, *g, *norm, *d_z, *d_Wv, *d_g, *carry0;
+    const real *g0, *Wv;
+    const int32_t *index;
+    int B, T, N;
+    int64_t *dead; /* (B) */
+} RnnCtx;
+
+static void rnn_forward_task(void *ctx, int b) {
+    const RnnCtx *c = ctx;
+    int T = c->T, N = c->N;
     size_t n2 = (size_t)N * N;
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            size_t r = (size_t)b * T + t;
-            const real *prev = t == 0 ? g0 : g + (r - 1) * N;
-            const real *W = Wv + (size_t)index[r] * n2;
-            for (int i = 0; i < N; i++) z[r * N + i] = dot8(W + (size_t)i * N, prev, N);
-            norm[r] = normrelu_forward(g + r * N, z + r * N, N);
-            dead += norm[r] == 0;
-        }
+    int64_t dead = 0;
+    for (int t = 0; t < T; t++) {
+        size_t r = (size_t)b * T + t;
+        const real *prev = t == 0 ? c->g0 : c->g + (r - 1) * N;
+        const real *W = c->Wv + (size_t)c->index[r] * n2;
+        for (int i = 0; i < N; i++) c->z[r * N + i] = dot8(W + (size_t)i * N, prev, N);
+        c->norm[r] = normrelu_forward(c->g + r * N, c->z + r * N, N);
+        dead += c->norm[r] == 0;
+    }
+    c->dead[b] = dead;
+}
+
+static int64_t rnn_forward(real *z, real *g, real *norm, const real *g0, const real *Wv, const int32_t *index,
+                           int B, int T, int N, int threads) {
+    RnnCtx c = {z, g, norm, NULL, NULL, NULL, NULL, g0, Wv, index, B, T, N, xcalloc((size_t)B, sizeof(int64_t))};
+    parallel_for(threads, B, rnn_forward_task, &c);
+    int64_t dead = 0;
+    for (int b = 0; b < B; b++) dead += c.dead[b];
+    free(c.dead);
     return dead;
 }
 
 /* Backpropagation through time. In: d_g (B*T, N) = dL/dg_r from the losses (the carries from later
  * steps are added into it as we go), d_g0 (N) likewise. Out: d_z (B*T, N), d_Wv (V, N*N) (+=).
- * pass 1, each trajectory from its last step back (t = T..1):
+ * pass 1, each trajectory (a task) from its last step back (t = T..1):
  *     fwd: g_r = NormReLU(z_r)          -> d_z_r = normrelu_backward(d_g_r)
  *     fwd: z_r = W g_prev               -> d_g_prev += W^T d_z_r   (sequential over rows i)
- * pass 2, rows r in order (b, then t ascending):
+ *   the carry into g0 is kept per trajectory and added to d_g0 in order b = 0..B-1;
+ * pass 2, tasks = blocks of 16 rows i of W; within one, rows r in order (b, then t ascending):
  *     fwd: z_r = W g_prev               -> d_W(v_index[r]) += d_z_r (x) g_prev
- * Splitting the passes fixes the order in which d_Wv accumulates, whatever the schedule of pass 1. */
-static void rnn_backward(real *d_z, real *d_Wv, real *d_g, real *d_g0, const real *z, const real *g, const real *norm,
-                         const real *g0, const real *Wv, const int32_t *index, int B, int T, int N) {
+ * So every sum has one order, whatever the number of threads. */
+static void rnn_backward_task(void *ctx, int b) {
+    const RnnCtx *c = ctx;
+    int T = c->T, N = c->N;
     size_t n2 = (size_t)N * N;
     real *carry = xcalloc((size_t)N, sizeof(real));
-    for (int b = 0; b < B; b++)
-        for (int t = T - 1; t >= 0; t--) {
-            size_t r = (size_t)b * T + t;
-            normrelu_backward(d_z + r * N, d_g + r * N, g + r * N, z + r * N, norm[r], N);
-            const real *W = Wv + (size_t)index[r] * n2;
-            for (int j = 0; j < N; j++) carry[j] = 0;
-            for (int i = 0; i < N; i++) {
-                real dz_i = d_z[r * N + i];
-                for (int j = 0; j < N; j++) carry[j] += W[(size_t)i * N + j] * dz_i;
-            }
-            real *d_prev = t == 0 ? d_g0 : d_g + (r - 1) * N;
-            for (int j = 0; j < N; j++) d_prev[j] += carry[j];
-        }
-    free(carry);
-    for (size_t r = 0; r < (size_t)B * T; r++) {
-        const real *prev = r % T == 0 ? g0 : g + (r - 1) * N;
-        real *dW = d_Wv + (size_t)index[r] * n2;
+    for (int t = T - 1; t >= 0; t--) {
+        size_t r = (size_t)b * T + t;
+        normrelu_backward(c->d_z + r * N, c->d_g + r * N, c->g + r * N, c->z + r * N, c->norm[r], N);
+        const real *W = c->Wv + (size_t)c->index[r] * n2;
+        for (int j = 0; j < N; j++) carry[j] = 0;
         for (int i = 0; i < N; i++) {
-            real dz_i = d_z[r * N + i];
+            real dz_i = c->d_z[r * N + i];
+            for (int j = 0; j < N; j++) carry[j] += W[(size_t)i * N + j] * dz_i;
+        }
+        real *d_prev = t == 0 ? c->carry0 + (size_t)b * N : c->d_g + (r - 1) * N;
+        for (int j = 0; j < N; j++) d_prev[j] += carry[j];
+    }
+    free(carry);
+}
+
+static void rnn_dW_task(void *ctx, int task) {
+    const RnnCtx *c = ctx;
+    int T = c->T, N = c->N, i_end = (task + 1) * 16 < N ? (task + 1) * 16 : N;
+    size_t n2 = (size_t)N * N;
+    for (size_t r = 0; r < (size_t)c->B * T; r++) {
+        const real *prev = r % T == 0 ? c->g0 : c->g + (r - 1) * N;
+        real *dW = c->d_Wv + (size_t)c->index[r] * n2;
+        for (int i = task * 16; i < i_end; i++) {
+            real dz_i = c->d_z[r * N + i];
             for (int j = 0; j < N; j++) dW[(size_t)i * N + j] += dz_i * prev[j];
         }
     }
+}
+
+static void rnn_backward(real *d_z, real *d_Wv, real *d_g, real *d_g0, const real *z, const real *g, const real *norm,
+                         const real *g0, const real *Wv, const int32_t *index, int B, int T, int N, int threads) {
+    RnnCtx c = {(real *)z, (real *)g, (real *)norm, d_z, d_Wv, d_g, xcalloc((size_t)B * N, sizeof(real)), g0, Wv, index, B, T, N, NULL};
+    parallel_for(threads, B, rnn_backward_task, &c);
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < N; j++) d_g0[j] += c.carry0[(size_t)b * N + j];
+    free(c.carry0);
+    parallel_for(threads, (N + 15) / 16, rnn_dW_task, &c);
 }
 
 /* ==============================================================================================
@@ -1462,7 +1658,7 @@ typedef struct { double sep_sum, inv_sum, ker_sum; int64_t n_near, n_far; } Pair
 /* Forward of the pair terms over g (M, N), positions pos (M, 2).
  * Order: row i sums its pairs j > i in eight lanes (lane = j mod 8, in double), folded pairwise;
  * the rows are then added in order i = 0..M-1. */
-static PairSums pair_losses_forward(const real *g, const real *pos, int M, int N, double sigma_x, double sigma_g) {
+REFERENCE PairSums pair_losses_forward(const real *g, const real *pos, int M, int N, double sigma_x, double sigma_g) {
     PairSums s = {0, 0, 0, 0, 0};
     double sigma_x2 = sigma_x * sigma_x, inv_2sg2 = 1.0 / (2.0 * sigma_g * sigma_g);
     for (int i = 0; i < M; i++) {
@@ -1493,7 +1689,7 @@ static PairSums pair_losses_forward(const real *g, const real *pos, int M, int N
  *     dL/dg_i = sum_{j != i} 2 Q_ij (g_i - g_j) = 2 (s_i g_i - sum_j Q_ij g_j),  s_i = sum_j Q_ij.
  * Row i runs over every j != i in ascending order (sequential, in double), so rows are independent
  * and D_ij is recomputed with the very operations of the forward pass. */
-static void pair_losses_backward(real *d_g, const real *g, const real *pos, int M, int N, double sigma_x,
+REFERENCE void pair_losses_backward(real *d_g, const real *g, const real *pos, int M, int N, double sigma_x,
                                  double sigma_g, double c_sep, double c_inv, double c_ker) {
     double sigma_x2 = sigma_x * sigma_x, inv_2sg2 = 1.0 / (2.0 * sigma_g * sigma_g);
     double *acc = xcalloc((size_t)N, sizeof *acc);
@@ -1515,6 +1711,165 @@ static void pair_losses_backward(real *d_g, const real *g, const real *pos, int 
         for (int k = 0; k < N; k++) d_gi[k] += (real)(2.0 * (s_i * gi[k] - acc[k]));
     }
     free(acc);
+}
+
+/* ---- fast pair kernels: the same sums in the same order as the two functions above, bit for bit --
+ * Three changes make them fast without touching a single rounding: (1) the states are also kept
+ * transposed, gT (N, Mp) with Mp = M rounded up to PAIR_CHUNK (padding zero), so PAIR_CHUNK pair
+ * distances are computed side by side, each still summed over k in order (vectorised across pairs,
+ * not within one); (2) exp and the masks are branch-free over a chunk, so they vectorise too; (3) rows
+ * blocks are independent tasks for parallel_for, and the forward pass stores each row's folded lane sums so
+ * that the rows are added in order 0..M-1 afterwards, whatever thread computed them. The M x M
+ * matrix is never formed: memory is O(M N). */
+#define PAIR_CHUNK 32 /* a multiple of 8, so a chunk's lane l is lane (j & 7) of the plain loop */
+
+typedef struct {
+    const real *g, *gT;     /* (M, N) and (N, Mp) */
+    const double *g64;      /* (M, N) g in double, for the backward's accumulations (conversion is exact) */
+    const double *px, *py;  /* (Mp) positions, padded */
+    int M, N, Mp;
+    double sigma_x2, inv_2sg2, c_sep, c_inv, c_ker;
+    double *row_sums;       /* forward: (M, 3) folded sep, inv, kernel sums of each row */
+    int64_t *row_far;       /* forward: (M) far pairs of each row */
+    real *d_g;              /* backward: (M, N) */
+} PairCtx;
+
+/* D[l] = |g_i - g_{j0+l}|^2 for l < PAIR_CHUNK: sq_dist's operations, PAIR_CHUNK pairs side by side. */
+static void sq_dist_chunk(real *D, const real *gi, const real *gT, int Mp, int j0, int N) {
+    real acc[PAIR_CHUNK];
+    for (int l = 0; l < PAIR_CHUNK; l++) acc[l] = 0;
+    for (int k = 0; k < N; k++) {
+        const real *col = gT + (size_t)k * Mp + j0;
+        for (int l = 0; l < PAIR_CHUNK; l++) {
+            real d = gi[k] - col[l];
+            acc[l] += d * d;
+        }
+    }
+    memcpy(D, acc, sizeof acc);
+}
+
+/* e[l] = exp(-D[l] / (2 sigma_g^2)) and far[l] = dx^2 > sigma_x^2 for the chunk at j0, against row i. */
+static void pair_chunk(double *e, double *Dd, int *far, const PairCtx *c, int i, int j0) {
+    real D[PAIR_CHUNK];
+    sq_dist_chunk(D, c->g + (size_t)i * c->N, c->gT, c->Mp, j0, c->N);
+    double xi = c->px[i], yi = c->py[i];
+    for (int l = 0; l < PAIR_CHUNK; l++) {
+        Dd[l] = D[l];
+        e[l] = gs_exp(-Dd[l] * c->inv_2sg2);
+        double dx = xi - c->px[j0 + l], dy = yi - c->py[j0 + l];
+        far[l] = dx * dx + dy * dy > c->sigma_x2;
+    }
+}
+
+/* Rows are processed PAIR_ROWS at a time against each chunk of columns, so the chunk's columns of gT
+ * and rows of g are loaded once for all of them (without this the pair loops stream all of g from
+ * memory for every row). Each row still runs over its own pairs in ascending j. */
+#define PAIR_ROWS 16
+
+static void pair_forward_task(void *ctx, int block) {
+    const PairCtx *c = ctx;
+    int i0 = block * PAIR_ROWS, i1 = i0 + PAIR_ROWS < c->M ? i0 + PAIR_ROWS : c->M;
+    double sep[PAIR_ROWS][8], inv[PAIR_ROWS][8], ker[PAIR_ROWS][8], e[PAIR_CHUNK], D[PAIR_CHUNK];
+    int64_t n_far[PAIR_ROWS] = {0};
+    int far[PAIR_CHUNK];
+    memset(sep, 0, sizeof sep), memset(inv, 0, sizeof inv), memset(ker, 0, sizeof ker);
+    for (int j0 = (i0 + 1) / 8 * 8; j0 < c->M; j0 += PAIR_CHUNK)
+        for (int i = i0; i < i1; i++) {
+            if (j0 + PAIR_CHUNK <= i + 1) continue; /* no j > i in this chunk */
+            int r = i - i0;
+            pair_chunk(e, D, far, c, i, j0);
+            for (int l = 0; l < PAIR_CHUNK; l++) {
+                int j = j0 + l, valid = j > i && j < c->M;
+                /* adding +0.0 changes none of these sums: they start at +0 and never go below it */
+                sep[r][l & 7] += valid && far[l] ? e[l] : 0.0;
+                inv[r][l & 7] += valid && !far[l] ? D[l] : 0.0;
+                ker[r][l & 7] += valid ? e[l] : 0.0;
+                n_far[r] += valid && far[l];
+            }
+        }
+    for (int i = i0; i < i1; i++) {
+        const double *a = sep[i - i0], *b = inv[i - i0], *k = ker[i - i0];
+        double *out = c->row_sums + 3 * (size_t)i;
+        out[0] = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+        out[1] = ((b[0] + b[1]) + (b[2] + b[3])) + ((b[4] + b[5]) + (b[6] + b[7]));
+        out[2] = ((k[0] + k[1]) + (k[2] + k[3])) + ((k[4] + k[5]) + (k[6] + k[7]));
+        c->row_far[i] = n_far[i - i0];
+    }
+}
+
+static void pair_backward_task(void *ctx, int block) {
+    const PairCtx *c = ctx;
+    int N = c->N, i0 = block * PAIR_ROWS, i1 = i0 + PAIR_ROWS < c->M ? i0 + PAIR_ROWS : c->M;
+    double *acc = xcalloc((size_t)PAIR_ROWS * N, sizeof(double)), s[PAIR_ROWS] = {0};
+    double e[PAIR_CHUNK], D[PAIR_CHUNK], q[PAIR_CHUNK];
+    int far[PAIR_CHUNK];
+    for (int j0 = 0; j0 < c->M; j0 += PAIR_CHUNK)
+        for (int i = i0; i < i1; i++) {
+            double *acc_i = acc + (size_t)(i - i0) * N;
+            pair_chunk(e, D, far, c, i, j0);
+            for (int l = 0; l < PAIR_CHUNK; l++)
+                q[l] = far[l] ? -(c->c_sep + c->c_ker) * e[l] * c->inv_2sg2 : c->c_inv - c->c_ker * e[l] * c->inv_2sg2;
+            for (int l = 0; l < PAIR_CHUNK && j0 + l < c->M; l++) {
+                if (j0 + l == i) continue;
+                const double *gj = c->g64 + (size_t)(j0 + l) * N; /* g_j in double: the same products */
+                s[i - i0] += q[l];
+                for (int k = 0; k < N; k++) acc_i[k] += q[l] * gj[k];
+            }
+        }
+    for (int i = i0; i < i1; i++) {
+        const real *gi = c->g + (size_t)i * N;
+        const double *acc_i = acc + (size_t)(i - i0) * N;
+        real *d_gi = c->d_g + (size_t)i * N;
+        for (int k = 0; k < N; k++) d_gi[k] += (real)(2.0 * (s[i - i0] * gi[k] - acc_i[k]));
+    }
+    free(acc);
+}
+
+/* Fills ctx's padded transposed copies of g and the positions; free them with pair_ctx_free. */
+static PairCtx pair_ctx(const real *g, const real *pos, int M, int N, double sigma_x, double sigma_g) {
+    PairCtx c;
+    memset(&c, 0, sizeof c);
+    c.g = g, c.M = M, c.N = N, c.Mp = (M + PAIR_CHUNK - 1) / PAIR_CHUNK * PAIR_CHUNK;
+    c.sigma_x2 = sigma_x * sigma_x, c.inv_2sg2 = 1.0 / (2.0 * sigma_g * sigma_g);
+    real *gT = xcalloc((size_t)N * c.Mp, sizeof(real));
+    double *px = xcalloc((size_t)c.Mp, sizeof(double)), *py = xcalloc((size_t)c.Mp, sizeof(double));
+    for (int j = 0; j < M; j++) {
+        for (int k = 0; k < N; k++) gT[(size_t)k * c.Mp + j] = g[(size_t)j * N + k];
+        px[j] = pos[2 * (size_t)j], py[j] = pos[2 * (size_t)j + 1];
+    }
+    double *g64 = xcalloc((size_t)M * N, sizeof(double));
+    for (size_t k = 0; k < (size_t)M * N; k++) g64[k] = g[k];
+    c.gT = gT, c.px = px, c.py = py, c.g64 = g64;
+    return c;
+}
+
+static void pair_ctx_free(PairCtx *c) {
+    free((void *)c->gT), free((void *)c->px), free((void *)c->py), free((void *)c->g64);
+}
+
+static PairSums pair_losses_forward_fast(const real *g, const real *pos, int M, int N, double sigma_x, double sigma_g,
+                                         int threads) {
+    PairCtx c = pair_ctx(g, pos, M, N, sigma_x, sigma_g);
+    c.row_sums = xcalloc(3 * (size_t)M, sizeof(double));
+    c.row_far = xcalloc((size_t)M, sizeof(int64_t));
+    parallel_for(threads, (M + PAIR_ROWS - 1) / PAIR_ROWS, pair_forward_task, &c);
+    PairSums s = {0, 0, 0, 0, 0};
+    for (int i = 0; i < M; i++) {
+        s.sep_sum += c.row_sums[3 * i], s.inv_sum += c.row_sums[3 * i + 1], s.ker_sum += c.row_sums[3 * i + 2];
+        s.n_far += c.row_far[i];
+        s.n_near += (M - 1 - i) - c.row_far[i];
+    }
+    free(c.row_sums), free(c.row_far);
+    pair_ctx_free(&c);
+    return s;
+}
+
+static void pair_losses_backward_fast(real *d_g, const real *g, const real *pos, int M, int N, double sigma_x,
+                                      double sigma_g, double c_sep, double c_inv, double c_ker, int threads) {
+    PairCtx c = pair_ctx(g, pos, M, N, sigma_x, sigma_g);
+    c.c_sep = c_sep, c.c_inv = c_inv, c.c_ker = c_ker, c.d_g = d_g;
+    parallel_for(threads, (M + PAIR_ROWS - 1) / PAIR_ROWS, pair_backward_task, &c);
+    pair_ctx_free(&c);
 }
 
 /* Capacity, meannorm reading: mean (N) = (1/M) sum_i g_i (sequential over i); returns -|mean|^2. */
@@ -1616,15 +1971,18 @@ static LossWeights config_weights(const Config *c, int64_t step) {
 /* One batch through the model: forward, the four losses, and (if grad_scale != 0) the backward
  * pass, adding grad_scale * dL/dparams into m->grads. L = sum of weight * term. */
 static LossTerms sic_forward_backward(Model *m, Acts *a, const Batch *bt, const Config *c, LossWeights w,
-                                      double grad_scale) {
+                                      double grad_scale, int threads) {
     int B = bt->B, T = bt->T, V = bt->V, N = m->N, H = m->H, M = B * T;
     LossTerms L;
     memset(&L, 0, sizeof L);
     /* forward */
-    mlp_forward(a->h1, a->h2, a->Wv, bt->vel, &m->p, V, H, N);
+    double t0 = now_seconds(), t1;
+    mlp_forward(a->h1, a->h2, a->Wv, bt->vel, &m->p, V, H, N, threads);
+    t1 = now_seconds(), a->phase_seconds[PHASE_MLP] += t1 - t0, t0 = t1;
     a->norm0 = normrelu_forward(a->g0, m->p.theta0, N);
-    L.dead_states = rnn_forward(a->z, a->g, a->norm, a->g0, a->Wv, bt->index, B, T, N);
-    PairSums ps = pair_losses_forward(a->g, bt->pos, M, N, c->sigma_x, c->sigma_g);
+    L.dead_states = rnn_forward(a->z, a->g, a->norm, a->g0, a->Wv, bt->index, B, T, N, threads);
+    t1 = now_seconds(), a->phase_seconds[PHASE_RNN] += t1 - t0, t0 = t1;
+    PairSums ps = pair_losses_forward_fast(a->g, bt->pos, M, N, c->sigma_x, c->sigma_g, threads);
     int mean = c->reduction == REDUCTION_MEAN;
     L.n_near = ps.n_near;
     L.n_far = ps.n_far;
@@ -1635,6 +1993,7 @@ static LossTerms sic_forward_backward(Model *m, Acts *a, const Batch *bt, const 
     L.iso = isometry_forward(a->iso_s, &L.n_iso, a->g, a->g0, bt->vel, bt->index, B, T, N, c->iso_vmax);
     L.w_sep = w.sep, L.w_inv = w.inv, L.w_cap = w.cap, L.w_iso = w.iso;
     L.total = w.sep * L.sep + w.inv * L.inv + w.cap * L.cap + w.iso * L.iso;
+    t1 = now_seconds(), a->phase_seconds[PHASE_PAIRS] += t1 - t0, t0 = t1;
     if (grad_scale == 0) return L;
 
     /* backward: losses -> d_g, d_g0 */
@@ -1643,18 +2002,21 @@ static LossTerms sic_forward_backward(Model *m, Acts *a, const Batch *bt, const 
     double c_sep = grad_scale * w.sep * (mean ? (ps.n_far ? 1.0 / (double)ps.n_far : 0) : 1.0);
     double c_inv = grad_scale * w.inv * (mean ? (ps.n_near ? 1.0 / (double)ps.n_near : 0) : 1.0);
     double c_ker = c->capacity == CAPACITY_KERNEL ? -grad_scale * w.cap * kernel_norm : 0;
-    pair_losses_backward(a->d_g, a->g, bt->pos, M, N, c->sigma_x, c->sigma_g, c_sep, c_inv, c_ker);
+    pair_losses_backward_fast(a->d_g, a->g, bt->pos, M, N, c->sigma_x, c->sigma_g, c_sep, c_inv, c_ker, threads);
     if (c->capacity == CAPACITY_MEANNORM) meannorm_backward(a->d_g, a->g_mean, M, N, grad_scale * w.cap);
     isometry_backward(a->d_g, a->d_g0, a->iso_s, L.n_iso, a->g, a->g0, bt->vel, bt->index, B, T, N, c->iso_vmax,
                       grad_scale * w.iso);
+    t1 = now_seconds(), a->phase_seconds[PHASE_LOSS_BACKWARD] += t1 - t0, t0 = t1;
     /* backward through time, then g0 = NormReLU(theta0), then the MLP */
     memset(a->d_Wv, 0, (size_t)V * N * N * sizeof(real));
-    rnn_backward(a->d_z, a->d_Wv, a->d_g, a->d_g0, a->z, a->g, a->norm, a->g0, a->Wv, bt->index, B, T, N);
+    rnn_backward(a->d_z, a->d_Wv, a->d_g, a->d_g0, a->z, a->g, a->norm, a->g0, a->Wv, bt->index, B, T, N, threads);
     real *d_theta0 = xcalloc((size_t)N, sizeof(real));
     normrelu_backward(d_theta0, a->d_g0, a->g0, m->p.theta0, a->norm0, N);
     for (int k = 0; k < N; k++) m->g.theta0[k] += d_theta0[k];
     free(d_theta0);
-    mlp_backward(a->d_h1, a->d_h2, a->d_Wv, bt->vel, a->h1, a->h2, &m->p, &m->g, V, H, N);
+    t1 = now_seconds(), a->phase_seconds[PHASE_BPTT] += t1 - t0, t0 = t1;
+    mlp_backward(a->d_h1, a->d_h2, a->d_Wv, bt->vel, a->h1, a->h2, &m->p, &m->g, V, H, N, threads);
+    a->phase_seconds[PHASE_MLP_BACKWARD] += now_seconds() - t0;
     return L;
 }
 
@@ -1680,22 +2042,34 @@ static double grad_norm(const Model *m) {
 /* AdamW (Loshchilov & Hutter; as torch.optim.AdamW): with g = grad * clip_scale,
  *     m = b1 m + (1-b1) g,  v = b2 v + (1-b2) g^2,
  *     p = p - lr wd p - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps),
- * each element computed in double and rounded once to real. */
-static void adamw_update(Model *m, TrainState *s, const Config *c, double clip_scale) {
-    s->beta1_pow *= c->beta1;
-    s->beta2_pow *= c->beta2;
-    double bc1 = 1.0 - s->beta1_pow, bc2 = 1.0 - s->beta2_pow;
-    for (size_t i = 0; i < m->num_params; i++) {
-        double g = (double)m->grads[i] * clip_scale;
+ * each element computed in double and rounded once to real; elements are independent, so blocks of
+ * them are tasks for parallel_for. */
+typedef struct { Model *m; const Config *c; double lr, clip_scale, bc1, bc2; } AdamCtx;
+#define ADAM_BLOCK 65536
+
+static void adamw_task(void *ctx, int task) {
+    const AdamCtx *a = ctx;
+    Model *m = a->m;
+    const Config *c = a->c;
+    size_t end = (size_t)(task + 1) * ADAM_BLOCK < m->num_params ? (size_t)(task + 1) * ADAM_BLOCK : m->num_params;
+    for (size_t i = (size_t)task * ADAM_BLOCK; i < end; i++) {
+        double g = (double)m->grads[i] * a->clip_scale;
         double mi = c->beta1 * m->adam_m[i] + (1.0 - c->beta1) * g;
         double vi = c->beta2 * m->adam_v[i] + (1.0 - c->beta2) * g * g;
         m->adam_m[i] = (real)mi;
         m->adam_v[i] = (real)vi;
         double p = m->params[i];
-        p -= s->lr * c->weight_decay * p;
-        p -= s->lr * (mi / bc1) / (sqrt(vi / bc2) + c->adam_eps);
+        p -= a->lr * c->weight_decay * p;
+        p -= a->lr * (mi / a->bc1) / (sqrt(vi / a->bc2) + c->adam_eps);
         m->params[i] = (real)p;
     }
+}
+
+static void adamw_update(Model *m, TrainState *s, const Config *c, double clip_scale, int threads) {
+    s->beta1_pow *= c->beta1;
+    s->beta2_pow *= c->beta2;
+    AdamCtx a = {m, c, s->lr, clip_scale, 1.0 - s->beta1_pow, 1.0 - s->beta2_pow};
+    parallel_for(threads, (int)((m->num_params + ADAM_BLOCK - 1) / ADAM_BLOCK), adamw_task, &a);
 }
 
 /* ReduceLROnPlateau on the smoothed loss. Improvement means ema < best - threshold * |best| (a relative
@@ -1715,22 +2089,25 @@ static void plateau_update(TrainState *s, const Config *c, double loss) {
 
 /* One optimiser step: accum batches (their gradients averaged), clip, AdamW, scheduler.
  * Returns the loss terms averaged over the batches (dead states summed). */
-static LossTerms train_step(Model *m, TrainState *s, Acts *a, Batch *bt, const Config *c) {
+static LossTerms train_step(Model *m, TrainState *s, Acts *a, Batch *bt, const Config *c, int threads) {
     memset(m->grads, 0, m->num_params * sizeof(real));
     LossWeights w = config_weights(c, s->step);
     LossTerms avg;
     memset(&avg, 0, sizeof avg);
     for (int k = 0; k < c->accum; k++) {
+        double t0 = now_seconds();
         batch_draw(bt, &s->data_rng, c);
-        LossTerms L = sic_forward_backward(m, a, bt, c, w, 1.0 / c->accum);
+        a->phase_seconds[PHASE_BATCH] += now_seconds() - t0;
+        LossTerms L = sic_forward_backward(m, a, bt, c, w, 1.0 / c->accum, threads);
         avg.sep += L.sep / c->accum, avg.inv += L.inv / c->accum, avg.cap += L.cap / c->accum;
         avg.iso += L.iso / c->accum, avg.total += L.total / c->accum;
         avg.n_near += L.n_near, avg.n_far += L.n_far, avg.n_iso += L.n_iso, avg.dead_states += L.dead_states;
         avg.w_sep = L.w_sep, avg.w_inv = L.w_inv, avg.w_cap = L.w_cap, avg.w_iso = L.w_iso;
     }
-    double norm = grad_norm(m);
-    adamw_update(m, s, c, c->clip > 0 && norm > c->clip ? c->clip / norm : 1.0);
+    double t0 = now_seconds(), norm = grad_norm(m);
+    adamw_update(m, s, c, c->clip > 0 && norm > c->clip ? c->clip / norm : 1.0, threads);
     plateau_update(s, c, avg.total);
+    a->phase_seconds[PHASE_OPTIMISER] += now_seconds() - t0;
     s->step++;
     return avg;
 }
@@ -2080,60 +2457,96 @@ static void ratemaps_free(Ratemaps *rm) {
  *     heading mirrored), so the network is always told the displacement actually made;
  *     g = NormReLU(W(v) g); the bin of the new position accumulates g.
  * Map row iy = 0 is y = -box/2, column ix = 0 is x = -box/2. The walks have their own PRNG stream,
- * the same for every box. */
-static void eval_ratemaps(Ratemaps *rm, const Model *m, const Config *c, double box) {
-    int N = m->N, H = m->H;
+ * the same for every box. Walks are drawn in order, run through the network EVAL_CHUNK at a time in
+ * parallel, and binned in order, so the maps do not depend on the number of threads. */
+#define EVAL_CHUNK 64 /* walks simulated side by side (in parallel), then binned in walk order */
+
+typedef struct {
+    const Model *m;
+    int S;
+    const real *g0;    /* (N) */
+    const real *vel;   /* (EVAL_CHUNK, S, 2) the displacements of each walk */
+    real *states;      /* (EVAL_CHUNK, S, N) the network's state after each step */
+} WalkCtx;
+
+/* One walk through the network: g = NormReLU(W(v_t) g) from g0, for the walk's S displacements. */
+static void walk_task(void *ctx, int w) {
+    const WalkCtx *c = ctx;
+    int N = c->m->N, H = c->m->H;
+    real *h1 = xcalloc((size_t)H, sizeof(real)), *h2 = xcalloc((size_t)H, sizeof(real));
+    real *Wv = xcalloc((size_t)N * N, sizeof(real)), *z = xcalloc((size_t)N, sizeof(real));
+    const real *g = c->g0;
+    for (int t = 0; t < c->S; t++) {
+        const real *v = c->vel + 2 * ((size_t)w * c->S + t);
+        real *next = c->states + ((size_t)w * c->S + t) * N;
+        mlp_forward(h1, h2, Wv, v, &c->m->p, 1, H, N, 1);
+        for (int i = 0; i < N; i++) z[i] = dot8(Wv + (size_t)i * N, g, N);
+        normrelu_forward(next, z, N);
+        g = next;
+    }
+    free(h1), free(h2), free(Wv), free(z);
+}
+
+static void eval_ratemaps(Ratemaps *rm, const Model *m, const Config *c, double box, int threads) {
+    int N = m->N;
     double scale = box / 2.0;
     int n = (int)(box / c->eval_bin_m + 0.5);
     n = n < 2 ? 2 : n;
     int K = (int)(c->eval_walks * scale + 0.5), S = (int)(c->eval_walk_mult * c->T * scale + 0.5);
     K = K < 2 ? 2 : K;
     S = S < 2 ? 2 : S;
-    size_t bins = (size_t)n * n, n2 = (size_t)N * N;
+    size_t bins = (size_t)n * n;
     memset(rm, 0, sizeof *rm);
     rm->N = N, rm->n = n, rm->box = box, rm->bin_m = box / n, rm->walks = K, rm->steps = S;
     double *acc = xcalloc(5 * bins * N, sizeof(double)); /* [all, half 1, half 2, early, late] */
     int64_t *visits = xcalloc(5 * bins, sizeof(int64_t));
-    real *h1 = xcalloc((size_t)H, sizeof(real)), *h2 = xcalloc((size_t)H, sizeof(real));
-    real *Wv = xcalloc(n2, sizeof(real)), *z = xcalloc((size_t)N, sizeof(real));
-    real *g0 = xcalloc((size_t)N, sizeof(real)), *g = xcalloc((size_t)N, sizeof(real));
+    real *g0 = xcalloc((size_t)N, sizeof(real)), *vel = xcalloc((size_t)EVAL_CHUNK * S * 2, sizeof(real));
+    real *states = xcalloc((size_t)EVAL_CHUNK * S * N, sizeof(real));
+    size_t *bin_of = xcalloc((size_t)EVAL_CHUNK * S, sizeof(size_t));
     normrelu_forward(g0, m->p.theta0, N);
     Rng rng = rng_seed((uint64_t)c->seed, STREAM_EVAL);
     double half = box / 2, rayleigh_scale = c->eval_speed_mean / sqrt(PI / 2);
-    for (int w = 0; w < K; w++) {
-        double x = 0, y = 0, heading = (2 * rng_uniform(&rng) - 1) * PI;
-        memcpy(g, g0, (size_t)N * sizeof(real));
-        for (int t = 0; t < S; t++) {
-            heading += c->eval_heading_sd * rng_normal(&rng);
-            while (heading > PI) heading -= 2 * PI;
-            while (heading <= -PI) heading += 2 * PI;
-            double speed = rayleigh_scale * sqrt(-2.0 * gs_log(1.0 - rng_uniform(&rng)));
-            if (speed > c->eval_speed_max) speed = c->eval_speed_max;
-            real v[2] = {(real)(speed * gs_cos(heading)), (real)(speed * gs_sin(heading))};
-            if (x + v[0] > half || x + v[0] < -half) {
-                v[0] = -v[0];
-                heading = heading > 0 ? PI - heading : -PI - heading;
-            }
-            if (y + v[1] > half || y + v[1] < -half) {
-                v[1] = -v[1];
-                heading = -heading;
-            }
-            x += v[0];
-            y += v[1];
-            mlp_forward(h1, h2, Wv, v, &m->p, 1, H, N);
-            for (int i = 0; i < N; i++) z[i] = dot8(Wv + (size_t)i * N, g, N);
-            normrelu_forward(g, z, N); /* NormReLU reads only z, so g is overwritten in place */
-            int ix = (int)((x + half) / box * n), iy = (int)((y + half) / box * n);
-            ix = ix < 0 ? 0 : ix >= n ? n - 1 : ix;
-            iy = iy < 0 ? 0 : iy >= n ? n - 1 : iy;
-            size_t bin = (size_t)iy * n + ix;
-            int sets[3] = {0, w < K / 2 ? 1 : 2, t < S / 2 ? 3 : 4};
-            for (int s = 0; s < 3; s++) {
-                visits[sets[s] * bins + bin]++;
-                double *a = acc + (sets[s] * bins + bin) * N;
-                for (int k = 0; k < N; k++) a[k] += g[k];
+    WalkCtx wc = {m, S, g0, vel, states};
+    for (int w0 = 0; w0 < K; w0 += EVAL_CHUNK) {
+        int count = K - w0 < EVAL_CHUNK ? K - w0 : EVAL_CHUNK;
+        for (int w = 0; w < count; w++) { /* the walks' paths: the PRNG in walk order */
+            double x = 0, y = 0, heading = (2 * rng_uniform(&rng) - 1) * PI;
+            for (int t = 0; t < S; t++) {
+                heading += c->eval_heading_sd * rng_normal(&rng);
+                while (heading > PI) heading -= 2 * PI;
+                while (heading <= -PI) heading += 2 * PI;
+                double speed = rayleigh_scale * sqrt(-2.0 * gs_log(1.0 - rng_uniform(&rng)));
+                if (speed > c->eval_speed_max) speed = c->eval_speed_max;
+                real *v = vel + 2 * ((size_t)w * S + t);
+                v[0] = (real)(speed * gs_cos(heading)), v[1] = (real)(speed * gs_sin(heading));
+                if (x + v[0] > half || x + v[0] < -half) {
+                    v[0] = -v[0];
+                    heading = heading > 0 ? PI - heading : -PI - heading;
+                }
+                if (y + v[1] > half || y + v[1] < -half) {
+                    v[1] = -v[1];
+                    heading = -heading;
+                }
+                x += v[0];
+                y += v[1];
+                int ix = (int)((x + half) / box * n), iy = (int)((y + half) / box * n);
+                ix = ix < 0 ? 0 : ix >= n ? n - 1 : ix;
+                iy = iy < 0 ? 0 : iy >= n ? n - 1 : iy;
+                bin_of[(size_t)w * S + t] = (size_t)iy * n + ix;
             }
         }
+        parallel_for(threads, count, walk_task, &wc); /* the network along each path */
+        for (int w = 0; w < count; w++) /* binned in walk order, step order */
+            for (int t = 0; t < S; t++) {
+                size_t bin = bin_of[(size_t)w * S + t];
+                const real *g = states + ((size_t)w * S + t) * N;
+                int sets[3] = {0, w0 + w < K / 2 ? 1 : 2, t < S / 2 ? 3 : 4};
+                for (int s = 0; s < 3; s++) {
+                    visits[sets[s] * bins + bin]++;
+                    double *a = acc + (sets[s] * bins + bin) * N;
+                    for (int k = 0; k < N; k++) a[k] += g[k];
+                }
+            }
     }
     real *maps[5];
     for (int s = 0; s < 5; s++) {
@@ -2148,7 +2561,7 @@ static void eval_ratemaps(Ratemaps *rm, const Model *m, const Config *c, double 
     for (int k = 0; k < 4; k++) rm->part[k] = maps[k + 1];
     for (size_t b = 0; b < bins; b++) rm->visited_bins += visits[b] > 0;
     rm->coverage = (double)rm->visited_bins / (double)bins;
-    free(acc), free(visits), free(h1), free(h2), free(Wv), free(z), free(g0), free(g);
+    free(acc), free(visits), free(g0), free(vel), free(states), free(bin_of);
 }
 
 /* ==============================================================================================
@@ -2422,10 +2835,16 @@ typedef struct { int units; double period_m, orientation_deg, orientation_spread
 
 /* SAC, gridness, period, orientation and Fourier period of each of N maps (n, n); sacs receives
  * the autocorrelograms (N, 2n-1, 2n-1). */
-static void analyse_maps(UnitScores *u, double *sacs, const real *maps, int N, int n, double bin_m) {
+typedef struct { UnitScores *u; double *sacs; const real *maps; int n; double bin_m; } AnalyseCtx;
+
+static void analyse_task(void *ctx, int k) {
+    const AnalyseCtx *c = ctx;
+    int n = c->n;
     size_t bins = (size_t)n * n, cells = (size_t)(2 * n - 1) * (2 * n - 1);
-    for (int k = 0; k < N; k++) {
-        const real *R = maps + k * bins;
+    UnitScores *u = c->u;
+    double *sacs = c->sacs, bin_m = c->bin_m;
+    {
+        const real *R = c->maps + k * bins;
         double *sac = sacs + k * cells;
         autocorrelogram(sac, R, n);
         Gridness gs = gridness(sac, n);
@@ -2442,6 +2861,11 @@ static void analyse_maps(UnitScores *u, double *sacs, const real *maps, int N, i
         u[k].split_half_r = u[k].early_late_r = gs_nan();
         u[k].module = 0;
     }
+}
+
+static void analyse_maps(UnitScores *u, double *sacs, const real *maps, int N, int n, double bin_m, int threads) {
+    AnalyseCtx c = {u, sacs, maps, n, bin_m};
+    parallel_for(threads, N, analyse_task, &c);
 }
 
 /* Modules (SPEC §6): the periods of the grid-like units (score60 > GRID_THRESHOLD, finite period),
@@ -2664,13 +3088,13 @@ typedef struct {
     int n_modules;
 } Analysis;
 
-static void analysis_run(Analysis *an, const real *maps, int N, int n, double box) {
+static void analysis_run(Analysis *an, const real *maps, int N, int n, double box, int threads) {
     memset(an, 0, sizeof *an);
     an->N = N, an->n = n, an->box = box, an->bin_m = box / n;
     an->units = xcalloc((size_t)N, sizeof(UnitScores));
     an->sacs = xcalloc((size_t)N * (2 * n - 1) * (2 * n - 1), sizeof(double));
     an->modules = xcalloc((size_t)N, sizeof(Module));
-    analyse_maps(an->units, an->sacs, maps, N, n, an->bin_m);
+    analyse_maps(an->units, an->sacs, maps, N, n, an->bin_m, threads);
     an->n_modules = assign_modules(an->units, an->modules, N);
     int visited = 0;
     for (int b = 0; b < n * n; b++) {
@@ -2900,7 +3324,7 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
     real *analytic = xcalloc(m.num_params, sizeof(real));
     for (int permute = 1; permute >= 0; permute--) {
         c.permute = permute;
-        LossTerms probe = sic_forward_backward(&m, &acts[permute], &batches[permute], &c, all, 0);
+        LossTerms probe = sic_forward_backward(&m, &acts[permute], &batches[permute], &c, all, 0, 1);
         fprintf(out, "gradcheck: N=%d H=%d B=%d T=%d permute=%d: %lld near / %lld far pairs, %lld isometry steps, "
                 "%lld dead; h=%g, tol %g\n", c.N, c.hidden, c.B, c.T, permute, (long long)probe.n_near,
                 (long long)probe.n_far, (long long)probe.n_iso, (long long)probe.dead_states, h, tol);
@@ -2915,7 +3339,7 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
         Acts *a = &acts[gc->permute];
         const Batch *bt = &batches[gc->permute];
         memset(m.grads, 0, m.num_params * sizeof(real));
-        sic_forward_backward(&m, a, bt, &c, gc->w, 1.0);
+        sic_forward_backward(&m, a, bt, &c, gc->w, 1.0, 1);
         memcpy(analytic, m.grads, m.num_params * sizeof(real));
         size_t offset = 0;
         for (int blk = 0; blk < NUM_PARAM_TENSORS; blk++) {
@@ -2923,9 +3347,9 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
             for (size_t i = offset; i < offset + m.sizes[blk]; i++) {
                 real keep = m.params[i];
                 m.params[i] = keep + (real)h;
-                double up = sic_forward_backward(&m, a, bt, &c, gc->w, 0).total;
+                double up = sic_forward_backward(&m, a, bt, &c, gc->w, 0, 1).total;
                 m.params[i] = keep - (real)h;
-                double down = sic_forward_backward(&m, a, bt, &c, gc->w, 0).total;
+                double down = sic_forward_backward(&m, a, bt, &c, gc->w, 0, 1).total;
                 m.params[i] = keep;
                 double f = (up - down) / (2 * h), an = analytic[i];
                 diff2 += (an - f) * (an - f), a2 += an * an, f2 += f * f;
@@ -2952,19 +3376,6 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
  * ============================================================================================== */
 #ifndef GRIDSSL_TESTING
 
-/* Wall-clock seconds, for progress lines only (never in any output file). */
-static double now_seconds(void) {
-#ifdef _WIN32
-    struct __timeb64 t;
-    _ftime64(&t);
-    return (double)t.time + t.millitm * 1e-3;
-#else
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-#endif
-}
-
 static void print_usage(FILE *f) {
     fprintf(f,
             "gridssl %s - self-supervised grid cells (Schaeffer et al. 2023), bit-reproducible\n\n"
@@ -2974,6 +3385,8 @@ static void print_usage(FILE *f) {
             "  gridssl score RATEMAPS.npy --box METRES [--out DIR]\n"
             "  gridssl dump CHECKPOINT DIR\n"
             "  gridssl gradcheck\n"
+            "  gridssl bench [--config FILE] [key=value ...] [--steps K]   (seconds per step, per phase)\n"
+            "  every command takes --threads N (default: all cores; results never depend on it)\n"
             "  gridssl --help | --version\n\n"
             "config keys (key = value lines in FILE, '#' comments; key=value arguments override):\n",
             GRIDSSL_VERSION);
@@ -3006,15 +3419,46 @@ static int apply_overrides(Config *c, int argc, char **argv, const char *allow_p
 }
 
 /* Splits argv into --options (with a value each) and the rest (key=value). */
-typedef struct { const char *config, *out, *resume, *box; char **rest; int n_rest; } Args;
+typedef struct { const char *config, *out, *resume, *box; char **rest; int n_rest, threads, steps; } Args;
+
+/* The default for --threads: every core the system reports. Results never depend on it. */
+static int default_threads(void) {
+#ifdef _WIN32
+    const char *env = getenv("NUMBER_OF_PROCESSORS");
+    long k = env ? strtol(env, NULL, 10) : 1;
+#else
+    long k = sysconf(_SC_NPROCESSORS_ONLN);
+#endif
+    return k < 1 ? 1 : k > MAX_THREADS ? MAX_THREADS : (int)k;
+}
 
 static int parse_args(Args *a, int argc, char **argv, const char *allowed, Err *err) {
     memset(a, 0, sizeof *a);
     a->rest = xcalloc((size_t)argc + 1, sizeof(char *));
+    a->threads = default_threads();
+    a->steps = 5;
     for (int i = 0; i < argc; i++) {
         const char *opt = argv[i];
         if (strncmp(opt, "--", 2) != 0) {
             a->rest[a->n_rest++] = argv[i];
+            continue;
+        }
+        if (strcmp(opt, "--threads") == 0) {
+            char *end = NULL;
+            long k = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
+            if (i + 1 >= argc || end == argv[i + 1] || *end || k < 1 || k > MAX_THREADS)
+                return fail(err, "--threads needs a whole number in [1, %d]", MAX_THREADS);
+            a->threads = (int)k;
+            i++;
+            continue;
+        }
+        if (strcmp(opt, "--steps") == 0 && strstr(allowed, "--steps")) {
+            char *end = NULL;
+            long k = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
+            if (i + 1 >= argc || end == argv[i + 1] || *end || k < 1 || k > 100000)
+                return fail(err, "--steps needs a whole number in [1, 100000]");
+            a->steps = (int)k;
+            i++;
             continue;
         }
         const char **slot = strcmp(opt, "--config") == 0 ? &a->config : strcmp(opt, "--out") == 0 ? &a->out
@@ -3082,7 +3526,7 @@ static int train_setup(const Args *args, Config *c, Model *m, TrainState *s, Err
 }
 
 /* Trains from s->step to c->steps, writing config.txt, log.tsv and checkpoint.bin into out. */
-static int train_run(const char *out, int resumed, Model *m, TrainState *s, const Config *c, Err *err) {
+static int train_run(const char *out, int resumed, int threads, Model *m, TrainState *s, const Config *c, Err *err) {
     char config_path[4200], log_path[4200], ckpt_path[4200];
     path_join(config_path, sizeof config_path, out, "config.txt");
     path_join(log_path, sizeof log_path, out, "log.tsv");
@@ -3095,9 +3539,9 @@ static int train_run(const char *out, int resumed, Model *m, TrainState *s, cons
     if (rc) return -1;
     buf_printf(&log, "step\tlr\tsep\tinv\tcap\tiso\ttotal\tw_iso\tdead_states\n");
     if (resumed) keep_log_rows(&log, log_path, s->step);
-    fprintf(stderr, "gridssl: training %s for steps %lld..%d (N=%d, H=%d, B=%d, T=%d, %zu parameters) -> %s\n",
+    fprintf(stderr, "gridssl: training %s for steps %lld..%d (N=%d, H=%d, B=%d, T=%d, %zu parameters, %d thread%s) -> %s\n",
             resumed ? "from checkpoint" : "from scratch", (long long)s->step, c->steps, c->N, c->hidden, c->B, c->T,
-            m->num_params, out);
+            m->num_params, threads, threads > 1 ? "s" : "", out);
     Batch bt;
     Acts a;
     batch_alloc(&bt, c);
@@ -3105,7 +3549,7 @@ static int train_run(const char *out, int resumed, Model *m, TrainState *s, cons
     double t_start = now_seconds();
     int64_t step_start = s->step;
     while (s->step < c->steps) {
-        LossTerms L = train_step(m, s, &a, &bt, c);
+        LossTerms L = train_step(m, s, &a, &bt, c, threads);
         if (s->step % c->log_every == 0 || s->step == c->steps) {
             buf_printf(&log, "%lld\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%lld\n", (long long)s->step, s->lr,
                        L.sep, L.inv, L.cap, L.iso, L.total, L.w_iso, (long long)L.dead_states);
@@ -3150,7 +3594,7 @@ static int cmd_train(int argc, char **argv, Err *err) {
     const char *out = args.out ? args.out : "out";
     if (rc == 0) rc = train_setup(&args, &c, &m, &s, err);
     if (rc == 0) rc = make_dir(out, err);
-    if (rc == 0) rc = train_run(out, args.resume != NULL, &m, &s, &c, err);
+    if (rc == 0) rc = train_run(out, args.resume != NULL, args.threads, &m, &s, &c, err);
     model_free(&m);
     free(args.rest);
     return rc;
@@ -3186,16 +3630,17 @@ static int parse_boxes(double *boxes, int *count, const char *text, Err *err) {
 }
 
 /* Evaluates and analyses one box into out/box_<side>m; its units' scores are copied to units. */
-static int eval_one_box(const char *out, const Model *m, const Config *c, double box, UnitScores *units, Err *err) {
+static int eval_one_box(const char *out, const Model *m, const Config *c, double box, UnitScores *units, int threads,
+                        Err *err) {
     char dir[4200], name[64];
     snprintf(name, sizeof name, "box_%gm", box);
     path_join(dir, sizeof dir, out, name);
     if (make_dir(dir, err)) return -1;
     double t0 = now_seconds();
     Ratemaps rm;
-    eval_ratemaps(&rm, m, c, box);
+    eval_ratemaps(&rm, m, c, box, threads);
     Analysis an;
-    analysis_run(&an, rm.map, rm.N, rm.n, box);
+    analysis_run(&an, rm.map, rm.N, rm.n, box, threads);
     an.walks = rm.walks, an.steps = rm.steps, an.coverage = rm.coverage;
     size_t bins = (size_t)rm.n * rm.n;
     for (int k = 0; k < rm.N; k++) { /* stability (SPEC §5): halves of the walks, early vs late steps */
@@ -3239,7 +3684,7 @@ static int cmd_eval(int argc, char **argv, Err *err) {
     }
     if (rc == 0) rc = make_dir(out, err);
     UnitScores *units = rc == 0 ? xcalloc((size_t)n_boxes * m.N, sizeof(UnitScores)) : NULL;
-    for (int i = 0; i < n_boxes && rc == 0; i++) rc = eval_one_box(out, &m, &c, boxes[i], units + (size_t)i * m.N, err);
+    for (int i = 0; i < n_boxes && rc == 0; i++) rc = eval_one_box(out, &m, &c, boxes[i], units + (size_t)i * m.N, args.threads, err);
     if (rc == 0) { /* generalisation.csv: each unit's score and period in every box */
         Buf b = {0};
         buf_printf(&b, "unit");
@@ -3286,7 +3731,7 @@ static int cmd_score(int argc, char **argv, Err *err) {
     if (rc == 0) rc = make_dir(out, err);
     if (rc == 0) {
         Analysis an;
-        analysis_run(&an, maps, N, n, box);
+        analysis_run(&an, maps, N, n, box, args.threads);
         rc = analysis_write(out, &an, maps, err);
         int grid_like = 0;
         for (int k = 0; k < N; k++) grid_like += an.units[k].score60 > GRID_THRESHOLD;
@@ -3315,7 +3760,7 @@ static int cmd_dump(int argc, char **argv, Err *err) {
     if (make_dir(dir, err)) goto done;
     batch_draw(&bt, &s.data_rng, &c); /* the batch training would draw next */
     memset(m.grads, 0, m.num_params * sizeof(real));
-    LossTerms L = sic_forward_backward(&m, &a, &bt, &c, config_weights(&c, s.step), 1.0);
+    LossTerms L = sic_forward_backward(&m, &a, &bt, &c, config_weights(&c, s.step), 1.0, default_threads());
     int64_t B = c.B, T = c.T, N = c.N, H = c.hidden;
     char path[4200];
     struct { const char *name; const real *x; int64_t shape[3]; int ndim; } arrays[] = {
@@ -3365,6 +3810,99 @@ done:
     return rc;
 }
 
+/* The machine's peak for gridssl's own arithmetic: multiplies and adds issued separately (contraction
+ * into FMA is off), eight independent chains of eight float lanes per thread. */
+typedef struct { int iters; float *sums; } PeakCtx;
+
+static void peak_task(void *ctx, int task) {
+    const PeakCtx *c = ctx;
+    float acc[8][8];
+    for (int k = 0; k < 64; k++) acc[k / 8][k % 8] = 1.0f + k * 1e-3f;
+    for (int it = 0; it < c->iters; it++)
+        for (int k = 0; k < 8; k++)
+            for (int l = 0; l < 8; l++) acc[k][l] = acc[k][l] * 0.99999f + 1e-5f;
+    float s = 0;
+    for (int k = 0; k < 64; k++) s += acc[k / 8][k % 8];
+    c->sums[task] = s; /* keeps the loop alive */
+}
+
+/* GFLOP/s of peak_task on `threads` threads. */
+static double peak_gflops(int threads) {
+    float sums[MAX_THREADS];
+    PeakCtx c = {20000000, sums};
+    double t0 = now_seconds();
+    parallel_for(threads, threads, peak_task, &c);
+    return 2.0 * 64 * c.iters * threads / (now_seconds() - t0) / 1e9;
+}
+
+/* gridssl bench: times `steps` training steps (after one warm-up step) and prints, tab-separated on
+ * stdout, the median seconds per step, each phase's share of the time and its GFLOP/s (operation
+ * counts in the comments below), and the measured peak. Nothing is written to disk. */
+static int cmd_bench(int argc, char **argv, Err *err) {
+    Args args;
+    Config c;
+    Model m;
+    TrainState s;
+    memset(&m, 0, sizeof m);
+    memset(&s, 0, sizeof s);
+    int rc = parse_args(&args, argc, argv, "--config --steps", err);
+    if (rc == 0) rc = train_setup(&args, &c, &m, &s, err);
+    if (rc) {
+        model_free(&m), free(args.rest);
+        return rc;
+    }
+    Batch bt;
+    Acts a;
+    batch_alloc(&bt, &c);
+    acts_alloc(&a, &c);
+    int steps = args.steps, T = c.T, B = c.B, N = c.N, H = c.hidden, V = bt.V;
+    double M = (double)B * T, *times = xcalloc((size_t)steps, sizeof(double));
+    train_step(&m, &s, &a, &bt, &c, args.threads); /* warm-up: first touch of every buffer */
+    memset(a.phase_seconds, 0, sizeof a.phase_seconds);
+    for (int k = 0; k < steps; k++) {
+        double t0 = now_seconds();
+        train_step(&m, &s, &a, &bt, &c, args.threads);
+        times[k] = now_seconds() - t0;
+    }
+    for (int i = 1; i < steps; i++) /* insertion sort for the median */
+        for (int j = i; j > 0 && times[j - 1] > times[j]; j--) {
+            double t = times[j];
+            times[j] = times[j - 1], times[j - 1] = t;
+        }
+    double median = steps % 2 ? times[steps / 2] : (times[steps / 2 - 1] + times[steps / 2]) / 2, total = 0;
+    double mlp = 2.0 * V * (2.0 * H + (double)H * H + (double)H * N * N); /* multiply + add per weight */
+    double flops[8] = {
+        0,                                        /* batch */
+        mlp,                                      /* W(v) for the V distinct velocities */
+        2.0 * M * N * N,                          /* z = W g */
+        3.0 * N * M * (M - 1) / 2,                /* D = sum (g_i - g_j)^2: subtract, multiply, add */
+        5.0 * N * M * (M - 1),                    /* D again, then acc += q g_j, for every ordered pair */
+        4.0 * M * N * N,                          /* W^T dz and dz (x) g */
+        2.0 * mlp,                                /* d_W and d_in */
+        12.0 * (double)m.num_params};             /* clip + AdamW */
+    for (int p = 0; p < 8; p++) total += a.phase_seconds[p];
+    printf("config\tN=%d\thidden=%d\tB=%d\tT=%d\taccum=%d\tthreads=%d\tsteps=%d\tparams=%zu\n", N, H, B, T, c.accum,
+           args.threads, steps, m.num_params);
+    printf("step_seconds_median\t%.6f\n", median);
+    printf("step_seconds_min_max\t%.6f\t%.6f\n", times[0], times[steps - 1]);
+    for (int p = 0; p < 8; p++) {
+        double secs = a.phase_seconds[p] / steps, gf = secs > 0 ? flops[p] * c.accum / secs / 1e9 : 0;
+        printf("phase\t%s\t%.6f\t%.1f%%\t%.2f\n", phase_names[p], secs, 100 * a.phase_seconds[p] / total, gf);
+    }
+    /* peak resident memory of this process (Linux: VmHWM; getrusage would count a parent's pages
+     * inherited through fork) */
+    FILE *status = fopen("/proc/self/status", "r");
+    char line[256];
+    while (status && fgets(line, sizeof line, status))
+        if (strncmp(line, "VmHWM:", 6) == 0) printf("peak_rss_mib\t%.1f\n", strtod(line + 6, NULL) / 1024);
+    if (status) fclose(status);
+    printf("peak_gflops\t1\t%.2f\n", peak_gflops(1));
+    if (args.threads > 1) printf("peak_gflops\t%d\t%.2f\n", args.threads, peak_gflops(args.threads));
+    free(times);
+    acts_free(&a), batch_free(&bt), model_free(&m), free(args.rest);
+    return 0;
+}
+
 /* Central differences resolve gradients to ~1e-9 in double; in float, rounding noise in the loss
  * swamps small gradients at any step size, so the check lives in the double build only. */
 static int cmd_gradcheck(Err *err) {
@@ -3392,6 +3930,7 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[1], "score") == 0) rc = cmd_score(argc - 2, argv + 2, &err);
     else if (strcmp(argv[1], "dump") == 0) rc = cmd_dump(argc - 2, argv + 2, &err);
     else if (strcmp(argv[1], "gradcheck") == 0) rc = cmd_gradcheck(&err);
+    else if (strcmp(argv[1], "bench") == 0) rc = cmd_bench(argc - 2, argv + 2, &err);
     else rc = fail(&err, "unknown command '%s' (gridssl --help lists them)", argv[1]);
     if (rc) {
         fflush(stdout);

@@ -91,6 +91,24 @@ else
     fail "could not build the -O0 and -O2 -march=native variants with $CC"
 fi
 
+# ---- threads: 1, 2 and 3 threads give the same bytes (the golden run above used the default: every core)
+same=1
+for threads in 1 2 3; do
+    $G train --config data/tiny.cfg N=20 B=9 T=11 steps=12 --threads $threads --out "$T/threads$threads" > /dev/null 2>&1 &&
+        $G eval "$T/threads$threads/checkpoint.bin" --box 2 --threads $threads > /dev/null 2>&1 || same=0
+    for f in checkpoint.bin eval/box_2m/ratemaps.npy eval/box_2m/scores.csv; do
+        cmp -s "$T/threads1/$f" "$T/threads$threads/$f" || same=0
+    done
+done
+check "1, 2 and 3 threads give identical checkpoints, ratemaps and scores" test $same = 1
+for threads in 1 3; do
+    $G train --config data/tiny.cfg --threads $threads --out "$T/golden$threads" > /dev/null 2>&1 &&
+        $G eval "$T/golden$threads/checkpoint.bin" --box 2 --threads $threads > /dev/null 2>&1
+    same=1
+    for f in $GOLDEN_FILES; do [ "$(hash_of "$T/golden$threads/$f")" = "$(golden "$f")" ] || same=0; done
+    check "--threads $threads: the golden hashes" test $same = 1
+done
+
 # ---- resume: k steps, checkpoint, resume to 2k == 2k steps straight -----------------------------
 $G train --config data/tiny.cfg steps=30 --out "$T/half" > /dev/null 2>&1 &&
     $G train --resume "$T/half/checkpoint.bin" steps=60 --out "$T/half" > /dev/null 2>&1
@@ -140,6 +158,7 @@ expect_error "unknown key in a config file, with file and line" "colour.cfg:2: u
 expect_error "malformed number" "'12x' is not a finite number" "$T/bad" $G train --config data/tiny.cfg N=12x --out "$T/bad"
 expect_error "out-of-range value (negative size)" "'B': -5 is out of range" "$T/bad" $G train --config data/tiny.cfg B=-5 --out "$T/bad"
 expect_error "missing config file" "cannot open $T/nope.cfg" "$T/bad" $G train --config "$T/nope.cfg" --out "$T/bad"
+expect_error "--threads 0" "threads needs a whole number" "$T/bad" $G train --config data/tiny.cfg --threads 0 --out "$T/bad"
 expect_error "unknown option" "unknown option '--frobnicate'" "$T/bad" $G train --frobnicate 1 --out "$T/bad"
 expect_error "unknown command" "unknown command 'fly'" "$T/bad" $G fly
 mkdir -p "$T/ck"

@@ -172,7 +172,7 @@ static void test_normrelu(void) {
     real Wv[16] = {-1, 0, 0, 0, 0, -1, 0, 0, 0, 0, -1, 0, 0, 0, 0, -1}, g0[4] = {0.5, 0.5, 0.5, 0.5};
     real zz[24], gg[24], nn[6];
     int32_t index[6] = {0};
-    int64_t dead = rnn_forward(zz, gg, nn, g0, Wv, index, B, T, N);
+    int64_t dead = rnn_forward(zz, gg, nn, g0, Wv, index, B, T, N, 1);
     check(dead == B * T, "rnn_forward counts dead states (%lld of %d)", (long long)dead, B * T);
 }
 
@@ -249,6 +249,60 @@ static void test_disc_velocities(void) {
     }
     check(inside && outside > 200 && outside < 640, "vel_dist=disc keeps 2000 of 2000 velocities in the disc; square puts %d of 2000 outside", outside);
     batch_free(&bt);
+}
+
+/* ---- the fast kernels against the plain reference kernels: the same bytes, for sizes that are not
+ * multiples of the vector widths and chunks, and for 1, 2 and 3 threads. */
+static void fill(real *x, size_t n, Rng *rng, double scale) {
+    for (size_t i = 0; i < n; i++) x[i] = (real)(scale * (2 * rng_uniform(rng) - 1));
+}
+
+static void test_fast_kernels(void) {
+    Rng rng = rng_seed(8, STREAM_CHECK);
+    const int rows = 7, in_dim = 37, out_dim = 131; /* odd, and more than two LINEAR_BLOCKs */
+    real *in = xcalloc((size_t)rows * in_dim, sizeof(real)), *W = xcalloc((size_t)out_dim * in_dim, sizeof(real));
+    real *b = xcalloc((size_t)out_dim, sizeof(real)), *d_out = xcalloc((size_t)rows * out_dim, sizeof(real));
+    fill(in, (size_t)rows * in_dim, &rng, 1), fill(W, (size_t)out_dim * in_dim, &rng, 0.3), fill(b, out_dim, &rng, 0.1);
+    fill(d_out, (size_t)rows * out_dim, &rng, 1);
+    real *ref = xcalloc((size_t)rows * out_dim, sizeof(real)), *got = xcalloc((size_t)rows * out_dim, sizeof(real));
+    size_t nw = (size_t)out_dim * in_dim;
+    real *ref_dW = xcalloc(nw, sizeof(real)), *ref_db = xcalloc((size_t)out_dim, sizeof(real)), *ref_din = xcalloc((size_t)rows * in_dim, sizeof(real));
+    real *dW = xcalloc(nw, sizeof(real)), *db = xcalloc((size_t)out_dim, sizeof(real)), *din = xcalloc((size_t)rows * in_dim, sizeof(real));
+    linear_forward(ref, in, W, b, rows, in_dim, out_dim);
+    linear_backward(ref_din, ref_dW, ref_db, d_out, in, W, rows, in_dim, out_dim);
+    for (int threads = 1; threads <= 3; threads++) {
+        linear_forward_fast(got, in, W, b, rows, in_dim, out_dim, threads);
+        memset(dW, 0, nw * sizeof(real)), memset(db, 0, (size_t)out_dim * sizeof(real)), memset(din, 0, (size_t)rows * in_dim * sizeof(real));
+        linear_backward_fast(din, dW, db, d_out, in, W, rows, in_dim, out_dim, threads);
+        check(memcmp(ref, got, (size_t)rows * out_dim * sizeof(real)) == 0, "linear_forward_fast == linear_forward, bit for bit (%d thread%s)", threads, threads > 1 ? "s" : "");
+        check(memcmp(ref_dW, dW, nw * sizeof(real)) == 0 && memcmp(ref_db, db, (size_t)out_dim * sizeof(real)) == 0 &&
+                  memcmp(ref_din, din, (size_t)rows * in_dim * sizeof(real)) == 0,
+              "linear_backward_fast == linear_backward, bit for bit (%d thread%s)", threads, threads > 1 ? "s" : "");
+    }
+    free(in), free(W), free(b), free(d_out), free(ref), free(got), free(ref_dW), free(ref_db), free(ref_din), free(dW), free(db), free(din);
+    /* pairs: M = 75 states (not a multiple of 8 or PAIR_CHUNK), N = 11, positions on the 2^-20 grid
+     * and spread so that both classes occur; two dead (all-zero) states. */
+    const int M = 75, N = 11;
+    real *g = xcalloc((size_t)M * N, sizeof(real)), *pos = xcalloc(2 * (size_t)M, sizeof(real));
+    for (int i = 0; i < M; i++) {
+        double sq = 0;
+        for (int k = 0; k < N; k++) g[i * N + k] = (real)rng_uniform(&rng), sq += (double)g[i * N + k] * g[i * N + k];
+        for (int k = 0; k < N; k++) g[i * N + k] = i % 31 == 5 ? 0 : (real)(g[i * N + k] / sqrt(sq));
+        pos[2 * i] = (real)(rng_below(&rng, 200000) * VEL_QUANTUM), pos[2 * i + 1] = (real)(rng_below(&rng, 200000) * VEL_QUANTUM);
+    }
+    PairSums want = pair_losses_forward(g, pos, M, N, 0.05, 0.4);
+    real *want_dg = xcalloc((size_t)M * N, sizeof(real)), *got_dg = xcalloc((size_t)M * N, sizeof(real));
+    pair_losses_backward(want_dg, g, pos, M, N, 0.05, 0.4, 0.3, 0.07, -0.11);
+    for (int threads = 1; threads <= 3; threads++) {
+        PairSums have = pair_losses_forward_fast(g, pos, M, N, 0.05, 0.4, threads);
+        check(memcmp(&want, &have, sizeof want) == 0 && want.n_near > 0 && want.n_far > 0,
+              "pair_losses_forward_fast == pair_losses_forward, bit for bit (%d thread%s; %lld near, %lld far)", threads,
+              threads > 1 ? "s" : "", (long long)want.n_near, (long long)want.n_far);
+        memset(got_dg, 0, (size_t)M * N * sizeof(real));
+        pair_losses_backward_fast(got_dg, g, pos, M, N, 0.05, 0.4, 0.3, 0.07, -0.11, threads);
+        check(memcmp(want_dg, got_dg, (size_t)M * N * sizeof(real)) == 0, "pair_losses_backward_fast == pair_losses_backward, bit for bit (%d thread%s)", threads, threads > 1 ? "s" : "");
+    }
+    free(g), free(pos), free(want_dg), free(got_dg);
 }
 
 /* ---- closed forms for each loss term (SPEC §3), on hand-made states of N = 2 units.
@@ -397,7 +451,7 @@ static double orientation_error(double got, double want) {
 
 static UnitScores score_one(const real *R, int n, double box) {
     Analysis an;
-    analysis_run(&an, R, 1, n, box);
+    analysis_run(&an, R, 1, n, box, 1);
     UnitScores u = an.units[0];
     analysis_free(&an);
     return u;
@@ -480,13 +534,13 @@ static void test_modules(void) {
         for (int k = 0; k < per; k++)
             lattice_map(maps + (size_t)(p * per + k) * n * n, n, 2.0, periods[p], 5 + 3 * k, 0.07 * k, -0.05 * k, 3);
     Analysis an;
-    analysis_run(&an, maps, 3 * per, n, 2.0);
+    analysis_run(&an, maps, 3 * per, n, 2.0, 2);
     int right = an.n_modules == 3;
     for (int i = 0; i < an.n_modules && right; i++) right = fabs(an.modules[i].period_m / periods[i] - 1) < 0.05 && an.modules[i].units == per;
     check(right, "three periods give three modules (%d: %.3g, %.3g, %.3g m)", an.n_modules, an.n_modules > 0 ? an.modules[0].period_m : 0,
           an.n_modules > 1 ? an.modules[1].period_m : 0, an.n_modules > 2 ? an.modules[2].period_m : 0);
     analysis_free(&an);
-    analysis_run(&an, maps + (size_t)per * n * n, per, n, 2.0);
+    analysis_run(&an, maps + (size_t)per * n * n, per, n, 2.0, 3);
     check(an.n_modules == 1 && an.modules[0].units == per, "a single period gives one module (%d)", an.n_modules);
     analysis_free(&an);
     free(maps);
@@ -650,6 +704,7 @@ int main(void) {
     test_batch_invariants();
     test_disc_velocities();
     test_closed_forms();
+    test_fast_kernels();
     test_config();
     test_checkpoint_roundtrip();
     test_npy_header();
