@@ -25,6 +25,10 @@ endif
 ifneq (,$(filter s390%,$(MACHINE)))
 DETERMINISM += -fexcess-precision=fast
 endif
+LDLIBS = -lm -lpthread
+ifneq (,$(findstring mingw,$(MACHINE)))
+LDLIBS += -static # a self-contained .exe: winpthreads linked in, no DLL to find
+endif
 BUILD = $(CC) $(CFLAGS) $(DETERMINISM) $(WARNINGS) # DETERMINISM after CFLAGS: it wins
 PYTHON ?= /usr/bin/python3
 
@@ -33,16 +37,16 @@ BIN = gridssl # make BIN=path builds the binary there (tests/portability.sh buil
 all: $(BIN) gridssl_f64
 
 $(BIN): gridssl.c gridssl.h
-	$(BUILD) -o $@ gridssl.c -lm
+	$(BUILD) -o $@ gridssl.c $(LDLIBS)
 
 gridssl_f64: gridssl.c gridssl.h
-	$(BUILD) -DGRIDSSL_DOUBLE -o $@ gridssl.c -lm
+	$(BUILD) -DGRIDSSL_DOUBLE -o $@ gridssl.c $(LDLIBS)
 
 tests/unit_f32: tests/unit.c gridssl.c gridssl.h
-	$(BUILD) -Wno-unused-function -o $@ tests/unit.c -lm
+	$(BUILD) -Wno-unused-function -o $@ tests/unit.c $(LDLIBS)
 
 tests/unit_f64: tests/unit.c gridssl.c gridssl.h
-	$(BUILD) -Wno-unused-function -DGRIDSSL_DOUBLE -o $@ tests/unit.c -lm
+	$(BUILD) -Wno-unused-function -DGRIDSSL_DOUBLE -o $@ tests/unit.c $(LDLIBS)
 
 test: gridssl gridssl_f64 tests/unit_f32 tests/unit_f64
 	CC="$(CC)" sh tests/run.sh
@@ -57,10 +61,10 @@ bench: gridssl
 	$(PYTHON) tests/bench.py
 
 debug: gridssl.c gridssl.h
-	$(CC) -O0 -g $(DETERMINISM) $(WARNINGS) -o gridssl_debug gridssl.c -lm
+	$(CC) -O0 -g $(DETERMINISM) $(WARNINGS) -o gridssl_debug gridssl.c $(LDLIBS)
 
 asan: gridssl.c gridssl.h
-	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all $(DETERMINISM) $(WARNINGS) -o gridssl_asan gridssl.c -lm
+	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all $(DETERMINISM) $(WARNINGS) -o gridssl_asan gridssl.c $(LDLIBS)
 
 clean:
 	rm -rf gridssl gridssl_f64 gridssl_debug gridssl_asan tests/unit_f32 tests/unit_f64 tests/build tests/out

@@ -78,7 +78,7 @@ check "log.tsv has a header and one row per log_every steps" sh -c "test \$(wc -
 # ---- determinism across optimisation levels ----------------------------------------------------
 mkdir -p tests/build
 DET="-std=c11 -ffp-contract=off"
-if $CC -O0 $DET -o tests/build/gridssl_O0 gridssl.c -lm && $CC -O2 -march=native $DET -o tests/build/gridssl_native gridssl.c -lm; then
+if $CC -O0 $DET -o tests/build/gridssl_O0 gridssl.c -lm -lpthread && $CC -O2 -march=native $DET -o tests/build/gridssl_native gridssl.c -lm -lpthread; then
     for build in O0 native; do
         run_reference tests/build/gridssl_$build "$T/$build"
         same=1

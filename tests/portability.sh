@@ -32,15 +32,17 @@ row() { # row BUILD TARGET SECONDS H1 H2 H3 H4 RESUME RESULT
     case "$9" in OK*) passed=$((passed + 1)) ;; *) failed=$((failed + 1)) ;; esac
 }
 
-# cell ID NAME CC CFLAGS RUNNER [EXPECT [SOURCE]]: ID names the files, NAME the row. A control row
-# has EXPECT "differ" and may name a SOURCE to compile directly, bypassing the Makefile (whose
-# determinism flags come after CFLAGS and so would undo the perturbation).
+# cell ID NAME CC CFLAGS RUNNER [EXPECT [SOURCE [ARGS]]]: ID names the files, NAME the row. A control
+# row has EXPECT "differ" and may name a SOURCE to compile directly, bypassing the Makefile (whose
+# determinism flags come after CFLAGS and so would undo the perturbation). ARGS go to every run
+# (--threads N). A cell whose ID was built before reuses that build.
 cell() {
-    id=$1 name=$2 cc=$3 cflags=$4 runner=$5 expect=${6:-same} source=${7:-}
-    exe="$B/$id"
+    id=$1 name=$2 cc=$3 cflags=$4 runner=$5 expect=${6:-same} source=${7:-} args=${8:-}
+    bin_id=${id%%+*}
+    exe="$B/$bin_id"
     case "$cc" in *mingw32*) exe="$exe.exe" ;; esac
     target=$($cc -dumpmachine 2> /dev/null) || target="$(uname -m) (host)"
-    for tool in $cc $runner; do
+    for tool in $cc ${runner%% *}; do
         if ! command -v "$tool" > /dev/null 2>&1; then
             row "$name" "$target" - - - - - - "ERROR: $tool missing"
             return
@@ -51,13 +53,15 @@ cell() {
     else
         build="make -s BIN=$exe CC=$cc CFLAGS=\"$cflags\" $exe"
     fi
-    if ! eval "$build" > "$O/$id.build" 2>&1; then
+    if [ -x "$exe" ] && [ "$bin_id" != "$id" ]; then
+        : # built for an earlier row
+    elif ! eval "$build" > "$O/$id.build" 2>&1; then
         row "$name" "$target" - - - - - - "ERROR: build failed ($(head -c 100 "$O/$id.build"))"
         return
     fi
     start=$(date +%s.%N)
-    $runner "$exe" train --config data/tiny.cfg --out "$O/$id" > /dev/null 2> "$O/$id.err" &&
-        $runner "$exe" eval "$O/$id/checkpoint.bin" --box 2 > /dev/null 2>> "$O/$id.err"
+    $runner "$exe" train --config data/tiny.cfg --out "$O/$id" $args > /dev/null 2> "$O/$id.err" &&
+        $runner "$exe" eval "$O/$id/checkpoint.bin" --box 2 $args > /dev/null 2>> "$O/$id.err"
     end=$(date +%s.%N)
     seconds=$(awk "BEGIN { printf \"%.1f\", $end - $start }")
     same=1
@@ -68,7 +72,7 @@ cell() {
         [ "$h" = "$(golden "$f" | cut -c1-12)" ] || same=0
         hashes="$hashes $h"
     done
-    $runner "$exe" train --resume "$O/half/checkpoint.bin" steps=60 --out "$O/$id-resume" > /dev/null 2>&1
+    $runner "$exe" train --resume "$O/half/checkpoint.bin" steps=60 --out "$O/$id-resume" $args > /dev/null 2>&1
     resume=DIFF
     [ "$(sha256sum "$O/$id-resume/checkpoint.bin" 2> /dev/null | cut -d' ' -f1)" = "$(golden checkpoint.bin)" ] && resume=OK
     if [ "$expect" = differ ]; then
@@ -85,18 +89,23 @@ cell() {
 
 cell gcc-O0 "gcc -O0" gcc "-O0" ""
 cell gcc-O2 "gcc -O2" gcc "-O2" ""
+cell gcc-O2+t1 "gcc -O2, 1 thread" gcc "-O2" "" same "" "--threads 1"
+cell gcc-O2+t2 "gcc -O2, 2 threads" gcc "-O2" "" same "" "--threads 2"
+cell gcc-O2+t3 "gcc -O2, 3 threads (uneven)" gcc "-O2" "" same "" "--threads 3"
 cell gcc-O3-native "gcc -O3 -march=native" gcc "-O3 -march=native" ""
 cell clang-O2 "clang -O2" clang "-O2" ""
 cell clang-O3-native "clang -O3 -march=native" clang "-O3 -march=native" ""
 cell tcc "tcc" tcc "" ""
 cell musl "musl-gcc -O2 -static" musl-gcc "-O2 -static" ""
 cell aarch64 "aarch64 gcc -O2 (qemu)" aarch64-linux-gnu-gcc "-O2 -static" qemu-aarch64
+cell aarch64+t3 "aarch64, 3 threads (qemu)" aarch64-linux-gnu-gcc "-O2 -static" qemu-aarch64 same "" "--threads 3"
 cell armhf "armhf gcc -O2 (qemu)" arm-linux-gnueabihf-gcc "-O2 -static" qemu-arm
 cell i686 "i686 gcc -O2, SSE2 (qemu)" i686-linux-gnu-gcc "-O2 -static" qemu-i386
 cell riscv64 "riscv64 gcc -O2 (qemu)" riscv64-linux-gnu-gcc "-O2 -static" qemu-riscv64
 cell ppc64le "ppc64le gcc -O2 (qemu)" powerpc64le-linux-gnu-gcc "-O2 -static" qemu-ppc64le
 cell s390x "s390x gcc -O2, big-endian (qemu)" s390x-linux-gnu-gcc "-O2 -static" qemu-s390x
 cell mingw "mingw-w64 gcc -O2 (wine)" x86_64-w64-mingw32-gcc "-O2" wine
+cell mingw+t3 "mingw-w64, 3 threads (wine)" x86_64-w64-mingw32-gcc "-O2" wine same "" "--threads 3"
 cell control-fma "control: aarch64 -ffp-contract=fast" aarch64-linux-gnu-gcc "-O2 -static -ffp-contract=fast" qemu-aarch64 differ gridssl.c
 # the second control folds dot8's eight lanes one after another instead of pairwise: one reduction,
 # reassociated (merely reversing the pairwise fold would change nothing: + is commutative)
@@ -106,6 +115,11 @@ if cmp -s gridssl.c "$B/reversed.c"; then
 else
     cell control-reduction "control: dot8 folded sequentially" gcc "-O2 -ffp-contract=off" "" differ "$B/reversed.c"
 fi
+
+# Sanitizers and valgrind: no undefined behaviour, no invalid or uninitialised memory use, and the
+# same bytes (-fno-sanitize-recover makes any report fatal; valgrind's --error-exitcode likewise).
+cell asan "gcc ASan + UBSan -O1" gcc "-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all" ""
+cell valgrind "gcc -O2 under valgrind memcheck" gcc "-O2 -g" "valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite"
 
 # An x87 build must not compile (FLT_EVAL_METHOD != 0 -> #error).
 if ! command -v i686-linux-gnu-gcc > /dev/null 2>&1; then
