@@ -1052,6 +1052,21 @@ static inline void dot8_rows(real *result, const real *w, const real *x, size_t 
         result[r] = ((lane[r][0] + lane[r][1]) + (lane[r][2] + lane[r][3])) + ((lane[r][4] + lane[r][5]) + (lane[r][6] + lane[r][7]));
 }
 
+/* result[q] = dot8(w + q * stride, x, n) for q < 4: four weight rows against one input, so that a
+ * single input row (evaluation walks) still runs four independent accumulators. */
+static inline void dot8_weights4(real *result, const real *w, size_t stride, const real *x, int n) {
+    real lane[4][8];
+    memset(lane, 0, sizeof lane);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int q = 0; q < 4; q++)
+            for (int l = 0; l < 8; l++) lane[q][l] += w[q * stride + i + l] * x[i + l];
+    for (int l = 0; i < n; i++, l++)
+        for (int q = 0; q < 4; q++) lane[q][l] += w[q * stride + i] * x[i];
+    for (int q = 0; q < 4; q++)
+        result[q] = ((lane[q][0] + lane[q][1]) + (lane[q][2] + lane[q][3])) + ((lane[q][4] + lane[q][5]) + (lane[q][6] + lane[q][7]));
+}
+
 typedef struct {
     real *out, *d_in, *d_W, *d_b;
     const real *in, *W, *b, *d_out;
@@ -1062,7 +1077,14 @@ static void linear_forward_task(void *ctx, int task) {
     const LinearCtx *c = ctx;
     int o_end = (task + 1) * LINEAR_BLOCK < c->out_dim ? (task + 1) * LINEAR_BLOCK : c->out_dim;
     real res[4];
-    for (int o = task * LINEAR_BLOCK; o < o_end; o++) {
+    int o = task * LINEAR_BLOCK;
+    if (c->rows < 4) /* few rows: four outputs at a time instead */
+        for (; o + 4 <= o_end; o += 4)
+            for (int r = 0; r < c->rows; r++) {
+                dot8_weights4(res, c->W + (size_t)o * c->in_dim, (size_t)c->in_dim, c->in + (size_t)r * c->in_dim, c->in_dim);
+                for (int q = 0; q < 4; q++) c->out[(size_t)r * c->out_dim + o + q] = res[q] + c->b[o + q];
+            }
+    for (; o < o_end; o++) {
         const real *W_o = c->W + (size_t)o * c->in_dim;
         int r = 0;
         for (; r + 4 <= c->rows; r += 4) {

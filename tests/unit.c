@@ -270,6 +270,11 @@ static void test_fast_kernels(void) {
     real *dW = xcalloc(nw, sizeof(real)), *db = xcalloc((size_t)out_dim, sizeof(real)), *din = xcalloc((size_t)rows * in_dim, sizeof(real));
     linear_forward(ref, in, W, b, rows, in_dim, out_dim);
     linear_backward(ref_din, ref_dW, ref_db, d_out, in, W, rows, in_dim, out_dim);
+    real *ref1 = xcalloc((size_t)out_dim, sizeof(real)), *got1 = xcalloc((size_t)out_dim, sizeof(real));
+    linear_forward(ref1, in, W, b, 1, in_dim, out_dim); /* one row takes the four-outputs path */
+    linear_forward_fast(got1, in, W, b, 1, in_dim, out_dim, 2);
+    check(memcmp(ref1, got1, (size_t)out_dim * sizeof(real)) == 0, "linear_forward_fast == linear_forward for a single row, bit for bit");
+    free(ref1), free(got1);
     for (int threads = 1; threads <= 3; threads++) {
         linear_forward_fast(got, in, W, b, rows, in_dim, out_dim, threads);
         memset(dW, 0, nw * sizeof(real)), memset(db, 0, (size_t)out_dim * sizeof(real)), memset(din, 0, (size_t)rows * in_dim * sizeof(real));
