@@ -2,6 +2,7 @@
 #   make              ./gridssl (float; trains) and ./gridssl_f64 (double; gradient check)
 #   make test         unit tests (float and double builds) + command-line tests; ends "N passed, N failed"
 #   make crosscheck   numpy recomputes one dumped batch (needs python3-numpy; not part of make test)
+#   make demo         train the default, evaluate it, say where the montage is
 #   make bench        seconds per step, per phase, GFLOP/s, RSS, and PyTorch's time for the same step
 #   make portability  the determinism matrix: every compiler, libc and CPU (qemu, wine) must give
 #                     the golden bytes (needs the toolchains .ci/run installs)
@@ -60,6 +61,11 @@ portability: gridssl
 bench: gridssl
 	$(PYTHON) tests/bench.py
 
+demo: gridssl # the default run, end to end, and where to look
+	./gridssl train --out out
+	./gridssl eval out/checkpoint.bin
+	@echo "montage: out/eval/box_2m/montage.png   scores: out/eval/box_2m/scores.csv   summary: out/eval/box_2m/summary.json"
+
 debug: gridssl.c gridssl.h
 	$(CC) -O0 -g $(DETERMINISM) $(WARNINGS) -o gridssl_debug gridssl.c $(LDLIBS)
 
@@ -69,4 +75,4 @@ asan: gridssl.c gridssl.h
 clean:
 	rm -rf gridssl gridssl_f64 gridssl_debug gridssl_asan tests/unit_f32 tests/unit_f64 tests/build tests/out
 
-.PHONY: all test crosscheck portability bench debug asan clean
+.PHONY: all test crosscheck portability bench demo debug asan clean
