@@ -2859,30 +2859,26 @@ typedef struct { int units; double period_m, orientation_deg, orientation_spread
  * the autocorrelograms (N, 2n-1, 2n-1). */
 typedef struct { UnitScores *u; double *sacs; const real *maps; int n; double bin_m; } AnalyseCtx;
 
+/* One unit: its SAC, gridness, period, orientation, Fourier period and mean rate. */
 static void analyse_task(void *ctx, int k) {
     const AnalyseCtx *c = ctx;
     int n = c->n;
     size_t bins = (size_t)n * n, cells = (size_t)(2 * n - 1) * (2 * n - 1);
-    UnitScores *u = c->u;
-    double *sacs = c->sacs, bin_m = c->bin_m;
-    {
-        const real *R = c->maps + k * bins;
-        double *sac = sacs + k * cells;
-        autocorrelogram(sac, R, n);
-        Gridness gs = gridness(sac, n);
-        u[k].score60 = gs.score60, u[k].score60_minmax = gs.score60_minmax, u[k].score90 = gs.score90;
-        double period_bins;
-        sac_period(&period_bins, &u[k].orientation_deg, sac, n);
-        u[k].period_m = period_bins * bin_m;
-        u[k].fourier_period_m = fourier_period(R, n, bin_m);
-        double sum = 0;
-        int count = 0;
-        for (size_t b = 0; b < bins; b++)
-            if (R[b] == R[b]) sum += R[b], count++;
-        u[k].mean_rate = count ? sum / count : gs_nan();
-        u[k].split_half_r = u[k].early_late_r = gs_nan();
-        u[k].module = 0;
-    }
+    const real *R = c->maps + k * bins;
+    double *sac = c->sacs + k * cells, period_bins, sum = 0;
+    UnitScores *u = &c->u[k];
+    autocorrelogram(sac, R, n);
+    Gridness gs = gridness(sac, n);
+    u->score60 = gs.score60, u->score60_minmax = gs.score60_minmax, u->score90 = gs.score90;
+    sac_period(&period_bins, &u->orientation_deg, sac, n);
+    u->period_m = period_bins * c->bin_m;
+    u->fourier_period_m = fourier_period(R, n, c->bin_m);
+    int count = 0;
+    for (size_t b = 0; b < bins; b++)
+        if (R[b] == R[b]) sum += R[b], count++;
+    u->mean_rate = count ? sum / count : gs_nan();
+    u->split_half_r = u->early_late_r = gs_nan();
+    u->module = 0;
 }
 
 static void analyse_maps(UnitScores *u, double *sacs, const real *maps, int N, int n, double bin_m, int threads) {
