@@ -6,11 +6,14 @@
  * ../shared/SPEC.md (in the steering repository) is the method; section numbers "SPEC §n" refer to it.
  *
  * BUILD
- *     make                 builds ./gridssl (float, -O2, -ffp-contract=off; libc and libm only)
+ *     make                 ./gridssl (float; trains) and ./gridssl_f64 (double; gradient check), with
+ *                          -O3 -march=native and the determinism flags; libc, libm and pthreads only
  *     make test            unit tests (float and double builds) and command-line tests
- *     make crosscheck      numpy recomputes one dumped batch (needs python3-numpy; not needed by make test)
+ *     make crosscheck      numpy recomputes dumped batches (python3-numpy; not needed by make test)
+ *     make portability     the determinism matrix: compilers, libcs, CPUs under qemu, Windows under wine
+ *     make bench           seconds per step, per phase, against the same step in PyTorch
  *
- * USAGE
+ * USAGE (every command takes --threads N, default: all cores; the bytes never depend on it)
  *     gridssl train [--config FILE] [key=value ...] [--out DIR] [--resume FILE]
  *         Trains the SIC model. Without --config the built-in defaults (= data/default.cfg) are used;
  *         key=value arguments override the file. The resolved config is printed on stdout and saved as
@@ -18,19 +21,24 @@
  *         terms; DIR/checkpoint.bin is written every save_every steps and at the end. --resume FILE
  *         continues a checkpoint bit-exactly (its config, overridable by key=value, e.g. steps=).
  *         DIR defaults to "out".
- *     gridssl eval CHECKPOINT [--box METRES] [--out DIR] [key=value ...]
- *         Walks the trained network through a square box (SPEC §5) and writes ratemaps: one PGM per
- *         unit (unit_NNN.pgm), a montage of all units (montage.pgm), all ratemaps as ratemaps.npy
- *         (<f4, shape (N, n, n), NaN = unvisited bin) and eval.txt (coverage and settings). Only the
- *         eval_* keys may be overridden. DIR defaults to "<checkpoint's directory>/eval".
+ *     gridssl eval CHECKPOINT [--box 2,3,4] [--out DIR] [eval_key=value ...]
+ *         Walks the trained network through square boxes (SPEC §5) and analyses every unit (SPEC §6).
+ *         Per box, in DIR/box_<L>m: ratemaps.npy (<f4, shape (N, n, n), NaN = unvisited bin),
+ *         unit_NNN.pgm, montage.pgm, montage.png/.ppm (colour, sorted by module then score),
+ *         sac_NNN.pgm, autocorrelograms.pgm, period_histogram.png, scores.csv, summary.json; and
+ *         DIR/generalisation.csv. Only eval_* keys may be overridden. DIR: "<checkpoint dir>/eval".
+ *     gridssl score RATEMAPS.npy --box METRES [--out DIR]
+ *         The same analysis on (units, n, n) ratemaps from any source ('<f4' or '<f8', NaN = unvisited).
  *     gridssl dump CHECKPOINT DIR
  *         Draws the batch the checkpoint would train on next and writes every array of it as .npy:
  *         velocities, index (the permutations), positions, g0, g, each parameter and its gradient,
  *         the loss terms (losses.txt, losses.npy) and config.txt. tests/crosscheck.py recomputes them.
+ *     gridssl bench [--config FILE] [key=value ...] [--steps K]
+ *         Times K training steps: median seconds per step, each phase's share and GFLOP/s, peak memory.
  *     gridssl gradcheck
  *         Central finite differences against the hand-written gradients, for every parameter block,
- *         every loss term alone and the total, both capacity readings and both reductions. Exact to
- *         1e-6 only in the double build (make gridssl_f64); the float build uses a looser tolerance.
+ *         every loss term alone and the total, both capacity readings, both reductions, with and
+ *         without permutations: tolerance 1e-6, in the double build (./gridssl_f64 gradcheck).
  *     gridssl --help | --version
  *
  * FILE FORMATS (all binary data little-endian, whatever the host)
@@ -40,19 +48,21 @@
  *                     u64 num_params, then params, Adam m, Adam v (num_params reals each), then the
  *                     CRC-32 (IEEE 802.3, as zlib) of everything before it.
  *     *.npy           NumPy format 1.0, '<f4' / '<f8' / '<i4', C order.
- *     *.pgm           8-bit binary PGM (P5). Unvisited bins are 0 (black); visited bins are min-max
+ *     *.pgm, *.ppm    8-bit binary P5 / P6. Unvisited bins are 0 (black); visited bins are min-max
  *                     normalised to 1..255.
+ *     *.png           RGB, 8 bits, stored (uncompressed) deflate blocks, CRC-32 and Adler-32.
  *
  * DETERMINISM (SPEC §9)
  *     Same config and seed give the same bytes on every conforming platform: no libm transcendental
- *     (gs_exp, gs_log, gs_sin, gs_cos below use + - * / and sqrt only), an integer PRNG, every
- *     reduction in one fixed order (stated beside it), -ffp-contract=off, SSE2 rather than x87, and
- *     explicit little-endian files. The tests compare SHA-256 hashes of the outputs across builds.
+ *     (gs_exp, gs_log, gs_sin, gs_cos, gs_atan2 below use + - * / and sqrt only), an integer PRNG,
+ *     every reduction in one fixed order (stated beside it) whatever the number of threads,
+ *     -ffp-contract=off, SSE2 rather than x87, float arithmetic in float, and explicit little-endian
+ *     files. The tests compare SHA-256 hashes of the outputs across builds, threads and machines.
  *
  * SECTIONS (in data-flow order)
- *     1 portable math, PRNG, checksums   2 kernels   3 config   4 data   5 model   6 losses
- *     7 training step and optimiser   8 files: npy, pgm, checkpoint   9 evaluation
- *     10 gradient check   11 command line
+ *     1 portable math, PRNG, checksums   2 kernels and threads   3 config   4 data   5 model
+ *     6 losses   7 training step and optimiser   8 files: npy, pgm, checkpoint   9 evaluation
+ *     10 grid analysis and images   11 gradient check   12 command line
  */
 #if defined(_WIN32) && !defined(__USE_MINGW_ANSI_STDIO)
 #define __USE_MINGW_ANSI_STDIO 1 /* mingw's C99 printf (%zu, %lld, exact %.17g), not msvcrt's */
