@@ -1246,7 +1246,7 @@ static const ConfigKey config_keys[] = {
     KEY(iso_vmax, KEY_REAL, 0, 1e3, 0.05, NULL, "AMBIGUOUS (gridssl: sigma_x)", "isometry uses steps with 0 < |v| < iso_vmax; 0 = every step"),
     KEY(iso_start, KEY_INT, 0, 2147483647, 0, NULL, "- (0: no ramp)", "optimiser step at which lambda_iso starts ramping in"),
     KEY(iso_ramp_steps, KEY_INT, 0, 2147483647, 3000, NULL, "- (0: no ramp)", "steps over which lambda_iso ramps from 0 to its value (0: full weight at iso_start)"),
-    KEY(capacity, KEY_ENUM, 0, 1, CAPACITY_MEANNORM, "meannorm|kernel", "meannorm", "capacity reading: -|mean g|^2 or -mean Gaussian kernel over all pairs"),
+    KEY(capacity, KEY_ENUM, 0, 1, CAPACITY_MEANNORM, "meannorm|kernel", "meannorm", "capacity reading: minus the squared norm of the mean state, or minus the mean Gaussian kernel over all pairs"),
     KEY(reduction, KEY_ENUM, 0, 1, REDUCTION_MEAN, "mean|sum", "AMBIGUOUS (paper writes sums)", "reduction of L_sep and L_inv over their pairs"),
     KEY(lr, KEY_REAL, 0, 10, 3e-4, NULL, "2e-5", "AdamW learning rate"),
     KEY(beta1, KEY_REAL, 0, 0.999999, 0.9, NULL, "0.9", "AdamW beta1"),
