@@ -1243,7 +1243,7 @@ static const ConfigKey config_keys[] = {
     KEY(lambda_inv, KEY_REAL, 0, 1e6, 0.1, NULL, "0.1", "weight of L_inv (path invariance)"),
     KEY(lambda_cap, KEY_REAL, 0, 1e6, 0.5, NULL, "0.5", "weight of L_cap (capacity)"),
     KEY(lambda_iso, KEY_REAL, 0, 1e6, 0.03, NULL, "AMBIGUOUS (not in the paper's table)", "weight of L_iso (conformal isometry), after the ramp"),
-    KEY(iso_vmax, KEY_REAL, 0, 1e3, 0.05, NULL, "AMBIGUOUS (gridssl: sigma_x)", "isometry uses steps with 0 < |v| < iso_vmax; 0 = every step"),
+    KEY(iso_vmax, KEY_REAL, 0, 1e3, 0.05, NULL, "AMBIGUOUS (gridssl: sigma_x)", "isometry uses steps with speed in (0, iso_vmax); 0 = every step"),
     KEY(iso_start, KEY_INT, 0, 2147483647, 0, NULL, "- (0: no ramp)", "optimiser step at which lambda_iso starts ramping in"),
     KEY(iso_ramp_steps, KEY_INT, 0, 2147483647, 3000, NULL, "- (0: no ramp)", "steps over which lambda_iso ramps from 0 to its value (0: full weight at iso_start)"),
     KEY(capacity, KEY_ENUM, 0, 1, CAPACITY_MEANNORM, "meannorm|kernel", "meannorm", "capacity reading: minus the squared norm of the mean state, or minus the mean Gaussian kernel over all pairs"),
