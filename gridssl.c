@@ -1228,7 +1228,7 @@ typedef struct {
     {#name, type, offsetof(Config, name), min, max, def, choices, paper, doc}
 
 static const ConfigKey config_keys[] = {
-    KEY(seed, KEY_INT, 0, 2147483647, 1, NULL, "-", "PRNG seed (initialisation, data; evaluation walks use their own stream)"),
+    KEY(seed, KEY_INT, 0, 2147483647, 4, NULL, "-", "PRNG seed (initialisation, data; evaluation walks use their own stream)"),
     KEY(B, KEY_INT, 1, 100000, 32, NULL, "130", "trajectories per batch"),
     KEY(T, KEY_INT, 1, 100, 20, NULL, "60", "steps per trajectory (<= 100 keeps positions exact in float)"),
     KEY(permute, KEY_INT, 0, 1, 1, NULL, "1", "1: trajectories permute T shared velocities (SIC); 0: independent velocities (ablation)"),
@@ -1242,7 +1242,7 @@ static const ConfigKey config_keys[] = {
     KEY(lambda_sep, KEY_REAL, 0, 1e6, 1.0, NULL, "1.0", "weight of L_sep (separation)"),
     KEY(lambda_inv, KEY_REAL, 0, 1e6, 0.1, NULL, "0.1", "weight of L_inv (path invariance)"),
     KEY(lambda_cap, KEY_REAL, 0, 1e6, 0.5, NULL, "0.5", "weight of L_cap (capacity)"),
-    KEY(lambda_iso, KEY_REAL, 0, 1e6, 0.03, NULL, "AMBIGUOUS (not in the paper's table)", "weight of L_iso (conformal isometry), after the ramp"),
+    KEY(lambda_iso, KEY_REAL, 0, 1e6, 0, NULL, "AMBIGUOUS (not in the paper's table)", "weight of L_iso (conformal isometry), after the ramp"),
     KEY(iso_vmax, KEY_REAL, 0, 1e3, 0.05, NULL, "AMBIGUOUS (gridssl: sigma_x)", "isometry uses steps with speed in (0, iso_vmax); 0 = every step"),
     KEY(iso_start, KEY_INT, 0, 2147483647, 0, NULL, "- (0: no ramp)", "optimiser step at which lambda_iso starts ramping in"),
     KEY(iso_ramp_steps, KEY_INT, 0, 2147483647, 3000, NULL, "- (0: no ramp)", "steps over which lambda_iso ramps from 0 to its value (0: full weight at iso_start)"),
@@ -2928,7 +2928,8 @@ static int assign_modules(UnitScores *u, Module *modules, int N) {
         double resultant = sqrt(sx * sx + sy * sy) / size;
         double o = gs_atan2(sy, sx) / 6 * 180 / PI;
         md->orientation_deg = o < 0 ? o + 60 : o;
-        md->orientation_spread_deg = resultant > 0 ? sqrt(-2 * gs_log(resultant < 1 ? resultant : 1)) / 6 * 180 / PI : gs_nan();
+        /* circular standard deviation on the 60-degree circle; + 0.0 turns sqrt(-0) into 0 */
+        md->orientation_spread_deg = resultant > 0 ? sqrt(-2 * gs_log(resultant < 1 ? resultant : 1)) / 6 * 180 / PI + 0.0 : gs_nan();
         start = i;
     }
     free(order);
