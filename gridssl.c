@@ -3910,6 +3910,15 @@ static int cmd_bench(int argc, char **argv, Err *err) {
         2.0 * mlp,                                /* d_W and d_in */
         12.0 * (double)m.num_params};             /* clip + AdamW */
     for (int p = 0; p < 8; p++) total += a.phase_seconds[p];
+    Buf text = {0}; /* the resolved config, one "cfg<TAB>key = value" line per key */
+    config_print(&text, &c);
+    buf_put(&text, "", 1);
+    for (char *line = (char *)text.data, *end; *line; line = end + 1) {
+        end = strchr(line, '\n');
+        *end = 0;
+        printf("cfg\t%s\n", line);
+    }
+    buf_free(&text);
     printf("config\tN=%d\thidden=%d\tB=%d\tT=%d\taccum=%d\tthreads=%d\tsteps=%d\tparams=%zu\n", N, H, B, T, c.accum,
            args.threads, steps, m.num_params);
     printf("step_seconds_median\t%.6f\n", median);

@@ -22,16 +22,6 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def read_config(name):
-    cfg = {}
-    for line in open(os.path.join(ROOT, "data", name + ".cfg")):
-        line = line.split("#")[0].strip()
-        if "=" in line:
-            k, v = (s.strip() for s in line.split("=", 1))
-            cfg[k] = v
-    return cfg
-
-
 def run_gridssl(name, threads, steps):
     cmd = [os.path.join(ROOT, "gridssl"), "bench", "--config", os.path.join(ROOT, "data", name + ".cfg"),
            "--threads", str(threads), "--steps", str(steps)]
@@ -39,10 +29,13 @@ def run_gridssl(name, threads, steps):
     out, err = proc.communicate()
     if proc.returncode != 0:
         sys.exit("gridssl bench failed: " + err.strip())
-    res = {"phases": [], "peak": {}}
+    res = {"phases": [], "peak": {}, "cfg": {}}
     for line in out.splitlines():
         f = line.split("\t")
-        if f[0] == "step_seconds_median":
+        if f[0] == "cfg":  # the resolved config, every key, as gridssl reads it
+            k, v = (s.strip() for s in f[1].split("=", 1))
+            res["cfg"][k] = v
+        elif f[0] == "step_seconds_median":
             res["step"] = float(f[1])
         elif f[0] == "phase":
             res["phases"].append((f[1], float(f[2]), f[3], float(f[4])))
@@ -74,8 +67,14 @@ def torch_step_times(cfg, threads, steps):
         r = torch.relu(z)
         return r / r.norm(dim=-1, keepdim=True).clamp_min(1e-30)
 
+    disc = cfg["vel_dist"] == "disc"
+
     def loss_of_one_batch():
-        vel = (torch.rand(T, 2) * 2 - 1) * vmax
+        if disc:  # uniform in the disc of radius vmax
+            r, a = vmax * torch.sqrt(torch.rand(T)), 2 * torch.pi * torch.rand(T)
+            vel = torch.stack([r * torch.cos(a), r * torch.sin(a)], 1)
+        else:
+            vel = (torch.rand(T, 2) * 2 - 1) * vmax
         perm = torch.argsort(torch.rand(B, T), dim=1)
         v = vel[perm]                                   # (B, T, 2)
         pos = torch.cumsum(v, dim=1).reshape(M, 2)
@@ -139,8 +138,8 @@ def main():
         print("# PyTorch is not installed (apt-get install python3-torch): gridssl only")
     rows = []
     for name in a.configs.split(","):
-        cfg = read_config(name)
         g = run_gridssl(name, a.threads, a.steps)
+        cfg = g["cfg"]
         rss = g.get("rss", float("nan"))
         print("\n== %s: N=%s hidden=%s B=%s T=%s accum=%s, %d threads ==" % (
             name, cfg["N"], cfg["hidden"], cfg["B"], cfg["T"], cfg["accum"], a.threads))
