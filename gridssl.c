@@ -3615,10 +3615,8 @@ static int train_run(const char *out, int resumed, int threads, Model *m, TrainS
 static int cmd_train(int argc, char **argv, Err *err) {
     Args args;
     Config c;
-    Model m;
-    TrainState s;
-    memset(&m, 0, sizeof m);
-    memset(&s, 0, sizeof s);
+    Model m = {0};
+    TrainState s = {0};
     int rc = parse_args(&args, argc, argv, "--config --out --resume", err);
     const char *out = args.out ? args.out : "out";
     if (rc == 0) rc = train_setup(&args, &c, &m, &s, err);
@@ -3870,10 +3868,8 @@ static double peak_gflops(int threads) {
 static int cmd_bench(int argc, char **argv, Err *err) {
     Args args;
     Config c;
-    Model m;
-    TrainState s;
-    memset(&m, 0, sizeof m);
-    memset(&s, 0, sizeof s);
+    Model m = {0};
+    TrainState s = {0};
     int rc = parse_args(&args, argc, argv, "--config --steps", err);
     if (rc == 0) rc = train_setup(&args, &c, &m, &s, err);
     if (rc) {
