@@ -1879,9 +1879,9 @@ static void pair_ctx_free(PairCtx *c) {
     free((void *)c->gT), free((void *)c->px), free((void *)c->py), free((void *)c->g64);
 }
 
-static PairSums pair_losses_forward_fast(const real *g, const real *pos, int M, int N, double sigma_x, double sigma_g,
-                                         int threads) {
-    PairCtx c = pair_ctx(g, pos, M, N, sigma_x, sigma_g);
+/* The pair sums of ctx's states (built once per batch by pair_ctx, shared with the backward pass). */
+static PairSums pair_losses_forward_fast(PairCtx c, int threads) {
+    int M = c.M;
     c.row_sums = xcalloc(3 * (size_t)M, sizeof(double));
     c.row_far = xcalloc((size_t)M, sizeof(int64_t));
     parallel_for(threads, (M + PAIR_ROWS - 1) / PAIR_ROWS, pair_forward_task, &c);
@@ -1892,16 +1892,12 @@ static PairSums pair_losses_forward_fast(const real *g, const real *pos, int M, 
         s.n_near += (M - 1 - i) - c.row_far[i];
     }
     free(c.row_sums), free(c.row_far);
-    pair_ctx_free(&c);
     return s;
 }
 
-static void pair_losses_backward_fast(real *d_g, const real *g, const real *pos, int M, int N, double sigma_x,
-                                      double sigma_g, double c_sep, double c_inv, double c_ker, int threads) {
-    PairCtx c = pair_ctx(g, pos, M, N, sigma_x, sigma_g);
+static void pair_losses_backward_fast(real *d_g, PairCtx c, double c_sep, double c_inv, double c_ker, int threads) {
     c.c_sep = c_sep, c.c_inv = c_inv, c.c_ker = c_ker, c.d_g = d_g;
-    parallel_for(threads, (M + PAIR_ROWS - 1) / PAIR_ROWS, pair_backward_task, &c);
-    pair_ctx_free(&c);
+    parallel_for(threads, (c.M + PAIR_ROWS - 1) / PAIR_ROWS, pair_backward_task, &c);
 }
 
 /* Capacity, meannorm reading: mean (N) = (1/M) sum_i g_i (sequential over i); returns -|mean|^2. */
@@ -2014,7 +2010,8 @@ static LossTerms sic_forward_backward(Model *m, Acts *a, const Batch *bt, const 
     a->norm0 = normrelu_forward(a->g0, m->p.theta0, N);
     L.dead_states = rnn_forward(a->z, a->g, a->norm, a->g0, a->Wv, bt->index, B, T, N, threads);
     t1 = now_seconds(), a->phase_seconds[PHASE_RNN] += t1 - t0, t0 = t1;
-    PairSums ps = pair_losses_forward_fast(a->g, bt->pos, M, N, c->sigma_x, c->sigma_g, threads);
+    PairCtx pairs = pair_ctx(a->g, bt->pos, M, N, c->sigma_x, c->sigma_g); /* shared by both passes */
+    PairSums ps = pair_losses_forward_fast(pairs, threads);
     int mean = c->reduction == REDUCTION_MEAN;
     L.n_near = ps.n_near;
     L.n_far = ps.n_far;
@@ -2026,7 +2023,10 @@ static LossTerms sic_forward_backward(Model *m, Acts *a, const Batch *bt, const 
     L.w_sep = w.sep, L.w_inv = w.inv, L.w_cap = w.cap, L.w_iso = w.iso;
     L.total = w.sep * L.sep + w.inv * L.inv + w.cap * L.cap + w.iso * L.iso;
     t1 = now_seconds(), a->phase_seconds[PHASE_PAIRS] += t1 - t0, t0 = t1;
-    if (grad_scale == 0) return L;
+    if (grad_scale == 0) {
+        pair_ctx_free(&pairs);
+        return L;
+    }
 
     /* backward: losses -> d_g, d_g0 */
     memset(a->d_g, 0, (size_t)M * N * sizeof(real));
@@ -2034,7 +2034,8 @@ static LossTerms sic_forward_backward(Model *m, Acts *a, const Batch *bt, const 
     double c_sep = grad_scale * w.sep * (mean ? (ps.n_far ? 1.0 / (double)ps.n_far : 0) : 1.0);
     double c_inv = grad_scale * w.inv * (mean ? (ps.n_near ? 1.0 / (double)ps.n_near : 0) : 1.0);
     double c_ker = c->capacity == CAPACITY_KERNEL ? -grad_scale * w.cap * kernel_norm : 0;
-    pair_losses_backward_fast(a->d_g, a->g, bt->pos, M, N, c->sigma_x, c->sigma_g, c_sep, c_inv, c_ker, threads);
+    pair_losses_backward_fast(a->d_g, pairs, c_sep, c_inv, c_ker, threads);
+    pair_ctx_free(&pairs);
     if (c->capacity == CAPACITY_MEANNORM) meannorm_backward(a->d_g, a->g_mean, M, N, grad_scale * w.cap);
     isometry_backward(a->d_g, a->d_g0, a->iso_s, L.n_iso, a->g, a->g0, bt->vel, bt->index, B, T, N, c->iso_vmax,
                       grad_scale * w.iso);

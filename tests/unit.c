@@ -298,15 +298,17 @@ static void test_fast_kernels(void) {
     PairSums want = pair_losses_forward(g, pos, M, N, 0.05, 0.4);
     real *want_dg = xcalloc((size_t)M * N, sizeof(real)), *got_dg = xcalloc((size_t)M * N, sizeof(real));
     pair_losses_backward(want_dg, g, pos, M, N, 0.05, 0.4, 0.3, 0.07, -0.11);
+    PairCtx pairs = pair_ctx(g, pos, M, N, 0.05, 0.4);
     for (int threads = 1; threads <= 3; threads++) {
-        PairSums have = pair_losses_forward_fast(g, pos, M, N, 0.05, 0.4, threads);
+        PairSums have = pair_losses_forward_fast(pairs, threads);
         check(memcmp(&want, &have, sizeof want) == 0 && want.n_near > 0 && want.n_far > 0,
               "pair_losses_forward_fast == pair_losses_forward, bit for bit (%d thread%s; %lld near, %lld far)", threads,
               threads > 1 ? "s" : "", (long long)want.n_near, (long long)want.n_far);
         memset(got_dg, 0, (size_t)M * N * sizeof(real));
-        pair_losses_backward_fast(got_dg, g, pos, M, N, 0.05, 0.4, 0.3, 0.07, -0.11, threads);
+        pair_losses_backward_fast(got_dg, pairs, 0.3, 0.07, -0.11, threads);
         check(memcmp(want_dg, got_dg, (size_t)M * N * sizeof(real)) == 0, "pair_losses_backward_fast == pair_losses_backward, bit for bit (%d thread%s)", threads, threads > 1 ? "s" : "");
     }
+    pair_ctx_free(&pairs);
     free(g), free(pos), free(want_dg), free(got_dg);
 }
 
