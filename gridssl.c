@@ -1233,7 +1233,7 @@ static const ConfigKey config_keys[] = {
     KEY(T, KEY_INT, 1, 100, 20, NULL, "60", "steps per trajectory (<= 100 keeps positions exact in float)"),
     KEY(permute, KEY_INT, 0, 1, 1, NULL, "1", "1: trajectories permute T shared velocities (SIC); 0: independent velocities (ablation)"),
     KEY(vmax, KEY_REAL, 1e-6, 1.0, 0.15, NULL, "0.15", "velocity components ~ Uniform(-vmax, vmax), metres per step"),
-    KEY(vel_dist, KEY_ENUM, 0, 1, VEL_DISC, "square|disc", "square", "training velocities uniform in the square [-vmax, vmax]^2 or in the disc of radius vmax"),
+    KEY(vel_dist, KEY_ENUM, 0, 2, VEL_DISC, "square|disc|speed", "square", "training velocities uniform in the square [-vmax, vmax]^2, uniform in the disc of radius vmax, or of speed uniform in [0, vmax] and uniform heading"),
     KEY(N, KEY_INT, 1, 1024, 64, NULL, "128", "recurrent units"),
     KEY(hidden, KEY_INT, 1, 8192, 256, NULL, "AMBIGUOUS (not given; 256)", "MLP hidden width H"),
     KEY(init_last_scale, KEY_REAL, 0, 1e3, 1, NULL, "1 (PyTorch default init)", "scales the initial weights and biases of the MLP's last layer"),
@@ -1244,6 +1244,7 @@ static const ConfigKey config_keys[] = {
     KEY(lambda_cap, KEY_REAL, 0, 1e6, 0.5, NULL, "0.5", "weight of L_cap (capacity)"),
     KEY(lambda_iso, KEY_REAL, 0, 1e6, 0, NULL, "AMBIGUOUS (not in the paper's table)", "weight of L_iso (conformal isometry), after the ramp"),
     KEY(iso_vmax, KEY_REAL, 0, 1e3, 0.05, NULL, "AMBIGUOUS (gridssl: sigma_x)", "isometry uses steps with speed in (0, iso_vmax); 0 = every step"),
+    KEY(iso_vmin, KEY_REAL, 0, 1e3, 0, NULL, "- (0: every step above 0)", "isometry skips steps with speed <= iso_vmin, where |dg|/|v| divides by almost nothing"),
     KEY(iso_start, KEY_INT, 0, 2147483647, 0, NULL, "- (0: no ramp)", "optimiser step at which lambda_iso starts ramping in"),
     KEY(iso_ramp_steps, KEY_INT, 0, 2147483647, 3000, NULL, "- (0: no ramp)", "steps over which lambda_iso ramps from 0 to its value (0: full weight at iso_start)"),
     KEY(capacity, KEY_ENUM, 0, 1, CAPACITY_MEANNORM, "meannorm|kernel", "meannorm", "capacity reading: minus the squared norm of the mean state, or minus the mean Gaussian kernel over all pairs"),
@@ -1426,7 +1427,11 @@ static void batch_draw(Batch *bt, Rng *rng, const Config *c) {
     int64_t k_max = (int64_t)(c->vmax / VEL_QUANTUM + 0.5);
     for (int v = 0; v < bt->V; v++) {
         int64_t kx, ky;
-        do { /* vel_dist = disc: rejection from the square, in integers, so the test is exact */
+        if (c->vel_dist == VEL_SPEED) { /* speed k quanta, heading a; rounded to the quantum grid */
+            double k = (double)rng_below(rng, (uint32_t)(k_max + 1)), a = 6.283185307179586 * rng_uniform(rng);
+            kx = (int64_t)floor(k * gs_cos(a) + 0.5);
+            ky = (int64_t)floor(k * gs_sin(a) + 0.5);
+        } else do { /* vel_dist = disc: rejection from the square, in integers, so the test is exact */
             kx = (int64_t)rng_below(rng, (uint32_t)(2 * k_max + 1)) - k_max;
             ky = (int64_t)rng_below(rng, (uint32_t)(2 * k_max + 1)) - k_max;
         } while (c->vel_dist == VEL_DISC && kx * kx + ky * ky > k_max * k_max);
@@ -1674,7 +1679,7 @@ static void rnn_backward(real *d_z, real *d_Wv, real *d_g, real *d_g0, const rea
  *     L_inv = mean_{near pairs, dx <= sigma_x} D
  *     L_cap = -|mean_i g_i|^2                          (capacity = meannorm)
  *           = -(2 / (M (M-1))) sum_{i<j} exp(-D / (2 sigma_g^2))   (capacity = kernel)
- *     L_iso = Var_{b,t: 0 < |v| < iso_vmax} |g_{b,t} - g_{b,t-1}| / |v_{b,t}|
+ *     L_iso = Var_{b,t: iso_vmin < |v| < iso_vmax} |g_{b,t} - g_{b,t-1}| / |v_{b,t}|   (|v| > 0)
  * reduction = sum replaces the two means by plain sums.
  * ============================================================================================== */
 
@@ -1919,10 +1924,11 @@ static void meannorm_backward(real *d_g, const double *mean, int M, int N, doubl
         for (int k = 0; k < N; k++) d_g[(size_t)i * N + k] += (real)(c * -2.0 * mean[k] / M);
 }
 
-/* Whether step r's velocity v (2) takes part in the isometry term: 0 < |v| < iso_vmax (0: any |v| > 0). */
-static double iso_speed(const real *v, double iso_vmax) {
+/* The speed |v| of a step (v: 2) if it takes part in the isometry term, else 0: steps with
+ * iso_vmin < |v| < iso_vmax (iso_vmax = 0: no upper bound; |v| = 0 never takes part). */
+static double iso_speed(const real *v, double iso_vmin, double iso_vmax) {
     double speed = sqrt((double)v[0] * v[0] + (double)v[1] * v[1]);
-    return speed > 0 && (iso_vmax == 0 || speed < iso_vmax) ? speed : 0;
+    return speed > 0 && speed > iso_vmin && (iso_vmax == 0 || speed < iso_vmax) ? speed : 0;
 }
 
 /* |g_r - g_prev| in double (sequential over k). */
@@ -1938,11 +1944,11 @@ static double state_step(const real *g_r, const real *prev, int N) {
 /* Conformal isometry: s_r = |g_r - g_prev| / |v_r| over qualifying steps (s (B*T), 0 elsewhere);
  * returns their population variance (two passes: mean, then mean squared deviation) and the count. */
 static double isometry_forward(double *s, int64_t *count, const real *g, const real *g0, const real *vel,
-                               const int32_t *index, int B, int T, int N, double iso_vmax) {
+                               const int32_t *index, int B, int T, int N, double iso_vmin, double iso_vmax) {
     double sum = 0;
     int64_t n = 0;
     for (size_t r = 0; r < (size_t)B * T; r++) {
-        double speed = iso_speed(vel + 2 * (size_t)index[r], iso_vmax);
+        double speed = iso_speed(vel + 2 * (size_t)index[r], iso_vmin, iso_vmax);
         const real *prev = r % T == 0 ? g0 : g + (r - 1) * N;
         s[r] = speed > 0 ? state_step(g + r * N, prev, N) / speed : 0;
         sum += s[r];
@@ -1952,7 +1958,7 @@ static double isometry_forward(double *s, int64_t *count, const real *g, const r
     if (n == 0) return 0;
     double mean = sum / (double)n, var = 0;
     for (size_t r = 0; r < (size_t)B * T; r++)
-        if (iso_speed(vel + 2 * (size_t)index[r], iso_vmax) > 0) var += (s[r] - mean) * (s[r] - mean);
+        if (iso_speed(vel + 2 * (size_t)index[r], iso_vmin, iso_vmax) > 0) var += (s[r] - mean) * (s[r] - mean);
     return var / (double)n;
 }
 
@@ -1960,13 +1966,13 @@ static double isometry_forward(double *s, int64_t *count, const real *g, const r
  * sums to zero); fwd: s_r = |g_r - g_prev| / |v|  ->  ds/dg_r = (g_r - g_prev) / (|g_r - g_prev| |v|),
  * ds/dg_prev = -ds/dg_r. A zero step passes no gradient. Weight c; accumulates into d_g and d_g0. */
 static void isometry_backward(real *d_g, real *d_g0, const double *s, int64_t count, const real *g, const real *g0,
-                              const real *vel, const int32_t *index, int B, int T, int N, double iso_vmax, double c) {
+                              const real *vel, const int32_t *index, int B, int T, int N, double iso_vmin, double iso_vmax, double c) {
     if (count == 0) return;
     double mean = 0;
     for (size_t r = 0; r < (size_t)B * T; r++) mean += s[r];
     mean /= (double)count;
     for (size_t r = 0; r < (size_t)B * T; r++) {
-        double speed = iso_speed(vel + 2 * (size_t)index[r], iso_vmax);
+        double speed = iso_speed(vel + 2 * (size_t)index[r], iso_vmin, iso_vmax);
         if (speed == 0) continue;
         const real *prev = r % T == 0 ? g0 : g + (r - 1) * N;
         real *d_prev = r % T == 0 ? d_g0 : d_g + (r - 1) * N;
@@ -2019,7 +2025,7 @@ static LossTerms sic_forward_backward(Model *m, Acts *a, const Batch *bt, const 
     L.inv = mean ? (ps.n_near ? ps.inv_sum / (double)ps.n_near : 0) : ps.inv_sum;
     double kernel_norm = M > 1 ? 2.0 / ((double)M * (M - 1)) : 0;
     L.cap = c->capacity == CAPACITY_KERNEL ? -kernel_norm * ps.ker_sum : meannorm_forward(a->g_mean, a->g, M, N);
-    L.iso = isometry_forward(a->iso_s, &L.n_iso, a->g, a->g0, bt->vel, bt->index, B, T, N, c->iso_vmax);
+    L.iso = isometry_forward(a->iso_s, &L.n_iso, a->g, a->g0, bt->vel, bt->index, B, T, N, c->iso_vmin, c->iso_vmax);
     L.w_sep = w.sep, L.w_inv = w.inv, L.w_cap = w.cap, L.w_iso = w.iso;
     L.total = w.sep * L.sep + w.inv * L.inv + w.cap * L.cap + w.iso * L.iso;
     t1 = now_seconds(), a->phase_seconds[PHASE_PAIRS] += t1 - t0, t0 = t1;
@@ -2037,7 +2043,7 @@ static LossTerms sic_forward_backward(Model *m, Acts *a, const Batch *bt, const 
     pair_losses_backward_fast(a->d_g, pairs, c_sep, c_inv, c_ker, threads);
     pair_ctx_free(&pairs);
     if (c->capacity == CAPACITY_MEANNORM) meannorm_backward(a->d_g, a->g_mean, M, N, grad_scale * w.cap);
-    isometry_backward(a->d_g, a->d_g0, a->iso_s, L.n_iso, a->g, a->g0, bt->vel, bt->index, B, T, N, c->iso_vmax,
+    isometry_backward(a->d_g, a->d_g0, a->iso_s, L.n_iso, a->g, a->g0, bt->vel, bt->index, B, T, N, c->iso_vmin, c->iso_vmax,
                       grad_scale * w.iso);
     t1 = now_seconds(), a->phase_seconds[PHASE_LOSS_BACKWARD] += t1 - t0, t0 = t1;
     /* backward through time, then g0 = NormReLU(theta0), then the MLP */
@@ -3324,7 +3330,7 @@ typedef struct { const char *term; int capacity, reduction, permute; LossWeights
 static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
     Config c;
     config_defaults(&c);
-    c.N = 6, c.hidden = 5, c.B = 3, c.T = 4, c.iso_vmax = 0.15; /* some steps in, some out */
+    c.N = 6, c.hidden = 5, c.B = 3, c.T = 4, c.iso_vmin = 0.06, c.iso_vmax = 0.13; /* some steps in, some out */
     Model m;
     model_build(&m, c.N, c.hidden);
     Rng rng = rng_seed(7, STREAM_CHECK);
@@ -3773,14 +3779,18 @@ static int cmd_score(int argc, char **argv, Err *err) {
 }
 
 static int cmd_dump(int argc, char **argv, Err *err) {
-    if (argc != 2) return fail(err, "usage: gridssl dump CHECKPOINT DIR");
+    Args args;
+    int rc = parse_args(&args, argc, argv, "", err), threads = args.threads;
+    const char *ckpt = args.rest[0], *dir = args.rest[1];
+    if (rc == 0 && args.n_rest != 2) rc = fail(err, "usage: gridssl dump CHECKPOINT DIR [--threads N]");
+    free(args.rest);
+    if (rc) return -1;
     Config c;
     Model m;
     TrainState s;
     memset(&m, 0, sizeof m);
-    if (checkpoint_load(argv[0], &m, &s, &c, err)) return -1;
-    int rc = -1;
-    const char *dir = argv[1];
+    if (checkpoint_load(ckpt, &m, &s, &c, err)) return -1;
+    rc = -1;
     Batch bt;
     Acts a;
     batch_alloc(&bt, &c);
@@ -3788,7 +3798,7 @@ static int cmd_dump(int argc, char **argv, Err *err) {
     if (make_dir(dir, err)) goto done;
     batch_draw(&bt, &s.data_rng, &c); /* the batch training would draw next */
     memset(m.grads, 0, m.num_params * sizeof(real));
-    LossTerms L = sic_forward_backward(&m, &a, &bt, &c, config_weights(&c, s.step), 1.0, default_threads());
+    LossTerms L = sic_forward_backward(&m, &a, &bt, &c, config_weights(&c, s.step), 1.0, threads);
     int64_t B = c.B, T = c.T, N = c.N, H = c.hidden;
     char path[4200];
     struct { const char *name; const real *x; int64_t shape[3]; int ndim; } arrays[] = {
@@ -3940,7 +3950,12 @@ static int cmd_bench(int argc, char **argv, Err *err) {
 
 /* Central differences resolve gradients to ~1e-9 in double; in float, rounding noise in the loss
  * swamps small gradients at any step size, so the check lives in the double build only. */
-static int cmd_gradcheck(Err *err) {
+static int cmd_gradcheck(int argc, char **argv, Err *err) {
+    Args args; /* --threads is accepted like everywhere; the gradient check itself runs on one */
+    int rc = parse_args(&args, argc, argv, "", err), n_rest = args.n_rest;
+    free(args.rest);
+    if (rc) return -1;
+    if (n_rest) return fail(err, "usage: gridssl gradcheck [--threads N]");
     if (sizeof(real) != 8)
         return fail(err, "gradcheck needs double precision: run ./gridssl_f64 gradcheck (make builds it)");
     double h = 1e-5, tol = 1e-6, max_rel;
@@ -3964,7 +3979,7 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[1], "eval") == 0) rc = cmd_eval(argc - 2, argv + 2, &err);
     else if (strcmp(argv[1], "score") == 0) rc = cmd_score(argc - 2, argv + 2, &err);
     else if (strcmp(argv[1], "dump") == 0) rc = cmd_dump(argc - 2, argv + 2, &err);
-    else if (strcmp(argv[1], "gradcheck") == 0) rc = cmd_gradcheck(&err);
+    else if (strcmp(argv[1], "gradcheck") == 0) rc = cmd_gradcheck(argc - 2, argv + 2, &err);
     else if (strcmp(argv[1], "bench") == 0) rc = cmd_bench(argc - 2, argv + 2, &err);
     else rc = fail(&err, "unknown command '%s' (gridssl --help lists them)", argv[1]);
     if (rc) {

@@ -32,7 +32,7 @@ typedef float real;
  */
 enum { CAPACITY_MEANNORM = 0, CAPACITY_KERNEL = 1 };
 enum { REDUCTION_MEAN = 0, REDUCTION_SUM = 1 };
-enum { VEL_SQUARE = 0, VEL_DISC = 1 };
+enum { VEL_SQUARE = 0, VEL_DISC = 1, VEL_SPEED = 2 };
 
 typedef struct {
     /* data (SPEC §1) */
@@ -50,6 +50,7 @@ typedef struct {
     double sigma_x, sigma_g;
     double lambda_sep, lambda_inv, lambda_cap, lambda_iso;
     double iso_vmax;     /* isometry uses steps with 0 < |v| < iso_vmax; 0 = every step */
+    double iso_vmin;     /* ... and |v| > iso_vmin (gridssl's addition; 0 = off) */
     int iso_start;       /* optimiser step at which the isometry ramp begins */
     int iso_ramp_steps;  /* steps over which lambda_iso ramps from 0 to its value; 0 = a jump */
     int capacity;        /* CAPACITY_MEANNORM or CAPACITY_KERNEL */

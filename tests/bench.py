@@ -67,11 +67,12 @@ def torch_step_times(cfg, threads, steps):
         r = torch.relu(z)
         return r / r.norm(dim=-1, keepdim=True).clamp_min(1e-30)
 
-    disc = cfg["vel_dist"] == "disc"
+    dist = cfg["vel_dist"]
 
     def loss_of_one_batch():
-        if disc:  # uniform in the disc of radius vmax
-            r, a = vmax * torch.sqrt(torch.rand(T)), 2 * torch.pi * torch.rand(T)
+        if dist in ("disc", "speed"):  # uniform in the disc of radius vmax, or uniform speed
+            u = torch.rand(T)
+            r, a = vmax * (torch.sqrt(u) if dist == "disc" else u), 2 * torch.pi * torch.rand(T)
             vel = torch.stack([r * torch.cos(a), r * torch.sin(a)], 1)
         else:
             vel = (torch.rand(T, 2) * 2 - 1) * vmax

@@ -24,11 +24,15 @@ GOLDEN_FILES="checkpoint.bin eval/box_2m/ratemaps.npy eval/box_2m/montage.pgm ev
 check "gridssl --version names the version" sh -c "$G --version | grep -q '^gridssl [0-9]'"
 $G --help > "$T/help.txt" 2>&1
 missing=""
-for key in $(sed -n 's/^\([a-z_0-9A-Z]*\) *=.*/\1/p' data/default.cfg); do
-    grep -q "^  $key " "$T/help.txt" || missing="$missing $key(help)"
+keys=$(sed -n 's/^  \([a-z_0-9A-Z]*\)  *default .*/\1/p' "$T/help.txt")
+for key in $keys; do
     grep -q "| \`$key\` |" README.md || missing="$missing $key(README)"
+    for cfg in data/default.cfg data/paper.cfg; do
+        grep -q "^$key *=" $cfg || missing="$missing $key($cfg)"
+    done
 done
-if [ -z "$missing" ]; then ok "--help and README.md document every config key"; else fail "undocumented keys:$missing"; fi
+check "--help lists the config keys (more than 40)" test $(echo $keys | wc -w) -gt 40
+if [ -z "$missing" ]; then ok "README.md, default.cfg and paper.cfg give every key --help lists"; else fail "undocumented keys:$missing"; fi
 
 # ---- the reference job: train tiny, evaluate, compare with the golden hashes ------------------
 # ref_outputs/tiny.sha256 guards against regressions; the truth of the numbers behind it comes
@@ -130,7 +134,11 @@ if $G dump "$T/ref/checkpoint.bin" "$T/dump" > "$T/dump.stdout" 2>&1; then
 else
     fail "dump failed: $(cat "$T/dump.stdout")"
 fi
-check "./gridssl_f64 gradcheck passes" ./gridssl_f64 gradcheck
+$G dump "$T/ref/checkpoint.bin" "$T/dump3" --threads 3 > "$T/dump3.stdout" 2>&1
+same=1
+for f in g.npy grad_W3.npy grad_theta0.npy losses.npy; do cmp -s "$T/dump/$f" "$T/dump3/$f" || same=0; done
+check "dump --threads 3 writes the same states and gradients as dump on all cores" test $same = 1
+check "./gridssl_f64 gradcheck passes" ./gridssl_f64 gradcheck --threads 1
 check "./gridssl gradcheck (float) refuses and points to gridssl_f64" sh -c "! $G gradcheck 2> $T/gc.err && grep -q gridssl_f64 $T/gc.err"
 
 # ---- bad input: one line naming the problem, non-zero exit, nothing written -------------------------
@@ -161,6 +169,8 @@ expect_error "missing config file" "cannot open $T/nope.cfg" "$T/bad" $G train -
 expect_error "--threads 0" "threads needs a whole number" "$T/bad" $G train --config data/tiny.cfg --threads 0 --out "$T/bad"
 expect_error "unknown option" "unknown option '--frobnicate'" "$T/bad" $G train --frobnicate 1 --out "$T/bad"
 expect_error "unknown command" "unknown command 'fly'" "$T/bad" $G fly
+expect_error "dump with a missing argument" "usage: gridssl dump CHECKPOINT DIR" "$T/bad" $G dump "$T/ref/checkpoint.bin"
+expect_error "dump with an unknown option" "unknown option '--out'" "$T/bad" $G dump "$T/ref/checkpoint.bin" "$T/bad" --out x
 mkdir -p "$T/ck"
 head -c 5000 "$T/ref/checkpoint.bin" > "$T/ck/truncated.bin"
 expect_error "truncated checkpoint (eval)" "corrupt or truncated" "$T/ck/eval" $G eval "$T/ck/truncated.bin"

@@ -110,7 +110,7 @@ def parse_config(raw):
         return kind(raw[key])
     cfg = {k: get(k, int) for k in ["N", "hidden", "B", "T", "permute"]}
     cfg.update({k: get(k, float) for k in ["sigma_x", "sigma_g", "lambda_sep", "lambda_inv",
-                                           "lambda_cap", "lambda_iso", "iso_vmax"]})
+                                           "lambda_cap", "lambda_iso", "iso_vmax", "iso_vmin"]})
     cfg["capacity"] = get("capacity", str)
     cfg["reduction"] = get("reduction", str)
     if cfg["capacity"] not in ("meannorm", "kernel"):
@@ -223,13 +223,14 @@ def pair_sums(G, X, sigma_x, sigma_g):
     return acc
 
 
-def iso_term(g, g0, vel, index, iso_vmax):
-    """Population variance of ||g_t - g_{t-1}||/||v_t|| over qualifying steps, and their count."""
+def iso_term(g, g0, vel, index, iso_vmin, iso_vmax):
+    """Population variance of ||g_t - g_{t-1}||/||v_t|| over qualifying steps
+    (iso_vmin < ||v|| < iso_vmax, ||v|| > 0), and their count."""
     v = np.asarray(vel, np.float64)[index]                           # (B,T,2)
     speed = np.sqrt(v[..., 0] * v[..., 0] + v[..., 1] * v[..., 1])
     prev = np.concatenate([np.broadcast_to(g0, (g.shape[0], 1, g.shape[2])), g[:, :-1]], axis=1)
     step = np.sqrt(np.sum((g - prev) ** 2, axis=-1))
-    q = speed > 0
+    q = (speed > 0) & (speed > iso_vmin)
     if iso_vmax > 0:
         q &= speed < iso_vmax
     n = int(q.sum())
@@ -255,7 +256,7 @@ def loss_terms(g, g0, positions, vel, index, cfg):
     else:
         cap = -2.0 * ps["all_kernel"] / (m * (m - 1)) if m > 1 else 0.0
     iso, n_iso = iso_term(np.asarray(g, np.float64), np.asarray(g0, np.float64), vel, index,
-                          cfg["iso_vmax"])
+                          cfg["iso_vmin"], cfg["iso_vmax"])
     return {"sep": sep, "inv": inv, "cap": cap, "iso": iso,
             "n_near": ps["n_near"], "n_far": ps["n_far"], "n_iso": n_iso}
 
@@ -504,13 +505,13 @@ def write_config(path, cfg):
         f.write("lr = 0.001\n")                  # keys the check does not use are ignored
 
 
-def fake_dump(dirpath, seed, capacity, reduction, permute, iso_vmax):
+def fake_dump(dirpath, seed, capacity, reduction, permute, iso_vmax, iso_vmin=0.0):
     """A random small dump made by this script's own float64 model, stored as float32."""
     rng = np.random.default_rng(seed)
     n, h, b, t = 5, 4, 3, 4
     cfg = {"N": n, "hidden": h, "B": b, "T": t, "permute": permute, "sigma_x": 0.1,
            "sigma_g": 0.4, "lambda_sep": 1.0, "lambda_inv": 0.1, "lambda_cap": 0.5,
-           "lambda_iso": 0.1, "iso_vmax": iso_vmax, "capacity": capacity,
+           "lambda_iso": 0.1, "iso_vmax": iso_vmax, "iso_vmin": iso_vmin, "capacity": capacity,
            "reduction": reduction}
     write_config(os.path.join(dirpath, "config.txt"), cfg)
     v = t if permute else b * t

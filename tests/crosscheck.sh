@@ -28,6 +28,7 @@ crosscheck tiny
 crosscheck kernel_sum capacity=kernel reduction=sum
 crosscheck no_permute permute=0
 crosscheck iso_all iso_vmax=0 iso_start=0 iso_ramp_steps=0
+crosscheck iso_band vel_dist=speed iso_vmin=0.03 iso_vmax=0.12 iso_start=0 iso_ramp_steps=0
 crosscheck default_size N=64 hidden=256 B=32 T=20 steps=50 log_every=25 save_every=50
 echo "# scorecheck: gridssl score on ratemaps written by numpy"
 "$PY" tests/scorecheck.py ./gridssl "$T/score" > "$T/score.log" 2>&1

@@ -251,6 +251,30 @@ static void test_disc_velocities(void) {
     batch_free(&bt);
 }
 
+/* vel_dist = speed: speed uniform in [0, vmax] (to within the rounding of each component to the
+ * 2^-20 m grid), so a third of all steps are slower than vmax/3; in the disc only a ninth are. */
+static void test_speed_velocities(void) {
+    Config c;
+    config_defaults(&c);
+    c.B = 4, c.T = 100, c.vel_dist = VEL_SPEED;
+    Batch bt;
+    batch_alloc(&bt, &c);
+    Rng rng = rng_seed(7, STREAM_DATA);
+    int within = 1, slow = 0, total = 0;
+    double limit = c.vmax + VEL_QUANTUM; /* rounding moves each component by at most half a quantum */
+    for (int rep = 0; rep < 30; rep++) {
+        batch_draw(&bt, &rng, &c);
+        for (int v = 0; v < bt.V; v++, total++) {
+            double s2 = (double)bt.vel[2 * v] * bt.vel[2 * v] + (double)bt.vel[2 * v + 1] * bt.vel[2 * v + 1];
+            within &= s2 <= limit * limit;
+            slow += s2 < c.vmax * c.vmax / 9;
+        }
+    }
+    double frac = (double)slow / total; /* binomial sd over 3000 draws: 0.0086 */
+    check(within && frac > 0.30 && frac < 0.365, "vel_dist=speed: every speed <= vmax, %.3f of 3000 slower than vmax/3 (expect 1/3)", frac);
+    batch_free(&bt);
+}
+
 /* ---- the fast kernels against the plain reference kernels: the same bytes, for sizes that are not
  * multiples of the vector widths and chunks, and for 1, 2 and 3 threads. */
 static void fill(real *x, size_t n, Rng *rng, double scale) {
@@ -346,8 +370,10 @@ static void test_closed_forms(void) {
     int32_t index[3] = {0, 1, 2};
     double s[3];
     int64_t count;
-    double iso = isometry_forward(s, &count, gs, g0, vel, index, 1, 3, 2, 0.05);
+    double iso = isometry_forward(s, &count, gs, g0, vel, index, 1, 3, 2, 0, 0.05);
     check(count == 2 && close_rel(iso, 2048, 1e-13), "L_iso = Var{64 sqrt 2, 0} = 2048 over 2 steps (%.12g, %lld steps)", iso, (long long)count);
+    iso = isometry_forward(s, &count, gs, g0, vel, index, 1, 3, 2, 0.02, 0.05);
+    check(count == 1 && iso == 0, "iso_vmin = 0.02 drops the 0.0156 m step: L_iso = Var{0} = 0 over 1 step (%.12g, %lld)", iso, (long long)count);
 }
 
 /* ---- config: the built-in defaults are data/default.cfg, and values round-trip through text. */
@@ -710,6 +736,7 @@ int main(void) {
     test_normrelu();
     test_batch_invariants();
     test_disc_velocities();
+    test_speed_velocities();
     test_closed_forms();
     test_fast_kernels();
     test_config();
