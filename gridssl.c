@@ -19,7 +19,8 @@
  *         key=value arguments override the file. The resolved config is printed on stdout and saved as
  *         DIR/config.txt; progress goes to stderr every log_every steps; DIR/log.tsv records the loss
  *         terms; DIR/checkpoint.bin is written every save_every steps and at the end. --resume FILE
- *         continues a checkpoint bit-exactly (its config, overridable by key=value, e.g. steps=).
+ *         continues a checkpoint bit-exactly (its config, overridable by key=value, e.g. steps=; lr= also
+ *         resets the current learning rate, which otherwise continues where the scheduler left it).
  *         DIR defaults to "out".
  *     gridssl eval CHECKPOINT [--box 2,3,4] [--out DIR] [eval_key=value ...]
  *         Walks the trained network through square boxes (SPEC §5) and analyses every unit (SPEC §6).
@@ -3547,15 +3548,17 @@ static int train_setup(const Args *args, Config *c, Model *m, TrainState *s, Err
         }
     }
     int N0 = c->N, H0 = c->hidden;
+    double lr0 = c->lr;
     if (apply_overrides(c, args->n_rest, args->rest, NULL, err) || config_validate(c, err)) return -1;
     if (args->resume && (c->N != N0 || c->hidden != H0))
         return fail(err, "N and hidden cannot change when resuming (checkpoint has N=%d, hidden=%d)", N0, H0);
+    if (args->resume && c->lr != lr0) s->lr = c->lr; /* a new lr= restarts the scheduler's rate there */
     if (!args->resume) {
         model_build(m, c->N, c->hidden);
         Rng init_rng = rng_seed((uint64_t)c->seed, STREAM_INIT);
         model_init(m, c, &init_rng);
         s->data_rng = rng_seed((uint64_t)c->seed, STREAM_DATA);
-        s->lr = c->lr; /* on resume the scheduler's current rate continues instead */
+        s->lr = c->lr; /* on resume the scheduler's current rate continues, unless lr= is given */
         s->beta1_pow = s->beta2_pow = 1.0;
     }
     return 0;

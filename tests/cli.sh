@@ -121,6 +121,9 @@ check "30 steps -> checkpoint -> resume to 60 gives the checkpoint of 60 straigh
 $G train --config data/tiny.cfg steps=30 --out "$T/other" > /dev/null 2>&1 &&
     $G train --resume "$T/other/checkpoint.bin" steps=60 --out "$T/resumed" > /dev/null 2>&1
 check "resuming into another directory gives the same bytes" cmp "$T/resumed/checkpoint.bin" "$T/ref/checkpoint.bin"
+$G train --resume "$T/other/checkpoint.bin" steps=40 lr=0.000125 log_every=10 --out "$T/newlr" > /dev/null 2>&1
+check "resume with lr= trains on at the new rate (log.tsv of steps 31-40 shows lr 0.000125)" \
+    sh -c "awk -F'\t' '\$1 > 30 && \$1 <= 40 { n++; if (\$2 != 0.000125) bad = 1 } END { exit !(n == 1 && !bad) }' $T/newlr/log.tsv"
 
 # ---- dump and gradcheck ----------------------------------------------------------------------------
 if $G dump "$T/ref/checkpoint.bin" "$T/dump" > "$T/dump.stdout" 2>&1; then
