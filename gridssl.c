@@ -1262,6 +1262,8 @@ static const ConfigKey config_keys[] = {
     KEY(plateau_threshold, KEY_REAL, 0, 1, 1e-4, NULL, "- (PyTorch's 1e-4)", "relative improvement that resets the patience"),
     KEY(plateau_ema, KEY_REAL, 0, 0.999999, 0.99, NULL, "AMBIGUOUS (smoothed loss)", "EMA factor of the loss the scheduler watches"),
     KEY(min_lr, KEY_REAL, 0, 10, 0, NULL, "-", "the scheduler never goes below this"),
+    KEY(lr_drop_step, KEY_INT, 0, 2147483647, 0, NULL, "- (0: off)", "from this optimiser step on, the learning rate is multiplied by lr_drop_factor (0: never)"),
+    KEY(lr_drop_factor, KEY_REAL, 0, 1, 0.1, NULL, "-", "the one-time learning-rate drop at lr_drop_step"),
     KEY(steps, KEY_INT, 0, 2147483647, 6000, NULL, "2000000", "optimiser steps"),
     KEY(log_every, KEY_INT, 1, 2147483647, 100, NULL, "-", "progress line (stderr) and log.tsv row every this many steps"),
     KEY(save_every, KEY_INT, 1, 2147483647, 1000, NULL, "-", "checkpoint every this many steps (and at the end)"),
@@ -2149,6 +2151,9 @@ static LossTerms train_step(Model *m, TrainState *s, Acts *a, Batch *bt, const C
     plateau_update(s, c, avg.total);
     a->phase_seconds[PHASE_OPTIMISER] += now_seconds() - t0;
     s->step++;
+    /* the annealing step (gridssl's addition): a smaller rate for the last steps lets the lattice
+     * settle, so path integration stops drifting over walks longer than T (README) */
+    if (s->step == c->lr_drop_step) s->lr *= c->lr_drop_factor;
     return avg;
 }
 

@@ -63,6 +63,8 @@ typedef struct {
     double plateau_threshold; /* relative improvement that counts */
     double plateau_ema;       /* smoothing of the loss the scheduler watches */
     double min_lr;
+    int lr_drop_step;         /* from this step on lr *= lr_drop_factor (gridssl's addition; 0: off) */
+    double lr_drop_factor;
     int steps, log_every, save_every;
     /* evaluation (SPEC §5) */
     int eval_walks;      /* K walks from the box centre (2 m box; scaled by box/2) */

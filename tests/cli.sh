@@ -122,6 +122,10 @@ $G train --config data/tiny.cfg steps=30 --out "$T/other" > /dev/null 2>&1 &&
     $G train --resume "$T/other/checkpoint.bin" steps=60 --out "$T/resumed" > /dev/null 2>&1
 check "resuming into another directory gives the same bytes" cmp "$T/resumed/checkpoint.bin" "$T/ref/checkpoint.bin"
 $G train --resume "$T/other/checkpoint.bin" steps=40 lr=0.000125 log_every=10 --out "$T/newlr" > /dev/null 2>&1
+$G train --config data/tiny.cfg steps=40 lr_drop_step=30 lr_drop_factor=0.25 log_every=10 --out "$T/drop" > /dev/null 2>&1
+check "lr_drop_step=30, lr_drop_factor=0.25: log.tsv shows lr 1e-3 up to step 20 and 2.5e-4 from step 30" \
+    sh -c "awk -F'\t' '\$1 ~ /^[0-9]/ { want = \$1 < 30 ? 0.001 : 0.00025; d = \$2 / want - 1; if (d > 1e-12 || d < -1e-12) bad = 1; n++ }
+        END { exit !(n == 4 && !bad) }' $T/drop/log.tsv"
 check "resume with lr= trains on at the new rate (log.tsv of steps 31-40 shows lr 0.000125)" \
     sh -c "awk -F'\t' '\$1 > 30 && \$1 <= 40 { n++; if (\$2 != 0.000125) bad = 1 } END { exit !(n == 1 && !bad) }' $T/newlr/log.tsv"
 
