@@ -53,7 +53,8 @@ def torch_step_times(cfg, threads, steps):
     N, H, B, T = (int(cfg[k]) for k in ("N", "hidden", "B", "T"))
     vmax, sx, sg = float(cfg["vmax"]), float(cfg["sigma_x"]), float(cfg["sigma_g"])
     lam = [float(cfg[k]) for k in ("lambda_sep", "lambda_inv", "lambda_cap", "lambda_iso")]
-    iso_vmax, accum, clip = float(cfg["iso_vmax"]), int(cfg["accum"]), float(cfg["clip"])
+    iso_vmin, iso_vmax = float(cfg["iso_vmin"]), float(cfg["iso_vmax"])
+    accum, clip = int(cfg["accum"]), float(cfg["clip"])
     mean_red, kernel_cap = cfg["reduction"] == "mean", cfg["capacity"] == "kernel"
     mlp = torch.nn.Sequential(torch.nn.Linear(2, H), torch.nn.ReLU(), torch.nn.Linear(H, H), torch.nn.ReLU(),
                               torch.nn.Linear(H, N * N))
@@ -98,7 +99,7 @@ def torch_step_times(cfg, threads, steps):
         cap = -(E * upper).sum() * 2 / (M * (M - 1)) if kernel_cap else -(G.mean(0) ** 2).sum()
         Prev = torch.cat([normrelu(theta0).expand(B, 1, N), S[:, :-1]], 1)
         speed = v.norm(dim=2)
-        ok = (speed > 0) & ((speed < iso_vmax) if iso_vmax > 0 else True)
+        ok = (speed > 0) & (speed > iso_vmin) & ((speed < iso_vmax) if iso_vmax > 0 else True)
         ratio = (S - Prev).norm(dim=2)[ok] / speed[ok]
         iso = ratio.var(unbiased=False) if ratio.numel() > 0 else torch.zeros(())
         return lam[0] * sep + lam[1] * inv + lam[2] * cap + lam[3] * iso
