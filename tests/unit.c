@@ -227,52 +227,45 @@ static void test_batch_invariants(void) {
     }
 }
 
-/* vel_dist = disc: every velocity inside the disc of radius vmax, and the corners of the square gone
- * (with the square, ~21 % of draws land outside the disc). */
-static void test_disc_velocities(void) {
+/* Draws 3000 training velocities (30 batches of T = 100) with the given vel_dist; returns how many
+ * have |v|^2 < below2 and sets *max2 to the largest |v|^2. */
+static int count_slow_velocities(int vel_dist, double below2, double *max2) {
     Config c;
     config_defaults(&c);
-    c.B = 4, c.T = 100, c.vel_dist = VEL_DISC;
+    c.B = 4, c.T = 100, c.vel_dist = vel_dist;
     Batch bt;
     batch_alloc(&bt, &c);
     Rng rng = rng_seed(6, STREAM_DATA);
-    int inside = 1;
-    for (int rep = 0; rep < 20; rep++) {
-        batch_draw(&bt, &rng, &c);
-        for (int v = 0; v < bt.V; v++) inside &= (double)bt.vel[2 * v] * bt.vel[2 * v] + (double)bt.vel[2 * v + 1] * bt.vel[2 * v + 1] <= c.vmax * c.vmax;
-    }
-    c.vel_dist = VEL_SQUARE;
-    int outside = 0;
-    for (int rep = 0; rep < 20; rep++) {
-        batch_draw(&bt, &rng, &c);
-        for (int v = 0; v < bt.V; v++) outside += (double)bt.vel[2 * v] * bt.vel[2 * v] + (double)bt.vel[2 * v + 1] * bt.vel[2 * v + 1] > c.vmax * c.vmax;
-    }
-    check(inside && outside > 200 && outside < 640, "vel_dist=disc keeps 2000 of 2000 velocities in the disc; square puts %d of 2000 outside", outside);
-    batch_free(&bt);
-}
-
-/* vel_dist = speed: speed uniform in [0, vmax] (to within the rounding of each component to the
- * 2^-20 m grid), so a third of all steps are slower than vmax/3; in the disc only a ninth are. */
-static void test_speed_velocities(void) {
-    Config c;
-    config_defaults(&c);
-    c.B = 4, c.T = 100, c.vel_dist = VEL_SPEED;
-    Batch bt;
-    batch_alloc(&bt, &c);
-    Rng rng = rng_seed(7, STREAM_DATA);
-    int within = 1, slow = 0, total = 0;
-    double limit = c.vmax + VEL_QUANTUM; /* rounding moves each component by at most half a quantum */
+    int slow = 0;
+    *max2 = 0;
     for (int rep = 0; rep < 30; rep++) {
         batch_draw(&bt, &rng, &c);
-        for (int v = 0; v < bt.V; v++, total++) {
+        for (int v = 0; v < bt.V; v++) {
             double s2 = (double)bt.vel[2 * v] * bt.vel[2 * v] + (double)bt.vel[2 * v + 1] * bt.vel[2 * v + 1];
-            within &= s2 <= limit * limit;
-            slow += s2 < c.vmax * c.vmax / 9;
+            slow += s2 < below2;
+            *max2 = s2 > *max2 ? s2 : *max2;
         }
     }
-    double frac = (double)slow / total; /* binomial sd over 3000 draws: 0.0086 */
-    check(within && frac > 0.30 && frac < 0.365, "vel_dist=speed: every speed <= vmax, %.3f of 3000 slower than vmax/3 (expect 1/3)", frac);
     batch_free(&bt);
+    return slow;
+}
+
+/* The three velocity distributions, over 3000 draws each (binomial sd ~ 0.009 of a fraction):
+ * disc: every |v| <= vmax; square: 1 - pi/4 = 21.5 % land outside that disc; speed (speed uniform
+ * in [0, vmax], each component rounded to the 2^-20 m grid, i.e. moved by at most half a quantum):
+ * a third are slower than vmax/3, where in the disc only a ninth are. */
+static void test_velocity_distributions(void) {
+    Config c;
+    config_defaults(&c); /* count_slow_velocities draws with the default vmax */
+    double vmax = c.vmax, max2;
+    int inside = count_slow_velocities(VEL_DISC, 1e9, &max2);
+    check(inside == 3000 && max2 <= vmax * vmax, "vel_dist=disc: 3000 of 3000 velocities within vmax (largest |v| %.6f)", sqrt(max2));
+    double outside = 1.0 - count_slow_velocities(VEL_SQUARE, vmax * vmax, &max2) / 3000.0;
+    check(outside > 0.185 && outside < 0.245, "vel_dist=square: %.3f of 3000 outside the disc (expect 0.215)", outside);
+    double slow = count_slow_velocities(VEL_SPEED, vmax * vmax / 9, &max2) / 3000.0, limit = vmax + VEL_QUANTUM;
+    check(max2 <= limit * limit && slow > 0.30 && slow < 0.365, "vel_dist=speed: every |v| <= vmax, %.3f of 3000 slower than vmax/3 (expect 1/3)", slow);
+    slow = count_slow_velocities(VEL_DISC, vmax * vmax / 9, &max2) / 3000.0;
+    check(slow > 0.085 && slow < 0.14, "vel_dist=disc: %.3f of 3000 slower than vmax/3 (expect 1/9)", slow);
 }
 
 /* ---- the fast kernels against the plain reference kernels: the same bytes, for sizes that are not
@@ -735,8 +728,7 @@ int main(void) {
     test_portable_math();
     test_normrelu();
     test_batch_invariants();
-    test_disc_velocities();
-    test_speed_velocities();
+    test_velocity_distributions();
     test_closed_forms();
     test_fast_kernels();
     test_config();
