@@ -1931,7 +1931,7 @@ static void meannorm_backward(real *d_g, const double *mean, int M, int N, doubl
  * iso_vmin < |v| < iso_vmax (iso_vmax = 0: no upper bound; |v| = 0 never takes part). */
 static double iso_speed(const real *v, double iso_vmin, double iso_vmax) {
     double speed = sqrt((double)v[0] * v[0] + (double)v[1] * v[1]);
-    return speed > 0 && speed > iso_vmin && (iso_vmax == 0 || speed < iso_vmax) ? speed : 0;
+    return speed > iso_vmin && (iso_vmax == 0 || speed < iso_vmax) ? speed : 0; /* iso_vmin >= 0 */
 }
 
 /* |g_r - g_prev| in double (sequential over k). */
@@ -3552,12 +3552,12 @@ static int train_setup(const Args *args, Config *c, Model *m, TrainState *s, Err
             if (bad) return -1;
         }
     }
-    int N0 = c->N, H0 = c->hidden;
-    double lr0 = c->lr;
+    int N0 = c->N, H0 = c->hidden, lr_given = 0;
+    for (int i = 0; i < args->n_rest; i++) lr_given |= strncmp(args->rest[i], "lr=", 3) == 0;
     if (apply_overrides(c, args->n_rest, args->rest, NULL, err) || config_validate(c, err)) return -1;
     if (args->resume && (c->N != N0 || c->hidden != H0))
         return fail(err, "N and hidden cannot change when resuming (checkpoint has N=%d, hidden=%d)", N0, H0);
-    if (args->resume && c->lr != lr0) s->lr = c->lr; /* a new lr= restarts the scheduler's rate there */
+    if (args->resume && lr_given) s->lr = c->lr; /* lr= restarts the scheduler's rate there */
     if (!args->resume) {
         model_build(m, c->N, c->hidden);
         Rng init_rng = rng_seed((uint64_t)c->seed, STREAM_INIT);
@@ -3789,8 +3789,8 @@ static int cmd_score(int argc, char **argv, Err *err) {
 static int cmd_dump(int argc, char **argv, Err *err) {
     Args args;
     int rc = parse_args(&args, argc, argv, "", err), threads = args.threads;
-    const char *ckpt = args.rest[0], *dir = args.rest[1];
     if (rc == 0 && args.n_rest != 2) rc = fail(err, "usage: gridssl dump CHECKPOINT DIR [--threads N]");
+    const char *ckpt = rc ? NULL : args.rest[0], *dir = rc ? NULL : args.rest[1]; /* argv's strings */
     free(args.rest);
     if (rc) return -1;
     Config c;

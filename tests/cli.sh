@@ -128,6 +128,10 @@ check "lr_drop_step=30, lr_drop_factor=0.25: log.tsv shows lr 1e-3 up to step 20
         END { exit !(n == 4 && !bad) }' $T/drop/log.tsv"
 check "resume with lr= trains on at the new rate (log.tsv of steps 31-40 shows lr 0.000125)" \
     sh -c "awk -F'\t' '\$1 > 30 && \$1 <= 40 { n++; if (\$2 != 0.000125) bad = 1 } END { exit !(n == 1 && !bad) }' $T/newlr/log.tsv"
+$G train --config data/tiny.cfg steps=30 lr_drop_step=20 --out "$T/dropped" > /dev/null 2>&1 &&
+    $G train --resume "$T/dropped/checkpoint.bin" steps=40 lr=0.001 log_every=10 --out "$T/relr" > /dev/null 2>&1
+check "resume after the drop with lr= equal to the config's lr still resets the rate (steps 31-40 at 0.001)" \
+    sh -c "awk -F'\t' '\$1 > 30 && \$1 <= 40 { n++; if (\$2 != 0.001) bad = 1 } END { exit !(n == 1 && !bad) }' $T/relr/log.tsv"
 
 # ---- dump and gradcheck ----------------------------------------------------------------------------
 if $G dump "$T/ref/checkpoint.bin" "$T/dump" > "$T/dump.stdout" 2>&1; then
