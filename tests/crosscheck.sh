@@ -2,7 +2,8 @@
 # tests/crosscheck.sh - what `make crosscheck` runs: train small runs, dump one batch of each with
 # `gridssl dump`, and let numpy (tests/crosscheck.py) recompute positions, states, every loss term
 # and directional derivatives of the gradient, independently of gridssl's C code; then
-# tests/scorecheck.py scores ratemaps that numpy wrote with `gridssl score`.
+# tests/ideal_codes.py checks its own loss against the default-size dump, and tests/scorecheck.py
+# scores ratemaps that numpy wrote with `gridssl score`.
 # Needs python3-numpy (Debian); gridssl itself and `make test` do not.
 set -u
 PY=${1:-/usr/bin/python3}
@@ -30,6 +31,9 @@ crosscheck no_permute permute=0
 crosscheck iso_all iso_vmax=0 iso_start=0 iso_ramp_steps=0
 crosscheck iso_band vel_dist=speed iso_vmin=0.03 iso_vmax=0.12 iso_start=0 iso_ramp_steps=0
 crosscheck default_size N=64 hidden=256 B=32 T=20 steps=50 log_every=25 save_every=50
+echo "# ideal codes: tests/ideal_codes.py's loss reproduces gridssl's on the default-size dump (its analysis is context)"
+"$PY" tests/ideal_codes.py "$T/default_size/dump" > "$T/ideal.log" 2>&1 || echo "FAIL [ideal] ideal_codes.py exited non-zero" >> "$T/ideal.log"
+grep '^ok \|^FAIL' "$T/ideal.log" | sed "s/^\(ok  \|FAIL\) /\1 [ideal] /" | tee -a "$T/all.log"
 echo "# scorecheck: gridssl score on ratemaps written by numpy"
 "$PY" tests/scorecheck.py ./gridssl "$T/score" > "$T/score.log" 2>&1
 grep -v 'passed, .* failed$' "$T/score.log" | sed "s/^\(ok  \|FAIL\) /\1 [score] /" | tee -a "$T/all.log"
