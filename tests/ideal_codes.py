@@ -19,16 +19,17 @@ The isometry term is left out (its weight is 0.01 in the default; the network's 
 it out too). Every code gets at most N units (one module a x a with a = floor(sqrt N), m modules
 floor(sqrt(N/m))^2 each), so the multi-module codes never have more units than the single one.
 Printed: the network's own sep + inv + cap on the batch, the best single module over a grid of
-periods and tuning widths, the best pair of modules (periods at ratio >= 1.3), and the path that
+periods and tuning widths, the best two and three modules (period ratios >= 1.3), the path that
 splits the best single module into two (the ratio grows from 1, same orientation, so ratio 1 is
 the single module up to the phase grid): a loss that falls along it means the single module is
-not a minimum of the loss over these codes. numpy only; nothing here is random.
+not a minimum of the loss over these codes. Last, the best one and two modules of square lattices.
+numpy only; nothing here is random.
 
 Two checks come first, one "ok"/"FAIL" line each (exit status 1 on a failure): the Loss below,
 applied to the network's own dumped states g.npy, reproduces the sep, inv and cap that gridssl
 logged in losses.txt (relative 1e-5: gridssl forms each dg2 in float32, as in tests/crosscheck.py);
-and every ideal module is periodic, r(x + lam e) = r(x) for a lattice vector e (abs 1e-9), so the
-codes are the lattices they claim to be.
+and every ideal module, hexagonal or square, is periodic, r(x + e) = r(x) for a lattice vector e
+(abs 1e-9), so the codes are the lattices they claim to be.
 """
 import sys
 import numpy as np
@@ -44,21 +45,28 @@ def read_kv(path):
     return out
 
 
-def module(X, lam, kappa, theta, a):
-    """(M, a*a) unit-norm rows: a hexagonal grid module of spacing lam, orientation theta."""
-    ang = theta + np.array([0.0, np.pi / 3, 2 * np.pi / 3])
-    K = (4 * np.pi / (np.sqrt(3) * lam)) * np.stack([np.cos(ang), np.sin(ang)], 1)   # (3, 2)
-    e1 = lam * np.array([np.cos(theta + np.pi / 6), np.sin(theta + np.pi / 6)])      # lattice vectors
-    e2 = lam * np.array([np.cos(theta - np.pi / 6), np.sin(theta - np.pi / 6)])
+def module(X, lam, kappa, theta, a, square=False):
+    """(M, a*a) unit-norm rows: a hexagonal (or square) grid module of spacing lam, orientation theta.
+    Hexagonal: three wave vectors 60 degrees apart, |k| = 4 pi / (sqrt(3) lam); square: two at 90
+    degrees, |k| = 2 pi / lam. Either way r = exp(kappa (sum_j cos(k_j.(x - p)) - count)) <= 1."""
+    if square:
+        ang, kk = theta + np.array([0.0, np.pi / 2]), 2 * np.pi / lam
+        e1 = lam * np.array([np.cos(theta), np.sin(theta)])                         # lattice vectors
+        e2 = lam * np.array([-np.sin(theta), np.cos(theta)])
+    else:
+        ang, kk = theta + np.array([0.0, np.pi / 3, 2 * np.pi / 3]), 4 * np.pi / (np.sqrt(3) * lam)
+        e1 = lam * np.array([np.cos(theta + np.pi / 6), np.sin(theta + np.pi / 6)])
+        e2 = lam * np.array([np.cos(theta - np.pi / 6), np.sin(theta - np.pi / 6)])
+    K = kk * np.stack([np.cos(ang), np.sin(ang)], 1)                                  # (2 or 3, 2)
     P = np.array([(i / a) * e1 + (j / a) * e2 for i in range(a) for j in range(a)])  # (a*a, 2) phases
     s = np.cos((X[:, None, :] - P[None]) @ K.T).sum(-1)                               # (M, a*a)
-    r = np.exp(kappa * (s - 3))
+    r = np.exp(kappa * (s - len(ang)))
     return r / np.linalg.norm(r, axis=1, keepdims=True)
 
 
-def code(X, mods, a):
+def code(X, mods, a, square=False):
     """mods: list of (lam, kappa, theta); equal shares; (M, sum units) unit-norm rows."""
-    return np.concatenate([np.sqrt(1.0 / len(mods)) * module(X, lam, kap, th, a) for lam, kap, th in mods], 1)
+    return np.concatenate([np.sqrt(1.0 / len(mods)) * module(X, lam, kap, th, a, square) for lam, kap, th in mods], 1)
 
 
 class Loss:
@@ -92,8 +100,11 @@ def checks(d, X, L, net):
     lam, th = 0.55, 0.3
     e1 = lam * np.array([np.cos(th + np.pi / 6), np.sin(th + np.pi / 6)])
     err = np.abs(module(X, lam, 0.8, th, 4) - module(X + e1, lam, 0.8, th, 4)).max()
-    print('%s %s ideal module periodic over its lattice vector: max abs %.1e (tol 1e-9)' % ('ok  ' if err < 1e-9 else 'FAIL', d, err))
-    return (not ok) + (err >= 1e-9)
+    print('%s %s hexagonal module periodic over its lattice vector: max abs %.1e (tol 1e-9)' % ('ok  ' if err < 1e-9 else 'FAIL', d, err))
+    e2 = lam * np.array([-np.sin(th), np.cos(th)])
+    err2 = np.abs(module(X, lam, 0.8, th, 4, True) - module(X + e2, lam, 0.8, th, 4, True)).max()
+    print('%s %s square module periodic over its lattice vector: max abs %.1e (tol 1e-9)' % ('ok  ' if err2 < 1e-9 else 'FAIL', d, err2))
+    return (not ok) + (err >= 1e-9) + (err2 >= 1e-9)
 
 
 def main(dirs):
@@ -125,6 +136,11 @@ def main(dirs):
         path = ['%.1f: %.4f' % (r, L(code(X, [(lam / np.sqrt(r), kap, 0.0), (lam * np.sqrt(r), kap, 0.0)], a2)))
                 for r in (1.0, 1.1, 1.2, 1.4, 1.7, 2.0, 2.5)]
         print('  splitting the best single module, period ratio: ' + ', '.join(path))
+        sq1 = min((L(code(X, [(l, k, 0.0)], a1, True)), l, k) for l in lams for k in kappas)
+        sq2 = min((L(code(X, [(l1, k, 0.0), (l2, k, th)], a2, True)), l1, l2, k, th)
+                  for l1 in lams for l2 in lams if l2 >= 1.3 * l1 for k in kappas for th in (0.0, 0.3))
+        print('  square lattices instead: one module %.4f (%.2f m, kappa %.1f), two %.4f (%.2f / %.2f m, kappa %.1f, %.1f rad)'
+              % (sq1 + sq2))
     return failures
 
 
