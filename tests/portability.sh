@@ -104,8 +104,13 @@ cell i686 "i686 gcc -O2, SSE2 (qemu)" i686-linux-gnu-gcc "-O2 -static" qemu-i386
 cell riscv64 "riscv64 gcc -O2 (qemu)" riscv64-linux-gnu-gcc "-O2 -static" qemu-riscv64
 cell ppc64le "ppc64le gcc -O2 (qemu)" powerpc64le-linux-gnu-gcc "-O2 -static" qemu-ppc64le
 cell s390x "s390x gcc -O2, big-endian (qemu)" s390x-linux-gnu-gcc "-O2 -static" qemu-s390x
+# wine starts a wineserver for the first process and stops it a moment after the last one exits; a
+# run that starts in that moment can lose its server ("wine client error:0: recvmsg: Connection
+# reset by peer", once in CI, between a cell's train and eval). One persistent server for both cells.
+command -v wineserver > /dev/null 2>&1 && wineserver -p > /dev/null 2>&1
 cell mingw "mingw-w64 gcc -O2 (wine)" x86_64-w64-mingw32-gcc "-O2" wine
 cell mingw+t3 "mingw-w64, 3 threads (wine)" x86_64-w64-mingw32-gcc "-O2" wine same "" "--threads 3"
+command -v wineserver > /dev/null 2>&1 && wineserver -k > /dev/null 2>&1
 cell control-fma "control: aarch64 -ffp-contract=fast" aarch64-linux-gnu-gcc "-O2 -static -ffp-contract=fast" qemu-aarch64 differ gridssl.c
 # the second control folds dot8's eight lanes one after another instead of pairwise: one reduction,
 # reassociated (merely reversing the pairwise fold would change nothing: + is commutative)
