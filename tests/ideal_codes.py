@@ -33,16 +33,7 @@ and every ideal module, hexagonal or square, is periodic, r(x + e) = r(x) for a 
 """
 import sys
 import numpy as np
-
-
-def read_kv(path):
-    out = {}
-    for line in open(path):
-        line = line.split('#')[0].strip()
-        if '=' in line:
-            k, v = [s.strip() for s in line.split('=', 1)]
-            out[k] = v
-    return out
+from crosscheck import read_keyvals   # the dump's key = value files, read as crosscheck.py reads them
 
 
 def module(X, lam, kappa, theta, a, square=False):
@@ -97,14 +88,14 @@ def checks(d, X, L, net):
         err = abs(mine - float(net[name])) / max(abs(float(net[name])), 1e-30)
         print('%s %s loss %s of g.npy vs losses.txt: rel %.2e (tol 1e-5)' % ('ok  ' if err < 1e-5 else 'FAIL', d, name, err))
         ok = ok and err < 1e-5
+    failures = int(not ok)
     lam, th = 0.55, 0.3
-    e1 = lam * np.array([np.cos(th + np.pi / 6), np.sin(th + np.pi / 6)])
-    err = np.abs(module(X, lam, 0.8, th, 4) - module(X + e1, lam, 0.8, th, 4)).max()
-    print('%s %s hexagonal module periodic over its lattice vector: max abs %.1e (tol 1e-9)' % ('ok  ' if err < 1e-9 else 'FAIL', d, err))
-    e2 = lam * np.array([-np.sin(th), np.cos(th)])
-    err2 = np.abs(module(X, lam, 0.8, th, 4, True) - module(X + e2, lam, 0.8, th, 4, True)).max()
-    print('%s %s square module periodic over its lattice vector: max abs %.1e (tol 1e-9)' % ('ok  ' if err2 < 1e-9 else 'FAIL', d, err2))
-    return (not ok) + (err >= 1e-9) + (err2 >= 1e-9)
+    for kind, square, angle in (('hexagonal', False, th + np.pi / 6), ('square', True, th + np.pi / 2)):
+        e = lam * np.array([np.cos(angle), np.sin(angle)])   # one lattice vector of that module
+        err = np.abs(module(X, lam, 0.8, th, 4, square) - module(X + e, lam, 0.8, th, 4, square)).max()
+        print('%s %s %s module periodic over its lattice vector: max abs %.1e (tol 1e-9)' % ('ok  ' if err < 1e-9 else 'FAIL', d, kind, err))
+        failures += err >= 1e-9
+    return failures
 
 
 def main(dirs):
@@ -112,17 +103,18 @@ def main(dirs):
     kappas = [0.4, 0.6, 0.8, 1.0, 1.5]
     failures = 0
     for d in dirs:
-        cfg = read_kv(d + '/config.txt')
+        cfg = read_keyvals(d + '/config.txt')
         assert cfg['capacity'] == 'meannorm' and cfg['reduction'] == 'mean', 'written for meannorm, mean'
         X = np.load(d + '/positions.npy').astype(np.float64).reshape(-1, 2)
         L, N = Loss(X, cfg), int(cfg['N'])
-        net = read_kv(d + '/losses.txt')
+        net = read_keyvals(d + '/losses.txt')
         failures += checks(d, X, L, net)
         own = sum(float(net['lambda_' + k]) * float(net[k]) for k in ('sep', 'inv', 'cap'))
         a1, a2, a3 = int(np.sqrt(N)), int(np.sqrt(N / 2)), int(np.sqrt(N / 3))
-        one = min((L(code(X, [(l, k, 0.0)], a1)), l, k) for l in lams for k in kappas)
-        two = min((L(code(X, [(l1, k, 0.0), (l2, k, th)], a2)), l1, l2, k, th)
-                  for l1 in lams for l2 in lams if l2 >= 1.3 * l1 for k in kappas for th in (0.0, 0.3))
+        best_one = lambda square: min((L(code(X, [(l, k, 0.0)], a1, square)), l, k) for l in lams for k in kappas)
+        best_two = lambda square: min((L(code(X, [(l1, k, 0.0), (l2, k, th)], a2, square)), l1, l2, k, th)
+                                      for l1 in lams for l2 in lams if l2 >= 1.3 * l1 for k in kappas for th in (0.0, 0.3))
+        one, two = best_one(False), best_two(False)
         three = min((L(code(X, [(l, k, 0.0), (l * r, k, 0.3), (l * r * r, k, 0.6)], a3)), l, r, k)
                     for l in lams[:8] for r in (1.3, 1.4, 1.6, 1.8) for k in kappas)
         print('%s (seed %s, N %s, B %s, T %s, vel_dist %s): sep + inv + cap on one training batch'
@@ -136,11 +128,8 @@ def main(dirs):
         path = ['%.1f: %.4f' % (r, L(code(X, [(lam / np.sqrt(r), kap, 0.0), (lam * np.sqrt(r), kap, 0.0)], a2)))
                 for r in (1.0, 1.1, 1.2, 1.4, 1.7, 2.0, 2.5)]
         print('  splitting the best single module, period ratio: ' + ', '.join(path))
-        sq1 = min((L(code(X, [(l, k, 0.0)], a1, True)), l, k) for l in lams for k in kappas)
-        sq2 = min((L(code(X, [(l1, k, 0.0), (l2, k, th)], a2, True)), l1, l2, k, th)
-                  for l1 in lams for l2 in lams if l2 >= 1.3 * l1 for k in kappas for th in (0.0, 0.3))
         print('  square lattices instead: one module %.4f (%.2f m, kappa %.1f), two %.4f (%.2f / %.2f m, kappa %.1f, %.1f rad)'
-              % (sq1 + sq2))
+              % (best_one(True) + best_two(True)))
     return failures
 
 
