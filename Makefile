@@ -3,6 +3,7 @@
 #   make test         unit tests (float and double builds) + command-line tests; ends "N passed, N failed"
 #   make crosscheck   numpy recomputes one dumped batch (needs python3-numpy; not part of make test)
 #   make demo         train the default, evaluate it, say where the montage is
+#   make demo-check   the default run must give ref_outputs/default_seed4.* (the README's picture)
 #   make bench        seconds per step, per phase, GFLOP/s, RSS, and PyTorch's time for the same step
 #   make portability  the determinism matrix: every compiler, libc and CPU (qemu, wine) must give
 #                     the golden bytes (needs the toolchains .ci/run installs)
@@ -66,6 +67,9 @@ demo: gridssl # the default run, end to end, and where to look
 	./gridssl eval out/checkpoint.bin
 	@echo "montage: out/eval/box_2m/montage.png   scores: out/eval/box_2m/scores.csv   summary: out/eval/box_2m/summary.json"
 
+demo-check: gridssl # about 3.5 min on 2 cores; .ci/run runs it
+	sh tests/demo_check.sh
+
 debug: gridssl.c gridssl.h
 	$(CC) -O0 -g $(DETERMINISM) $(WARNINGS) -o gridssl_debug gridssl.c $(LDLIBS)
 
@@ -73,6 +77,6 @@ asan: gridssl.c gridssl.h
 	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all $(DETERMINISM) $(WARNINGS) -o gridssl_asan gridssl.c $(LDLIBS)
 
 clean:
-	rm -rf gridssl gridssl_f64 gridssl_debug gridssl_asan tests/unit_f32 tests/unit_f64 tests/build tests/out
+	rm -rf gridssl gridssl_f64 gridssl_debug gridssl_asan tests/unit_f32 tests/unit_f64 tests/build tests/out tests/out_demo
 
-.PHONY: all test crosscheck portability bench demo debug asan clean
+.PHONY: all test crosscheck portability bench demo demo-check debug asan clean
