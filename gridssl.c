@@ -72,7 +72,7 @@
 #endif
 #include <errno.h>
 #include <float.h>
-#include <math.h> /* sqrt and fabs only: IEEE-754 requires both to be exact (correctly rounded) */
+#include <math.h> /* sqrt, fabs and floor only: IEEE-754 requires them to be exact (correctly rounded) */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,10 +81,10 @@
 #include <sys/stat.h>
 #include <pthread.h> /* POSIX threads; mingw-w64 provides them too (winpthreads) */
 #ifndef _WIN32
-#include <unistd.h>    /* sysconf: the number of cores */
+#include <unistd.h>    /* sysconf: the number of cores; rmdir */
 #endif
 #ifdef _WIN32
-#include <direct.h>   /* _mkdir */
+#include <direct.h>   /* _mkdir, _rmdir */
 #include <sys/timeb.h> /* _ftime64: msvcrt has no timespec_get */
 #endif
 
@@ -119,6 +119,8 @@ static int fail(Err *err, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(err->msg, sizeof err->msg, fmt, ap);
     va_end(ap);
+    for (char *p = err->msg; *p; p++) /* one line, whatever bytes the quoted input held */
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
     return -1;
 }
 
@@ -149,7 +151,7 @@ static double now_seconds(void) {
 #endif
 }
 
-/* A growing byte buffer: files are built in memory, then written in one go (see write_file_atomic)
+/* A growing byte buffer: files are built in memory, then written in one go (see out_file)
  * so that a failure never leaves half a file. Numbers go in explicitly little-endian. */
 typedef struct { uint8_t *data; size_t len, cap; } Buf;
 
@@ -234,6 +236,12 @@ static uint64_t rd_u64(Rd *r) {
     return lo | (uint64_t)rd_u32(r) << 32;
 }
 
+/* An int64 written as its two's-complement u64 (the conversion avoids implementation-defined casts). */
+static int64_t rd_i64(Rd *r) {
+    uint64_t u = rd_u64(r);
+    return u > INT64_MAX ? -(int64_t)~u - 1 : (int64_t)u;
+}
+
 static double rd_f64(Rd *r) {
     uint64_t u = rd_u64(r);
     double x;
@@ -302,6 +310,8 @@ static inline double gs_from_bits(uint64_t u)
 
 static inline double gs_nan(void) { return gs_from_bits(GS_QNAN_BITS); }
 static inline double gs_inf(void) { return gs_from_bits(GS_INF_BITS); }
+/* x, with every NaN the one quiet NaN (printf would show a NaN's sign bit: "-nan" on x86) */
+static double one_nan(double x) { return x == x ? x : gs_nan(); }
 
 /* 2^k for -1022 <= k <= 1023, exact, built from the exponent field. */
 static inline double gs_pow2(int32_t k)
@@ -1305,7 +1315,24 @@ static void config_defaults(Config *c) {
     }
 }
 
-/* Sets one key from its text. Numbers must be complete and finite; errors name the key. */
+/* A number as a config writes it: [sign] digits [. digits] [e [sign] digits], with a digit before
+ * the exponent. strtod alone would also take hex, "inf", "nan" and leading spaces. */
+static int is_decimal(const char *s) {
+    int digits = 0;
+    if (*s == '+' || *s == '-') s++;
+    for (; *s >= '0' && *s <= '9'; s++) digits++;
+    if (*s == '.')
+        for (s++; *s >= '0' && *s <= '9'; s++) digits++;
+    if (digits && (*s == 'e' || *s == 'E')) {
+        s += s[1] == '+' || s[1] == '-' ? 2 : 1;
+        if (!(*s >= '0' && *s <= '9')) return 0;
+        while (*s >= '0' && *s <= '9') s++;
+    }
+    return digits && *s == 0;
+}
+
+/* Sets one key from its text: a decimal number within the key's range (an integer for integer
+ * keys) or one of an enum's names. Errors name the key. */
 static int config_set(Config *c, const char *name, const char *value, Err *err) {
     const ConfigKey *k = config_find(name);
     if (!k) return fail(err, "unknown config key '%s' (gridssl --help lists them)", name);
@@ -1321,32 +1348,35 @@ static int config_set(Config *c, const char *name, const char *value, Err *err) 
         }
         return fail(err, "config key '%s': '%s' is not one of %s", name, value, k->choices);
     }
-    char *end;
-    errno = 0;
-    double x = strtod(value, &end);
-    if (end == value || *end != 0 || errno == ERANGE || !(x == x) || x > DBL_MAX || x < -DBL_MAX)
-        return fail(err, "config key '%s': '%s' is not a finite number", name, value);
-    if (k->type == KEY_INT && x != (double)(long long)x)
-        return fail(err, "config key '%s': '%s' is not an integer", name, value);
-    if (x < k->min || x > k->max)
+    if (!is_decimal(value)) return fail(err, "config key '%s': '%s' is not a decimal number", name, value);
+    double x = strtod(value, NULL); /* beyond DBL_MAX: +-HUGE_VAL, below the range: the nearest value */
+    if (!(x >= k->min && x <= k->max))
         return fail(err, "config key '%s': %s is out of range [%.17g, %.17g]", name, value, k->min, k->max);
+    if (k->type == KEY_INT && x != floor(x)) /* the range check first: only then is the cast defined */
+        return fail(err, "config key '%s': '%s' is not an integer", name, value);
     if (k->type == KEY_REAL) *(double *)field = x;
     else *(int *)field = (int)x;
     return 0;
 }
 
-/* Parses "key = value" lines; '#' starts a comment. source names the text in errors. */
-static int config_parse_text(Config *c, const char *text, const char *source, Err *err) {
-    int line_no = 0;
-    const char *p = text;
-    while (*p) {
+/* Parses the len bytes of text as "key = value" lines; '#' starts a comment; a key may be set once.
+ * require_all (a checkpoint's config) also demands every key. source names the text in errors. */
+static int config_parse_text(Config *c, const char *text, size_t len, int require_all, const char *source, Err *err) {
+    int line_no = 0, set_on_line[NUM_CONFIG_KEYS] = {0};
+    const char *p = text, *end = text + len, *nul = memchr(text, 0, len);
+    if (nul) {
+        for (const char *q = text; q < nul; q++) line_no += *q == '\n';
+        return fail(err, "%s:%d: NUL byte in the config text", source, line_no + 1);
+    }
+    while (p < end) {
         line_no++;
-        size_t len = strcspn(p, "\n");
+        const char *newline = memchr(p, '\n', (size_t)(end - p));
+        size_t line_len = newline ? (size_t)(newline - p) : (size_t)(end - p);
         char line[1024];
-        if (len >= sizeof line) return fail(err, "%s:%d: line too long", source, line_no);
-        memcpy(line, p, len);
-        line[len] = 0;
-        p += len + (p[len] == '\n');
+        if (line_len >= sizeof line) return fail(err, "%s:%d: line too long", source, line_no);
+        memcpy(line, p, line_len);
+        line[line_len] = 0;
+        p += line_len + (newline != NULL);
         char *hash = strchr(line, '#');
         if (hash) *hash = 0;
         char *s = line;
@@ -1362,21 +1392,40 @@ static int config_parse_text(Config *c, const char *text, const char *source, Er
         while (*value == ' ' || *value == '\t') value++;
         Err inner;
         if (config_set(c, s, value, &inner)) return fail(err, "%s:%d: %s", source, line_no, inner.msg);
+        int key = (int)(config_find(s) - config_keys);
+        if (set_on_line[key]) return fail(err, "%s:%d: key '%s' is already set on line %d", source, line_no, s, set_on_line[key]);
+        set_on_line[key] = line_no;
     }
+    for (int i = 0; i < NUM_CONFIG_KEYS && require_all; i++)
+        if (!set_on_line[i]) return fail(err, "%s: key '%s' is missing (a checkpoint's config lists every key)", source, config_keys[i].name);
     return 0;
 }
 
-/* Checks that involve several keys, and the sizes the model and one batch would need. */
+/* No buffer gridssl allocates holds more than 2^28 elements (1 GiB of floats): sizes are computed
+ * in double from the config before anything is allocated or written, so a config that is too big
+ * is refused at once, and every index fits its type. */
+#define MAX_BUFFER_ELEMENTS 268435456.0
+
+/* The number of parameters of a model with N units and H hidden (the sizes model_build lays out). */
+static double param_count(int N, int H) {
+    double n2 = (double)N * N;
+    return 3.0 * H + (double)H * H + H + n2 * H + n2 + N;
+}
+
+/* Checks that involve several keys: every training buffer's size (model_build, batch_alloc,
+ * acts_alloc, pair_ctx). V = distinct velocities per batch: T with permutations, B*T without. */
 static int config_validate(const Config *c, Err *err) {
-    double n2 = (double)c->N * c->N;
-    double params = 3.0 * c->hidden + (double)c->hidden * c->hidden + c->hidden + n2 * c->hidden + n2 + c->N;
-    if (params > 268435456.0) /* 2^28 reals: 1 GiB of float parameters, times 4 with grads and Adam */
-        return fail(err, "config: N=%d and hidden=%d give %.0f parameters, more than 2^28", c->N, c->hidden, params);
-    double M = (double)c->B * c->T;
-    if (M * c->N > 268435456.0)
-        return fail(err, "config: B*T*N = %.0f states, more than 2^28", M * c->N);
-    if (!c->permute && M * n2 > 268435456.0)
-        return fail(err, "config: permute=0 needs B*T*N*N = %.0f reals for W(v), more than 2^28", M * n2);
+    double M = (double)c->B * c->T, V = c->permute ? c->T : M, N = c->N, H = c->hidden;
+    struct { const char *what; double count; } buffers[] = {
+        {"parameters", param_count(c->N, c->hidden)},
+        {"states (B*T*N)", M * N},
+        {"MLP activations (V*hidden, V = B*T when permute=0)", V * H},
+        {"matrices W(v) (V*N*N, V = B*T when permute=0)", V * N * N},
+    };
+    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
+        if (buffers[i].count > MAX_BUFFER_ELEMENTS)
+            return fail(err, "config: N=%d, hidden=%d, B=%d, T=%d, permute=%d need %.0f %s, more than 2^28", c->N,
+                        c->hidden, c->B, c->T, c->permute, buffers[i].count, buffers[i].what);
     return 0;
 }
 
@@ -1755,7 +1804,7 @@ REFERENCE void pair_losses_backward(real *d_g, const real *g, const real *pos, i
 
 /* ---- fast pair kernels: the same sums in the same order as the two functions above, bit for bit --
  * Three changes make them fast without touching a single rounding: (1) the states are also kept
- * transposed, gT (N, Mp) with Mp = M rounded up to PAIR_CHUNK (padding zero), so PAIR_CHUNK pair
+ * transposed, gT (N, Mp) with zero padding after column M-1, so PAIR_CHUNK pair
  * distances are computed side by side, each still summed over k in order (vectorised across pairs,
  * not within one); (2) exp and the masks are branch-free over a chunk, so they vectorise too; (3) rows
  * blocks are independent tasks for parallel_for, and the forward pass stores each row's folded lane sums so
@@ -1869,7 +1918,10 @@ static void pair_backward_task(void *ctx, int block) {
 static PairCtx pair_ctx(const real *g, const real *pos, int M, int N, double sigma_x, double sigma_g) {
     PairCtx c;
     memset(&c, 0, sizeof c);
-    c.g = g, c.M = M, c.N = N, c.Mp = (M + PAIR_CHUNK - 1) / PAIR_CHUNK * PAIR_CHUNK;
+    /* The forward pass starts a row block's chunks at a multiple of 8 (so lane l stays j & 7), the
+     * backward at multiples of PAIR_CHUNK. Either way the last chunk starts at most at M rounded up to
+     * 8, minus 8, and reads PAIR_CHUNK columns from there: Mp covers that, so no read leaves gT, px, py. */
+    c.g = g, c.M = M, c.N = N, c.Mp = (M + 7) / 8 * 8 + PAIR_CHUNK - 8;
     c.sigma_x2 = sigma_x * sigma_x, c.inv_2sg2 = 1.0 / (2.0 * sigma_g * sigma_g);
     real *gT = xcalloc((size_t)N * c.Mp, sizeof(real));
     double *px = xcalloc((size_t)c.Mp, sizeof(double)), *py = xcalloc((size_t)c.Mp, sizeof(double));
@@ -2129,9 +2181,10 @@ static void plateau_update(TrainState *s, const Config *c, double loss) {
     }
 }
 
-/* One optimiser step: accum batches (their gradients averaged), clip, AdamW, scheduler.
- * Returns the loss terms averaged over the batches (dead states summed). */
-static LossTerms train_step(Model *m, TrainState *s, Acts *a, Batch *bt, const Config *c, int threads) {
+/* One optimiser step: accum batches (their gradients averaged), clip, AdamW, scheduler. avg gets the
+ * loss terms averaged over the batches (dead states summed). A loss or gradient norm that is not
+ * finite means training has diverged: the step is refused before it touches the parameters. */
+static int train_step(Model *m, TrainState *s, Acts *a, Batch *bt, const Config *c, int threads, LossTerms *out, Err *err) {
     memset(m->grads, 0, m->num_params * sizeof(real));
     LossWeights w = config_weights(c, s->step);
     LossTerms avg;
@@ -2147,6 +2200,9 @@ static LossTerms train_step(Model *m, TrainState *s, Acts *a, Batch *bt, const C
         avg.w_sep = L.w_sep, avg.w_inv = L.w_inv, avg.w_cap = L.w_cap, avg.w_iso = L.w_iso;
     }
     double t0 = now_seconds(), norm = grad_norm(m);
+    if (!(avg.total - avg.total == 0) || !(norm - norm == 0))
+        return fail(err, "training diverged at step %lld: loss %g, gradient norm %g", (long long)s->step + 1, one_nan(avg.total),
+                    one_nan(norm));
     adamw_update(m, s, c, c->clip > 0 && norm > c->clip ? c->clip / norm : 1.0, threads);
     plateau_update(s, c, avg.total);
     a->phase_seconds[PHASE_OPTIMISER] += now_seconds() - t0;
@@ -2154,47 +2210,83 @@ static LossTerms train_step(Model *m, TrainState *s, Acts *a, Batch *bt, const C
     /* the annealing step (gridssl's addition): a smaller rate for the last steps lets the lattice
      * settle, so path integration stops drifting over walks longer than T (README) */
     if (s->step == c->lr_drop_step) s->lr *= c->lr_drop_factor;
-    return avg;
+    *out = avg;
+    return 0;
 }
 
 /* ==============================================================================================
  * 8. FILES: atomic writes, .npy, .pgm, checkpoint
  * ============================================================================================== */
 
-/* Writes data to path + ".tmp", then renames it over path: a reader never sees half a file, and a
- * failed write leaves nothing behind. */
-static int write_file_atomic(const char *path, const void *data, size_t len, Err *err) {
-    char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return fail(err, "path too long: %s", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return fail(err, "cannot write %s: %s", path, strerror(errno));
-    int ok = fwrite(data, 1, len, f) == len;
-    ok = (fclose(f) == 0) && ok;
-#ifdef _WIN32
-    if (ok) remove(path); /* Windows' rename does not replace an existing file */
-#endif
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        remove(tmp);
-        return fail(err, "cannot write %s: %s", path, strerror(e));
-    }
-    return 0;
+/* The largest file a reader accepts: bytes, capped at half the address space (32-bit hosts). */
+static size_t file_limit(double bytes) {
+    return bytes < (double)(SIZE_MAX / 2) ? (size_t)bytes : SIZE_MAX / 2;
 }
 
-static int read_file(const char *path, Buf *out, Err *err) {
+/* Reads a whole file into out; one longer than max_bytes is refused (a config that is /dev/zero, a
+ * checkpoint far larger than any model). */
+static int read_file(const char *path, Buf *out, size_t max_bytes, Err *err) {
     FILE *f = fopen(path, "rb");
     if (!f) return fail(err, "cannot open %s: %s", path, strerror(errno));
     uint8_t chunk[65536];
     size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) buf_put(out, chunk, n);
-    int bad = ferror(f);
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && out->len <= max_bytes) buf_put(out, chunk, n);
+    int bad = ferror(f), too_long = out->len > max_bytes;
     fclose(f);
     if (bad) return fail(err, "cannot read %s", path);
+    if (too_long) return fail(err, "%s is longer than %zu bytes", path, max_bytes);
     return 0;
 }
 
-/* Creates dir if it does not exist (one level). */
-static int make_dir(const char *dir, Err *err) {
+/* ---- outputs: all or nothing ---------------------------------------------------------------------
+ * A command writes each file under "<path>.tmp" and lists it, with every directory it creates;
+ * outputs_commit then renames the files into place, in the order written, and outputs_discard
+ * removes them and the new directories instead. So a command that fails leaves nothing behind and
+ * keeps whatever an earlier run wrote there, and a reader never sees half a file. The renames need
+ * no disk space: a full disk stops a command before its commit. The SHA-256 lines of the files
+ * marked for it go to stdout at the commit, so a failed command prints none. */
+typedef struct {
+    char **paths; /* final paths, in the order written */
+    int *is_dir;  /* 1: a directory this command created (removed by outputs_discard) */
+    int count, cap;
+    Buf hashes;   /* "<sha256>  <path>\n" lines (sha256sum's format) for stdout at the commit */
+} Outputs;
+
+static void outputs_add(Outputs *o, const char *path, int is_dir) {
+    if (o->count == o->cap) {
+        o->cap = o->cap ? 2 * o->cap : 64;
+        char **paths = realloc(o->paths, (size_t)o->cap * sizeof *paths);
+        int *is_dir_grown = realloc(o->is_dir, (size_t)o->cap * sizeof *is_dir_grown);
+        if (!paths || !is_dir_grown) {
+            fprintf(stderr, "gridssl: error: out of memory listing output files\n");
+            exit(1);
+        }
+        o->paths = paths, o->is_dir = is_dir_grown;
+    }
+    o->paths[o->count] = xcalloc(strlen(path) + 1, 1);
+    memcpy(o->paths[o->count], path, strlen(path));
+    o->is_dir[o->count++] = is_dir;
+}
+
+/* Forgets the list (after a commit or a discard). */
+static void outputs_clear(Outputs *o) {
+    for (int i = 0; i < o->count; i++) free(o->paths[i]);
+    o->count = 0;
+    o->hashes.len = 0;
+}
+
+static void outputs_free(Outputs *o) {
+    outputs_clear(o);
+    free(o->paths), free(o->is_dir), buf_free(&o->hashes);
+    memset(o, 0, sizeof *o);
+}
+
+static void tmp_name(char *tmp, size_t size, const char *path) {
+    snprintf(tmp, size, "%s.tmp", path);
+}
+
+/* Creates dir unless it exists (one level), listing it if created. */
+static int out_dir(Outputs *o, const char *dir, Err *err) {
     struct stat st;
     if (strlen(dir) > 4000) return fail(err, "output directory path is longer than 4000 characters");
     if (stat(dir, &st) == 0) {
@@ -2207,27 +2299,82 @@ static int make_dir(const char *dir, Err *err) {
     int rc = mkdir(dir, 0777);
 #endif
     if (rc != 0) return fail(err, "cannot create output directory %s: %s", dir, strerror(errno));
+    outputs_add(o, dir, 1);
     return 0;
 }
 
-/* dir/name into out. make_dir has already refused directories longer than 4000 characters, so the
+/* Writes b to path + ".tmp" and lists path; print_hash: its SHA-256 goes to stdout at the commit.
+ * A path written twice before a commit is listed once (the second write replaces the first). */
+static int out_file(Outputs *o, const char *path, const Buf *b, int print_hash, Err *err) {
+    char tmp[4200];
+    if (strlen(path) > 4000) return fail(err, "path too long: %s", path);
+    tmp_name(tmp, sizeof tmp, path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return fail(err, "cannot write %s: %s", path, strerror(errno));
+    int ok = fwrite(b->data, 1, b->len, f) == b->len, e = errno;
+    if (fclose(f) != 0 && ok) ok = 0, e = errno;
+    if (!ok) {
+        remove(tmp);
+        return fail(err, "cannot write %s: %s", path, strerror(e));
+    }
+    int listed = 0;
+    for (int i = 0; i < o->count && !listed; i++) listed = !o->is_dir[i] && strcmp(o->paths[i], path) == 0;
+    if (!listed) outputs_add(o, path, 0);
+    if (print_hash) {
+        char hex[65];
+        sha256_hex(b->data, b->len, hex);
+        buf_printf(&o->hashes, "%s  %s\n", hex, path);
+    }
+    return 0;
+}
+
+/* Removes every listed file's .tmp and every listed directory, newest first. */
+static void outputs_discard(Outputs *o) {
+    for (int i = o->count - 1; i >= 0; i--) {
+        char tmp[4200];
+        tmp_name(tmp, sizeof tmp, o->paths[i]);
+#ifdef _WIN32
+        if (o->is_dir[i]) _rmdir(o->paths[i]);
+#else
+        if (o->is_dir[i]) rmdir(o->paths[i]);
+#endif
+        else remove(tmp);
+    }
+    outputs_clear(o);
+}
+
+/* Prints the hash lines, then (stdout written) renames every listed file into place. On failure
+ * everything not yet renamed is discarded. */
+static int outputs_commit(Outputs *o, Err *err) {
+    fwrite(o->hashes.data ? (const char *)o->hashes.data : "", 1, o->hashes.len, stdout);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        int e = errno;
+        outputs_discard(o);
+        return fail(err, "cannot write to standard output: %s", strerror(e));
+    }
+    for (int i = 0; i < o->count; i++) {
+        if (o->is_dir[i]) continue;
+        char tmp[4200];
+        tmp_name(tmp, sizeof tmp, o->paths[i]);
+#ifdef _WIN32
+        remove(o->paths[i]); /* Windows' rename does not replace an existing file */
+#endif
+        if (rename(tmp, o->paths[i]) != 0) {
+            fail(err, "cannot rename %s into place: %s", tmp, strerror(errno));
+            for (int j = i; j < o->count; j++) /* the rest is discarded; the directories stay (hold renamed files) */
+                if (!o->is_dir[j]) tmp_name(tmp, sizeof tmp, o->paths[j]), remove(tmp);
+            outputs_clear(o);
+            return -1;
+        }
+    }
+    outputs_clear(o);
+    return 0;
+}
+
+/* dir/name into out. out_dir has already refused directories longer than 4000 characters, so the
  * longest name gridssl uses always fits; a truncated path would be caught by the write failing. */
 static void path_join(char *out, size_t size, const char *dir, const char *name) {
     if (snprintf(out, size, "%s/%s", dir, name) >= (int)size) out[size - 1] = 0;
-}
-
-/* Writes the SHA-256 of a written file to stdout: "<hash>  <path>" (sha256sum's format), so two
- * machines can compare a run's outputs by eye. */
-static void print_sha256(const char *path, const Buf *b) {
-    char hex[65];
-    sha256_hex(b->data, b->len, hex);
-    printf("%s  %s\n", hex, path);
-}
-
-static int save_buf(const char *path, const Buf *b, int print_hash, Err *err) {
-    if (write_file_atomic(path, b->data, b->len, err)) return -1;
-    if (print_hash) print_sha256(path, b);
-    return 0;
 }
 
 /* NumPy .npy format 1.0: magic "\x93NUMPY", version 1.0, u16 header length, a Python dict literal
@@ -2250,33 +2397,68 @@ static void npy_header(Buf *b, const char *descr, const int64_t *shape, int ndim
 }
 
 /* Saves reals (float: '<f4', double build: '<f8') with the given shape. */
-static int npy_save_real(const char *path, const real *x, const int64_t *shape, int ndim, Err *err) {
+static int npy_save_real(Outputs *o, const char *path, const real *x, const int64_t *shape, int ndim, Err *err) {
     Buf b = {0};
     npy_header(&b, sizeof(real) == 4 ? "<f4" : "<f8", shape, ndim);
     size_t n = 1;
     for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
     for (size_t i = 0; i < n; i++) buf_real(&b, x[i]);
-    int rc = save_buf(path, &b, 0, err);
+    int rc = out_file(o, path, &b, 0, err);
     buf_free(&b);
     return rc;
 }
 
-static int npy_save_i32(const char *path, const int32_t *x, const int64_t *shape, int ndim, Err *err) {
+static int npy_save_i32(Outputs *o, const char *path, const int32_t *x, const int64_t *shape, int ndim, Err *err) {
     Buf b = {0};
     npy_header(&b, "<i4", shape, ndim);
     size_t n = 1;
     for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
     for (size_t i = 0; i < n; i++) buf_u32(&b, (uint32_t)x[i]);
-    int rc = save_buf(path, &b, 0, err);
+    int rc = out_file(o, path, &b, 0, err);
     buf_free(&b);
     return rc;
 }
 
-/* Reads ratemaps (units, n, n) from a .npy of '<f4' or '<f8' in C order, NaN = unvisited. Format
- * versions 1.0 (u16 header length) and 2.0/3.0 (u32); every deviation is a one-line error. */
+/* The grid analysis of N maps of n x n bins: the autocorrelograms cost n^4 operations per unit and
+ * take N (2n-1)^2 doubles, so n is at most MAX_MAP_BINS and that buffer at most 2^28 elements. */
+#define MAX_MAP_BINS 256
+
+static int analysis_size_check(double N, double n, const char *what, Err *err) {
+    if (!(n >= 2 && n <= MAX_MAP_BINS))
+        return fail(err, "%s: %.0f bins per side; the analysis takes 2 to %d", what, n, MAX_MAP_BINS);
+    if (!(N >= 1 && N * (2 * n - 1) * (2 * n - 1) <= MAX_BUFFER_ELEMENTS))
+        return fail(err, "%s: %.0f units of %.0f x %.0f bins need %.0f autocorrelogram values, more than 2^28", what, N, n, n,
+                    N * (2 * n - 1) * (2 * n - 1));
+    return 0;
+}
+
+/* The dimensions of a .npy shape "(a, b, c)" (a trailing comma allowed, nothing else): the rank, or
+ * -1 if the text is not such a tuple of at most 8 whole numbers. */
+static int npy_shape(const char *p, double *dims) {
+    int rank = 0;
+    while (*p == ' ') p++;
+    if (*p++ != '(') return -1;
+    for (;;) {
+        while (*p == ' ') p++;
+        if (*p == ')') return rank;
+        int digits = 0;
+        double v = 0;
+        for (; *p >= '0' && *p <= '9' && digits < 16; p++, digits++) v = 10 * v + (*p - '0');
+        if (!digits || rank == 8) return -1;
+        dims[rank++] = v;
+        while (*p == ' ') p++;
+        if (*p == ',') p++;
+        else if (*p != ')') return -1;
+    }
+}
+
+/* Reads ratemaps (units, n, n) from a .npy of '<f4' or '<f8' in C order: finite values, NaN for an
+ * unvisited bin (infinities, and '<f8' values beyond float's range, are refused). Format versions
+ * 1.0 (u16 header length) and 2.0/3.0 (u32); every deviation is a one-line error. */
 static int npy_read_maps(const char *path, real **maps, int *N, int *n, Err *err) {
     Buf file = {0};
-    if (read_file(path, &file, err)) return -1;
+    *maps = NULL;
+    if (read_file(path, &file, file_limit(8 * MAX_BUFFER_ELEMENTS + 1048576.0), err)) return -1;
     int rc = -1;
     const uint8_t *d = file.data;
     size_t len = file.len;
@@ -2287,7 +2469,7 @@ static int npy_read_maps(const char *path, real **maps, int *N, int *n, Err *err
     size_t header_len = d[6] == 1 ? (size_t)d[8] | (size_t)d[9] << 8
                                   : len >= 12 ? (size_t)d[8] | (size_t)d[9] << 8 | (size_t)d[10] << 16 | (size_t)d[11] << 24 : 0;
     size_t data_at = (d[6] == 1 ? 10 : 12) + header_len;
-    if (d[6] < 1 || d[6] > 3 || header_len == 0 || data_at > len || header_len > 65536) {
+    if (d[6] < 1 || d[6] > 3 || d[7] != 0 || header_len == 0 || header_len > 65536 || data_at > len) {
         fail(err, "%s: unsupported or truncated .npy header", path);
         goto done;
     }
@@ -2295,7 +2477,7 @@ static int npy_read_maps(const char *path, real **maps, int *N, int *n, Err *err
     memcpy(header, d + data_at - header_len, header_len);
     header[header_len] = 0;
     const char *descr = strstr(header, "'descr':"), *order = strstr(header, "'fortran_order':"), *shape = strstr(header, "'shape':");
-    if (!descr || !order || !shape) {
+    if (strlen(header) != header_len || !descr || !order || !shape) {
         fail(err, "%s: .npy header lacks descr, fortran_order or shape", path);
         goto done;
     }
@@ -2303,7 +2485,8 @@ static int npy_read_maps(const char *path, real **maps, int *N, int *n, Err *err
     int item = descr && strncmp(descr, "'<f4'", 5) == 0 ? 4 : descr && strncmp(descr, "'<f8'", 5) == 0 ? 8 : 0;
     if (!item) {
         const char *close = descr ? strchr(descr + 1, '\'') : NULL;
-        fail(err, "%s: dtype %.*s is not supported (need '<f4' or '<f8')", path, close ? (int)(close - descr + 1) : 1, descr ? descr : "?");
+        int shown = close && close - descr < 40 ? (int)(close - descr + 1) : 1;
+        fail(err, "%s: dtype %.*s is not supported (need '<f4' or '<f8')", path, shown, descr ? descr : "?");
         goto done;
     }
     order += 16;
@@ -2312,39 +2495,38 @@ static int npy_read_maps(const char *path, real **maps, int *N, int *n, Err *err
         fail(err, "%s: Fortran-ordered arrays are not supported (save with C order)", path);
         goto done;
     }
-    const char *p = strchr(shape, '(');
-    long long dims[8];
-    int rank = 0;
-    while (p && *++p && *p != ')') {
-        while (*p == ' ' || *p == ',') p++;
-        if (*p == ')') break;
-        char *end;
-        long long v = strtoll(p, &end, 10);
-        if (end == p || rank == 8) break;
-        dims[rank++] = v;
-        p = end - 1;
-    }
-    if (!p || *p != ')' || rank != 3 || dims[0] < 1 || dims[1] < 2 || dims[1] != dims[2] || dims[0] > 65536 || dims[1] > 4096) {
-        fail(err, "%s: shape must be (units, n, n) with 1 <= units <= 65536 and 2 <= n <= 4096 (rank %d)", path, rank);
+    double dims[8];
+    int rank = npy_shape(shape + 8, dims);
+    if (rank != 3 || dims[1] != dims[2]) {
+        fail(err, "%s: shape must be (units, n, n)%s", path, rank < 0 ? ", a tuple of whole numbers" : "");
         goto done;
     }
-    size_t count = (size_t)dims[0] * dims[1] * dims[2];
-    if (len - data_at != count * item) {
-        fail(err, "%s: %s: %zu bytes of data, the shape needs %zu", path, len - data_at < count * item ? "truncated" : "trailing bytes",
-             len - data_at, count * item);
+    if (analysis_size_check(dims[0], dims[1], path, err)) goto done;
+    double count = dims[0] * dims[1] * dims[2], have = (double)(len - data_at);
+    if (have != count * item) {
+        fail(err, "%s: %s: %.0f bytes of data, the shape needs %.0f", path, have < count * item ? "truncated" : "trailing bytes",
+             have, count * item);
         goto done;
     }
     *N = (int)dims[0], *n = (int)dims[1];
-    *maps = xcalloc(count, sizeof(real));
+    *maps = xcalloc((size_t)count, sizeof(real));
     Rd r = {d + data_at, len - data_at, 0, 0};
-    for (size_t i = 0; i < count; i++) {
-        if (item == 8) (*maps)[i] = (real)rd_f64(&r);
+    for (size_t i = 0; i < (size_t)count; i++) {
+        double x;
+        if (item == 8) x = rd_f64(&r);
         else {
             uint32_t u = rd_u32(&r);
-            float x;
-            memcpy(&x, &u, 4);
-            (*maps)[i] = (real)x;
+            float f;
+            memcpy(&f, &u, 4);
+            x = f;
         }
+        if (x == x && !(x >= -FLT_MAX && x <= FLT_MAX)) {
+            fail(err, "%s: value %zu is %g; ratemaps hold finite values within float's range (NaN: unvisited)", path, i, x);
+            free(*maps);
+            *maps = NULL;
+            goto done;
+        }
+        (*maps)[i] = (real)x;
     }
     rc = 0;
 done:
@@ -2390,11 +2572,56 @@ static void checkpoint_encode(Buf *b, const Model *m, const TrainState *s, const
     buf_u32(b, crc32_update(0, b->data, b->len));
 }
 
-/* Loads a checkpoint written by checkpoint_encode. Its config is parsed into c (then the caller's
- * overrides may be applied); the model is built and filled. Every field is checked. */
+/* 1 if all n values are finite (and, with nonnegative, >= 0); else 0 and the first bad index. */
+static int all_finite(const real *x, size_t n, int nonnegative, size_t *bad) {
+    for (size_t i = 0; i < n; i++)
+        if (!(x[i] - x[i] == 0) || (nonnegative && x[i] < 0)) { /* x - x is NaN for NaN and +-inf */
+            *bad = i;
+            return 0;
+        }
+    return 1;
+}
+
+/* The first parameter or Adam moment that is not finite (or a negative second moment), as one
+ * line, or NULL. */
+static const char *model_problem(const Model *m, char *why, size_t size) {
+    const real *arrays[3] = {m->params, m->adam_m, m->adam_v};
+    const char *names[3] = {"parameter", "Adam first moment", "Adam second moment"};
+    size_t bad;
+    for (int k = 0; k < 3; k++)
+        if (!all_finite(arrays[k], m->num_params, k == 2, &bad)) {
+            snprintf(why, size, "%s %zu is %g", names[k], bad, one_nan(arrays[k][bad]));
+            return why;
+        }
+    return NULL;
+}
+
+/* The optimiser state a checkpoint may hold, given its config (whose steps bound the step): the
+ * first field that no run of gridssl could have written, as one line, or NULL. */
+static const char *train_state_problem(const TrainState *s, const Config *c, char *why, size_t size) {
+    double lr_max = config_find("lr")->max;
+    if (s->step < 0 || s->step > c->steps) snprintf(why, size, "step %lld is outside [0, steps = %d]", (long long)s->step, c->steps);
+    else if (!(s->data_rng.inc & 1)) snprintf(why, size, "the PCG32 increment is even");
+    else if (!(s->lr >= 0 && s->lr <= lr_max)) snprintf(why, size, "learning rate %g is outside [0, %g]", one_nan(s->lr), lr_max);
+    else if (!(s->loss_ema - s->loss_ema == 0) || !(s->best - s->best == 0)) snprintf(why, size, "the smoothed loss is not finite");
+    else if (s->ema_steps != s->step) snprintf(why, size, "%lld smoothed steps, not the step %lld", (long long)s->ema_steps, (long long)s->step);
+    else if (s->bad_steps < 0 || s->bad_steps > s->step) snprintf(why, size, "%lld steps without improvement at step %lld", (long long)s->bad_steps, (long long)s->step);
+    else if (s->step == 0 ? s->beta1_pow != 1 || s->beta2_pow != 1 : !(s->beta1_pow >= 0 && s->beta1_pow < 1 && s->beta2_pow >= 0 && s->beta2_pow < 1))
+        snprintf(why, size, "beta1^t = %g, beta2^t = %g at step %lld (1 at step 0, then in [0, 1))", one_nan(s->beta1_pow),
+                 one_nan(s->beta2_pow), (long long)s->step);
+    else return NULL;
+    return why;
+}
+
+/* Loads a checkpoint written by checkpoint_encode: its config is parsed into c (then the caller's
+ * overrides may be applied), the model is built and filled. The CRC only proves the bytes are the
+ * ones written; every field is also checked for what gridssl could have written (a config listing
+ * every key, a state train_state_problem accepts, the parameter count of the config, finite
+ * parameters and moments), and the model is allocated only once the file's size matches. */
 static int checkpoint_load(const char *path, Model *m, TrainState *s, Config *c, Err *err) {
     Buf file = {0};
-    if (read_file(path, &file, err)) return -1;
+    memset(m, 0, sizeof *m);
+    if (read_file(path, &file, file_limit(3 * MAX_BUFFER_ELEMENTS * sizeof(real) + 1048576.0), err)) return -1;
     int rc = -1;
     Rd r = {file.data, file.len, 0, 0};
     if (file.len < 8 + 12 + 4 || memcmp(file.data, CHECKPOINT_MAGIC, 8) != 0) {
@@ -2423,37 +2650,45 @@ static int checkpoint_load(const char *path, Model *m, TrainState *s, Config *c,
         fail(err, "%s is truncated (config text)", path);
         goto done;
     }
-    char *config_text = xcalloc((size_t)text_len + 1, 1);
-    memcpy(config_text, text, text_len);
     config_defaults(c);
     char source[4200];
     snprintf(source, sizeof source, "%s (config)", path);
-    int bad_config = config_parse_text(c, config_text, source, err) || config_validate(c, err);
-    free(config_text);
-    if (bad_config) goto done;
-    s->step = (int64_t)rd_u64(&r);
+    if (config_parse_text(c, (const char *)text, text_len, 1, source, err) || config_validate(c, err)) goto done;
+    s->step = rd_i64(&r);
     s->data_rng.state = rd_u64(&r);
     s->data_rng.inc = rd_u64(&r);
     s->lr = rd_f64(&r);
     s->loss_ema = rd_f64(&r);
     s->best = rd_f64(&r);
-    s->bad_steps = (int64_t)rd_u64(&r);
-    s->ema_steps = (int64_t)rd_u64(&r);
+    s->bad_steps = rd_i64(&r);
+    s->ema_steps = rd_i64(&r);
     s->beta1_pow = rd_f64(&r);
     s->beta2_pow = rd_f64(&r);
     uint64_t num_params = rd_u64(&r);
-    model_build(m, c->N, c->hidden);
-    if (num_params != m->num_params) {
-        fail(err, "%s has %llu parameters but its config (N=%d, hidden=%d) needs %zu", path,
-             (unsigned long long)num_params, c->N, c->hidden, m->num_params);
-        model_free(m);
+    char why[200];
+    if (r.short_read) {
+        fail(err, "%s is truncated (training state)", path);
         goto done;
     }
+    if (train_state_problem(s, c, why, sizeof why)) {
+        fail(err, "%s: %s", path, why);
+        goto done;
+    }
+    if ((double)num_params != param_count(c->N, c->hidden)) {
+        fail(err, "%s has %llu parameters but its config (N=%d, hidden=%d) needs %.0f", path,
+             (unsigned long long)num_params, c->N, c->hidden, param_count(c->N, c->hidden));
+        goto done;
+    }
+    if ((double)(r.len - r.pos) != 3.0 * (double)num_params * sizeof(real)) {
+        fail(err, "%s has the wrong size for its config", path);
+        goto done;
+    }
+    model_build(m, c->N, c->hidden);
     real *arrays[3] = {m->params, m->adam_m, m->adam_v};
     for (int k = 0; k < 3; k++)
         for (size_t i = 0; i < m->num_params; i++) arrays[k][i] = rd_real(&r);
-    if (r.short_read || r.pos != r.len) {
-        fail(err, "%s has the wrong size for its config", path);
+    if (model_problem(m, why, sizeof why)) {
+        fail(err, "%s: %s", path, why);
         model_free(m);
         goto done;
     }
@@ -2532,14 +2767,30 @@ static void walk_task(void *ctx, int w) {
     free(h1), free(h2), free(Wv), free(z);
 }
 
-static void eval_ratemaps(Ratemaps *rm, const Model *m, const Config *c, double box, int threads) {
-    int N = m->N;
-    double scale = box / 2.0;
-    int n = (int)(box / c->eval_bin_m + 0.5);
-    n = n < 2 ? 2 : n;
-    int K = (int)(c->eval_walks * scale + 0.5), S = (int)(c->eval_walk_mult * c->T * scale + 0.5);
-    K = K < 2 ? 2 : K;
-    S = S < 2 ? 2 : S;
+/* The sizes of one box's evaluation: n bins per side, K walks of S steps, as described above. They
+ * are computed in double and refused (one line) if a count would not fit an int or a buffer would
+ * exceed 2^28 elements, before anything is allocated or written. */
+typedef struct { double box; int n, walks, steps; } EvalPlan;
+
+static int eval_plan(EvalPlan *p, const Config *c, int N, double box, Err *err) {
+    double scale = box / 2.0, n = floor(box / c->eval_bin_m + 0.5);
+    double K = floor(c->eval_walks * scale + 0.5), S = floor((double)c->eval_walk_mult * c->T * scale + 0.5);
+    n = n < 2 ? 2 : n, K = K < 2 ? 2 : K, S = S < 2 ? 2 : S;
+    char what[64];
+    snprintf(what, sizeof what, "the %g m box (eval_bin_m = %g)", box, c->eval_bin_m);
+    if (analysis_size_check(N, n, what, err)) return -1;
+    if (K > INT32_MAX || (double)EVAL_CHUNK * S * N > MAX_BUFFER_ELEMENTS)
+        return fail(err, "the %g m box: %.0f walks of %.0f steps (eval_walks = %d, eval_walk_mult = %d, T = %d) are more than "
+                    "gridssl evaluates", box, K, S, c->eval_walks, c->eval_walk_mult, c->T);
+    if (5.0 * n * n * N > MAX_BUFFER_ELEMENTS)
+        return fail(err, "the %g m box: %.0f units of %.0f x %.0f bins, more than 2^28 values", box, (double)N, n, n);
+    p->box = box, p->n = (int)n, p->walks = (int)K, p->steps = (int)S;
+    return 0;
+}
+
+static void eval_ratemaps(Ratemaps *rm, const Model *m, const Config *c, EvalPlan plan, int threads) {
+    int N = m->N, n = plan.n, K = plan.walks, S = plan.steps;
+    double box = plan.box;
     size_t bins = (size_t)n * n;
     memset(rm, 0, sizeof *rm);
     rm->N = N, rm->n = n, rm->box = box, rm->bin_m = box / n, rm->walks = K, rm->steps = S;
@@ -2955,7 +3206,7 @@ static int assign_modules(UnitScores *u, Module *modules, int N) {
 static void colormap(uint8_t *rgb, double t) {
     static const uint8_t stops[9][3] = {{68, 1, 84},    {71, 44, 122},  {59, 81, 139},  {44, 113, 142}, {33, 144, 141},
                                         {39, 173, 129}, {92, 200, 99},  {170, 220, 50}, {253, 231, 37}};
-    t = t < 0 ? 0 : t > 1 ? 1 : t;
+    t = t > 0 ? (t < 1 ? t : 1) : 0; /* and NaN -> 0: the index below must stay in the table */
     int i = (int)(t * 8);
     i = i > 7 ? 7 : i;
     double f = t * 8 - i;
@@ -3175,7 +3426,7 @@ static void montage_order(int *order, const UnitScores *u, int N) {
 
 /* Writes scores.csv, summary.json, sac_NNN.pgm, autocorrelograms.pgm, montage.ppm, montage.png and
  * period_histogram.png into dir; prints the SHA-256 of the tables and montages. */
-static int analysis_write(const char *dir, const Analysis *an, const real *maps, Err *err) {
+static int analysis_write(Outputs *o, const char *dir, const Analysis *an, const real *maps, Err *err) {
     int N = an->N, n = an->n, size = 2 * n - 1, rc = -1;
     char path[4200], name[64];
     Buf b = {0};
@@ -3191,7 +3442,7 @@ static int analysis_write(const char *dir, const Analysis *an, const real *maps,
         buf_put(&b, "\n", 1);
     }
     path_join(path, sizeof path, dir, "scores.csv");
-    if (save_buf(path, &b, 1, err)) goto done;
+    if (out_file(o, path, &b, 1, err)) goto done;
     /* summary.json */
     int grid_like = 0, hexagonal = 0, stable = 0;
     for (int k = 0; k < N; k++) {
@@ -3226,7 +3477,7 @@ static int analysis_write(const char *dir, const Analysis *an, const real *maps,
     }
     buf_printf(&b, "]\n}\n");
     path_join(path, sizeof path, dir, "summary.json");
-    if (save_buf(path, &b, 1, err)) goto done;
+    if (out_file(o, path, &b, 1, err)) goto done;
     /* autocorrelograms: one grey PGM per unit (-1 -> 1, +1 -> 255, NaN black) and a montage */
     uint8_t *pix = xcalloc((size_t)size * size, 1);
     for (int k = 0; k < N; k++) {
@@ -3240,7 +3491,7 @@ static int analysis_write(const char *dir, const Analysis *an, const real *maps,
         pgm_encode(&b, pix, size, size);
         snprintf(name, sizeof name, "sac_%03d.pgm", k);
         path_join(path, sizeof path, dir, name);
-        if (save_buf(path, &b, 0, err)) {
+        if (out_file(o, path, &b, 0, err)) {
             free(pix);
             goto done;
         }
@@ -3253,7 +3504,7 @@ static int analysis_write(const char *dir, const Analysis *an, const real *maps,
     pgm_encode(&b, sac_montage.grey, sac_montage.width, sac_montage.height);
     image_free(&sac_montage);
     path_join(path, sizeof path, dir, "autocorrelograms.pgm");
-    if (save_buf(path, &b, 0, err)) {
+    if (out_file(o, path, &b, 0, err)) {
         free(order);
         goto done;
     }
@@ -3265,18 +3516,18 @@ static int analysis_write(const char *dir, const Analysis *an, const real *maps,
     b.len = 0;
     ppm_encode(&b, &montage);
     path_join(path, sizeof path, dir, "montage.ppm");
-    int bad = save_buf(path, &b, 0, err);
+    int bad = out_file(o, path, &b, 0, err);
     b.len = 0;
     png_encode(&b, &montage);
     image_free(&montage);
     path_join(path, sizeof path, dir, "montage.png");
-    if (bad || save_buf(path, &b, 1, err)) goto done;
+    if (bad || out_file(o, path, &b, 1, err)) goto done;
     Image hist = period_histogram(an->units, N, an->box > 2 ? an->box : 2);
     b.len = 0;
     png_encode(&b, &hist);
     image_free(&hist);
     path_join(path, sizeof path, dir, "period_histogram.png");
-    if (save_buf(path, &b, 0, err)) goto done;
+    if (out_file(o, path, &b, 0, err)) goto done;
     rc = 0;
 done:
     buf_free(&b);
@@ -3284,7 +3535,7 @@ done:
 }
 
 /* The ratemaps themselves: ratemaps.npy, unit_NNN.pgm and montage.pgm (units in order, grey). */
-static int ratemaps_write(const char *dir, const real *maps, int N, int n, Err *err) {
+static int ratemaps_write(Outputs *o, const char *dir, const real *maps, int N, int n, Err *err) {
     size_t bins = (size_t)n * n;
     char path[4200], name[32];
     Buf b = {0};
@@ -3292,7 +3543,7 @@ static int ratemaps_write(const char *dir, const real *maps, int N, int n, Err *
     npy_header(&b, "<f4", shape, 3);
     for (size_t i = 0; i < (size_t)N * bins; i++) buf_f32(&b, (float)maps[i]);
     path_join(path, sizeof path, dir, "ratemaps.npy");
-    int rc = save_buf(path, &b, 1, err);
+    int rc = out_file(o, path, &b, 1, err);
     double *tiles = xcalloc((size_t)N * bins, sizeof(double));
     int *order = xcalloc((size_t)N, sizeof(int));
     uint8_t *pix = xcalloc(bins, 1);
@@ -3304,7 +3555,7 @@ static int ratemaps_write(const char *dir, const real *maps, int N, int n, Err *
         pgm_encode(&b, pix, n, n);
         snprintf(name, sizeof name, "unit_%03d.pgm", k);
         path_join(path, sizeof path, dir, name);
-        rc = save_buf(path, &b, 0, err);
+        rc = out_file(o, path, &b, 0, err);
     }
     free(pix);
     if (rc == 0) {
@@ -3313,7 +3564,7 @@ static int ratemaps_write(const char *dir, const real *maps, int N, int n, Err *
         pgm_encode(&b, montage.grey, montage.width, montage.height);
         image_free(&montage);
         path_join(path, sizeof path, dir, "montage.pgm");
-        rc = save_buf(path, &b, 1, err);
+        rc = out_file(o, path, &b, 1, err);
     }
     free(tiles), free(order);
     buf_free(&b);
@@ -3522,7 +3773,7 @@ static void format_duration(char *out, size_t size, double seconds) {
 static void keep_log_rows(Buf *log, const char *path, int64_t step) {
     Buf old = {0};
     Err ignored;
-    if (read_file(path, &old, &ignored)) return;
+    if (read_file(path, &old, file_limit(1e15), &ignored)) return;
     buf_put(&old, "", 1);
     char *line = (char *)old.data;
     while (line && *line) {
@@ -3545,9 +3796,8 @@ static int train_setup(const Args *args, Config *c, Model *m, TrainState *s, Err
         config_defaults(c);
         if (args->config) {
             Buf text = {0};
-            if (read_file(args->config, &text, err)) return -1;
-            buf_put(&text, "", 1);
-            int bad = config_parse_text(c, (const char *)text.data, args->config, err);
+            if (read_file(args->config, &text, 1048576, err)) return -1;
+            int bad = config_parse_text(c, (const char *)text.data, text.len, 0, args->config, err);
             buf_free(&text);
             if (bad) return -1;
         }
@@ -3557,6 +3807,8 @@ static int train_setup(const Args *args, Config *c, Model *m, TrainState *s, Err
     if (apply_overrides(c, args->n_rest, args->rest, NULL, err) || config_validate(c, err)) return -1;
     if (args->resume && (c->N != N0 || c->hidden != H0))
         return fail(err, "N and hidden cannot change when resuming (checkpoint has N=%d, hidden=%d)", N0, H0);
+    if (args->resume && c->steps < s->step)
+        return fail(err, "steps=%d is before the checkpoint's step %lld", c->steps, (long long)s->step);
     if (args->resume && lr_given) s->lr = c->lr; /* lr= restarts the scheduler's rate there */
     if (!args->resume) {
         model_build(m, c->N, c->hidden);
@@ -3569,18 +3821,42 @@ static int train_setup(const Args *args, Config *c, Model *m, TrainState *s, Err
     return 0;
 }
 
-/* Trains from s->step to c->steps, writing config.txt, log.tsv and checkpoint.bin into out. */
-static int train_run(const char *out, int resumed, int threads, Model *m, TrainState *s, const Config *c, Err *err) {
-    char config_path[4200], log_path[4200], ckpt_path[4200];
-    path_join(config_path, sizeof config_path, out, "config.txt");
+/* Stages log.tsv, then checkpoint.bin, and commits them with whatever else is staged (config.txt,
+ * before the first). The log goes first: a kill between the two renames leaves a log ahead of the
+ * checkpoint (a resume keeps its rows up to the checkpoint's step and writes the rest again), never
+ * one that has lost rows. A model that is no longer finite has diverged and is never saved. */
+static int train_save(Outputs *o, const char *out, const Buf *log, const Model *m, const TrainState *s, const Config *c,
+                      int print_hash, Err *err) {
+    char log_path[4200], ckpt_path[4200], why[200];
+    if (model_problem(m, why, sizeof why)) return fail(err, "training diverged at step %lld: %s", (long long)s->step, why);
     path_join(log_path, sizeof log_path, out, "log.tsv");
     path_join(ckpt_path, sizeof ckpt_path, out, "checkpoint.bin");
-    Buf text = {0}, log = {0}, ckpt = {0};
+    Buf ckpt = {0};
+    checkpoint_encode(&ckpt, m, s, c);
+    int rc = out_file(o, log_path, log, 0, err) || out_file(o, ckpt_path, &ckpt, print_hash, err) || outputs_commit(o, err) ? -1 : 0;
+    buf_free(&ckpt);
+    return rc;
+}
+
+/* Trains from s->step to c->steps into out: config.txt, log.tsv and checkpoint.bin appear together
+ * at the first checkpoint (save_every) and are replaced together at every later one; a run that
+ * fails leaves the last checkpoint it committed, or nothing. */
+static int train_run(const char *out, int resumed, int threads, Model *m, TrainState *s, const Config *c, Err *err) {
+    char config_path[4200], log_path[4200];
+    Outputs o = {0};
+    Buf text = {0}, log = {0};
     config_print(&text, c);
-    fwrite(text.data, 1, text.len, stdout);
-    int rc = save_buf(config_path, &text, 0, err);
+    int rc = out_dir(&o, out, err);
+    if (rc == 0 && (fwrite(text.data, 1, text.len, stdout) != text.len || fflush(stdout) != 0))
+        rc = fail(err, "cannot write to standard output: %s", strerror(errno));
+    path_join(config_path, sizeof config_path, out, "config.txt");
+    path_join(log_path, sizeof log_path, out, "log.tsv");
+    if (rc == 0) rc = out_file(&o, config_path, &text, 0, err);
     buf_free(&text);
-    if (rc) return -1;
+    if (rc) {
+        outputs_discard(&o), outputs_free(&o);
+        return -1;
+    }
     buf_printf(&log, "step\tlr\tsep\tinv\tcap\tiso\ttotal\tw_iso\tdead_states\n");
     if (resumed) keep_log_rows(&log, log_path, s->step);
     fprintf(stderr, "gridssl: training %s for steps %lld..%d (N=%d, H=%d, B=%d, T=%d, %zu parameters, %d thread%s) -> %s\n",
@@ -3591,9 +3867,10 @@ static int train_run(const char *out, int resumed, int threads, Model *m, TrainS
     batch_alloc(&bt, c);
     acts_alloc(&a, c);
     double t_start = now_seconds();
-    int64_t step_start = s->step;
+    int64_t step_start = s->step, saved = -1; /* saved: the step of this run's last checkpoint */
     while (s->step < c->steps) {
-        LossTerms L = train_step(m, s, &a, &bt, c, threads);
+        LossTerms L;
+        if ((rc = train_step(m, s, &a, &bt, c, threads, &L, err))) break;
         if (s->step % c->log_every == 0 || s->step == c->steps) {
             buf_printf(&log, "%lld\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%lld\n", (long long)s->step, s->lr,
                        L.sep, L.inv, L.cap, L.iso, L.total, L.w_iso, (long long)L.dead_states);
@@ -3606,24 +3883,24 @@ static int train_run(const char *out, int resumed, int threads, Model *m, TrainS
                     L.w_iso, L.total, (long long)L.dead_states, s->lr, rate, eta);
         }
         if (s->step % c->save_every == 0 && s->step != c->steps) { /* the last one is saved below */
-            ckpt.len = 0;
-            checkpoint_encode(&ckpt, m, s, c);
-            if ((rc = save_buf(ckpt_path, &ckpt, 0, err) || save_buf(log_path, &log, 0, err))) break;
+            if ((rc = train_save(&o, out, &log, m, s, c, 0, err))) break;
+            saved = s->step;
         }
     }
     acts_free(&a);
     batch_free(&bt);
-    if (rc == 0) {
-        ckpt.len = 0;
-        checkpoint_encode(&ckpt, m, s, c);
-        rc = save_buf(ckpt_path, &ckpt, 1, err) || save_buf(log_path, &log, 0, err) ? -1 : 0;
-    }
+    if (rc == 0) rc = train_save(&o, out, &log, m, s, c, 1, err);
     if (rc == 0) {
         char took[32];
         format_duration(took, sizeof took, now_seconds() - t_start);
-        fprintf(stderr, "gridssl: done in %s; checkpoint %s\n", took, ckpt_path);
+        fprintf(stderr, "gridssl: done in %s; checkpoint %s/checkpoint.bin\n", took, out);
+    } else {
+        outputs_discard(&o);
+        Err cause = *err;
+        if (saved >= 0) fail(err, "%s (%s/checkpoint.bin keeps step %lld)", cause.msg, out, (long long)saved);
     }
-    buf_free(&log), buf_free(&ckpt);
+    outputs_free(&o);
+    buf_free(&log);
     return rc ? -1 : 0;
 }
 
@@ -3635,7 +3912,6 @@ static int cmd_train(int argc, char **argv, Err *err) {
     int rc = parse_args(&args, argc, argv, "--config --out --resume", err);
     const char *out = args.out ? args.out : "out";
     if (rc == 0) rc = train_setup(&args, &c, &m, &s, err);
-    if (rc == 0) rc = make_dir(out, err);
     if (rc == 0) rc = train_run(out, args.resume != NULL, args.threads, &m, &s, &c, err);
     model_free(&m);
     free(args.rest);
@@ -3671,16 +3947,18 @@ static int parse_boxes(double *boxes, int *count, const char *text, Err *err) {
     return 0;
 }
 
-/* Evaluates and analyses one box into out/box_<side>m; its units' scores are copied to units. */
-static int eval_one_box(const char *out, const Model *m, const Config *c, double box, UnitScores *units, int threads,
-                        Err *err) {
+/* Evaluates and analyses one box into out/box_<side>m (staged in o); its units' scores are copied to
+ * units. */
+static int eval_one_box(Outputs *o, const char *out, const Model *m, const Config *c, EvalPlan plan, UnitScores *units,
+                        int threads, Err *err) {
     char dir[4200], name[64];
+    double box = plan.box;
     snprintf(name, sizeof name, "box_%gm", box);
     path_join(dir, sizeof dir, out, name);
-    if (make_dir(dir, err)) return -1;
+    if (out_dir(o, dir, err)) return -1;
     double t0 = now_seconds();
     Ratemaps rm;
-    eval_ratemaps(&rm, m, c, box, threads);
+    eval_ratemaps(&rm, m, c, plan, threads);
     Analysis an;
     analysis_run(&an, rm.map, rm.N, rm.n, box, threads);
     an.walks = rm.walks, an.steps = rm.steps, an.coverage = rm.coverage;
@@ -3689,7 +3967,7 @@ static int eval_one_box(const char *out, const Model *m, const Config *c, double
         an.units[k].split_half_r = pearson(rm.part[0] + k * bins, rm.part[1] + k * bins, bins, SAC_MIN_OVERLAP);
         an.units[k].early_late_r = pearson(rm.part[2] + k * bins, rm.part[3] + k * bins, bins, SAC_MIN_OVERLAP);
     }
-    int rc = ratemaps_write(dir, rm.map, rm.N, rm.n, err) || analysis_write(dir, &an, rm.map, err) ? -1 : 0;
+    int rc = ratemaps_write(o, dir, rm.map, rm.N, rm.n, err) || analysis_write(o, dir, &an, rm.map, err) ? -1 : 0;
     if (rc == 0) {
         int grid_like = 0;
         for (int k = 0; k < rm.N; k++) grid_like += an.units[k].score60 > GRID_THRESHOLD;
@@ -3704,48 +3982,63 @@ static int eval_one_box(const char *out, const Model *m, const Config *c, double
     return rc;
 }
 
+/* generalisation.csv: each unit's score60 and period in every box. */
+static void generalisation_csv(Buf *b, const UnitScores *units, const EvalPlan *plans, int n_boxes, int N) {
+    buf_printf(b, "unit");
+    for (int i = 0; i < n_boxes; i++) buf_printf(b, ",score60_%gm,period_m_%gm", plans[i].box, plans[i].box);
+    buf_printf(b, "\n");
+    for (int k = 0; k < N; k++) {
+        buf_printf(b, "%d", k);
+        for (int i = 0; i < n_boxes; i++) {
+            const UnitScores *u = &units[(size_t)i * N + k];
+            buf_put(b, ",", 1), put_number(b, u->score60, 0);
+            buf_put(b, ",", 1), put_number(b, u->period_m, 0);
+        }
+        buf_printf(b, "\n");
+    }
+}
+
+/* The default output directory of a command reading `input`: "<input's dir>/<name>". */
+static void default_out(char *out, size_t size, const char *input, const char *name) {
+    char dir[4100];
+    dir_of(dir, sizeof dir, input);
+    snprintf(out, size, "%s/%s", dir, name);
+}
+
 static int cmd_eval(int argc, char **argv, Err *err) {
     Args args;
     Config c;
     Model m;
     TrainState s;
+    Outputs o = {0};
     memset(&m, 0, sizeof m);
     int rc = parse_args(&args, argc, argv, "--out --box", err), n_boxes = 0;
     double boxes[16];
+    EvalPlan plans[16];
     const char *ckpt = args.n_rest > 0 ? args.rest[0] : NULL;
     if (rc == 0 && !ckpt) rc = fail(err, "eval needs a checkpoint: gridssl eval CHECKPOINT [--box 2,3,4] [--out DIR]");
     if (rc == 0) rc = parse_boxes(boxes, &n_boxes, args.box ? args.box : "2,3,4", err);
     if (rc == 0) rc = checkpoint_load(ckpt, &m, &s, &c, err);
     if (rc == 0) rc = apply_overrides(&c, args.n_rest - 1, args.rest + 1, "eval_", err);
+    for (int i = 0; i < n_boxes && rc == 0; i++) rc = eval_plan(&plans[i], &c, m.N, boxes[i], err); /* all, before any work */
     char out[4200];
-    if (args.out) snprintf(out, sizeof out, "%s", args.out);
-    else if (ckpt) {
-        char dir[4100];
-        dir_of(dir, sizeof dir, ckpt);
-        snprintf(out, sizeof out, "%s/eval", dir);
+    if (rc == 0) {
+        if (args.out) snprintf(out, sizeof out, "%s", args.out);
+        else default_out(out, sizeof out, ckpt, "eval");
+        rc = out_dir(&o, out, err);
     }
-    if (rc == 0) rc = make_dir(out, err);
     UnitScores *units = rc == 0 ? xcalloc((size_t)n_boxes * m.N, sizeof(UnitScores)) : NULL;
-    for (int i = 0; i < n_boxes && rc == 0; i++) rc = eval_one_box(out, &m, &c, boxes[i], units + (size_t)i * m.N, args.threads, err);
-    if (rc == 0) { /* generalisation.csv: each unit's score and period in every box */
+    for (int i = 0; i < n_boxes && rc == 0; i++) rc = eval_one_box(&o, out, &m, &c, plans[i], units + (size_t)i * m.N, args.threads, err);
+    if (rc == 0) {
         Buf b = {0};
-        buf_printf(&b, "unit");
-        for (int i = 0; i < n_boxes; i++) buf_printf(&b, ",score60_%gm,period_m_%gm", boxes[i], boxes[i]);
-        buf_printf(&b, "\n");
-        for (int k = 0; k < m.N; k++) {
-            buf_printf(&b, "%d", k);
-            for (int i = 0; i < n_boxes; i++) {
-                const UnitScores *u = &units[(size_t)i * m.N + k];
-                buf_put(&b, ",", 1), put_number(&b, u->score60, 0);
-                buf_put(&b, ",", 1), put_number(&b, u->period_m, 0);
-            }
-            buf_printf(&b, "\n");
-        }
         char path[4200];
+        generalisation_csv(&b, units, plans, n_boxes, m.N);
         path_join(path, sizeof path, out, "generalisation.csv");
-        rc = save_buf(path, &b, 1, err);
+        rc = out_file(&o, path, &b, 1, err) || outputs_commit(&o, err) ? -1 : 0;
         buf_free(&b);
     }
+    if (rc) outputs_discard(&o);
+    outputs_free(&o);
     free(units);
     model_free(&m);
     free(args.rest);
@@ -3755,6 +4048,7 @@ static int cmd_eval(int argc, char **argv, Err *err) {
 /* gridssl score RATEMAPS.npy --box METRES [--out DIR]: the analysis of any ratemaps. */
 static int cmd_score(int argc, char **argv, Err *err) {
     Args args;
+    Outputs o = {0};
     int rc = parse_args(&args, argc, argv, "--out --box", err), N = 0, n = 0, n_boxes = 0;
     double box = 0;
     real *maps = NULL;
@@ -3764,23 +4058,23 @@ static int cmd_score(int argc, char **argv, Err *err) {
     if (rc == 0 && n_boxes != 1) rc = fail(err, "score takes one box side, not %d", n_boxes);
     if (rc == 0) rc = npy_read_maps(args.rest[0], &maps, &N, &n, err);
     char out[4200];
-    if (args.out) snprintf(out, sizeof out, "%s", args.out);
-    else if (rc == 0) {
-        char dir[4100];
-        dir_of(dir, sizeof dir, args.rest[0]);
-        snprintf(out, sizeof out, "%s/score", dir);
+    if (rc == 0) {
+        if (args.out) snprintf(out, sizeof out, "%s", args.out);
+        else default_out(out, sizeof out, args.rest[0], "score");
+        rc = out_dir(&o, out, err);
     }
-    if (rc == 0) rc = make_dir(out, err);
     if (rc == 0) {
         Analysis an;
         analysis_run(&an, maps, N, n, box, args.threads);
-        rc = analysis_write(out, &an, maps, err);
+        rc = analysis_write(&o, out, &an, maps, err) || outputs_commit(&o, err) ? -1 : 0;
         int grid_like = 0;
         for (int k = 0; k < N; k++) grid_like += an.units[k].score60 > GRID_THRESHOLD;
         if (rc == 0) fprintf(stderr, "gridssl: %d maps of %dx%d bins in a %g m box: %d grid-like, %d module(s) -> %s\n",
                              N, n, n, box, grid_like, an.n_modules, out);
         analysis_free(&an);
     }
+    if (rc) outputs_discard(&o);
+    outputs_free(&o);
     free(maps);
     free(args.rest);
     return rc;
@@ -3796,6 +4090,7 @@ static int cmd_dump(int argc, char **argv, Err *err) {
     Config c;
     Model m;
     TrainState s;
+    Outputs o = {0};
     memset(&m, 0, sizeof m);
     if (checkpoint_load(ckpt, &m, &s, &c, err)) return -1;
     rc = -1;
@@ -3803,7 +4098,7 @@ static int cmd_dump(int argc, char **argv, Err *err) {
     Acts a;
     batch_alloc(&bt, &c);
     acts_alloc(&a, &c);
-    if (make_dir(dir, err)) goto done;
+    if (out_dir(&o, dir, err)) goto done;
     batch_draw(&bt, &s.data_rng, &c); /* the batch training would draw next */
     memset(m.grads, 0, m.num_params * sizeof(real));
     LossTerms L = sic_forward_backward(&m, &a, &bt, &c, config_weights(&c, s.step), 1.0, threads);
@@ -3821,18 +4116,18 @@ static int cmd_dump(int argc, char **argv, Err *err) {
         char name[64];
         snprintf(name, sizeof name, "%s.npy", arrays[i].name);
         path_join(path, sizeof path, dir, name);
-        if (npy_save_real(path, arrays[i].x, arrays[i].shape, arrays[i].ndim, err)) goto done;
+        if (npy_save_real(&o, path, arrays[i].x, arrays[i].shape, arrays[i].ndim, err)) goto done;
     }
     int64_t index_shape[2] = {B, T};
     path_join(path, sizeof path, dir, "index.npy");
-    if (npy_save_i32(path, bt.index, index_shape, 2, err)) goto done;
+    if (npy_save_i32(&o, path, bt.index, index_shape, 2, err)) goto done;
     Buf b = {0};
     double terms[5] = {L.sep, L.inv, L.cap, L.iso, L.total};
     int64_t terms_shape[1] = {5};
     npy_header(&b, "<f8", terms_shape, 1);
     for (int i = 0; i < 5; i++) buf_f64(&b, terms[i]);
     path_join(path, sizeof path, dir, "losses.npy");
-    int bad = save_buf(path, &b, 0, err);
+    int bad = out_file(&o, path, &b, 0, err);
     b.len = 0;
     buf_printf(&b, "sep = %.17g\ninv = %.17g\ncap = %.17g\niso = %.17g\ntotal = %.17g\n", L.sep, L.inv, L.cap, L.iso, L.total);
     buf_printf(&b, "lambda_sep = %.17g\nlambda_inv = %.17g\nlambda_cap = %.17g\nlambda_iso_eff = %.17g\n", L.w_sep,
@@ -3840,16 +4135,18 @@ static int cmd_dump(int argc, char **argv, Err *err) {
     buf_printf(&b, "n_near = %lld\nn_far = %lld\nn_iso = %lld\ndead_states = %lld\n", (long long)L.n_near,
                (long long)L.n_far, (long long)L.n_iso, (long long)L.dead_states);
     path_join(path, sizeof path, dir, "losses.txt");
-    bad = bad || save_buf(path, &b, 0, err);
+    bad = bad || out_file(&o, path, &b, 0, err);
     b.len = 0;
     config_print(&b, &c);
     path_join(path, sizeof path, dir, "config.txt");
-    bad = bad || save_buf(path, &b, 0, err);
+    bad = bad || out_file(&o, path, &b, 0, err);
     buf_free(&b);
     if (bad) goto done;
     printf("sep = %.17g\ninv = %.17g\ncap = %.17g\niso = %.17g\ntotal = %.17g\n", L.sep, L.inv, L.cap, L.iso, L.total);
-    rc = 0;
+    rc = outputs_commit(&o, err);
 done:
+    if (rc) outputs_discard(&o);
+    outputs_free(&o);
     acts_free(&a);
     batch_free(&bt);
     model_free(&m);
@@ -3901,12 +4198,18 @@ static int cmd_bench(int argc, char **argv, Err *err) {
     acts_alloc(&a, &c);
     int steps = args.steps, T = c.T, B = c.B, N = c.N, H = c.hidden, V = bt.V;
     double M = (double)B * T, *times = xcalloc((size_t)steps, sizeof(double));
-    train_step(&m, &s, &a, &bt, &c, args.threads); /* warm-up: first touch of every buffer */
+    LossTerms L;
+    rc = train_step(&m, &s, &a, &bt, &c, args.threads, &L, err); /* warm-up: first touch of every buffer */
     memset(a.phase_seconds, 0, sizeof a.phase_seconds);
-    for (int k = 0; k < steps; k++) {
+    for (int k = 0; k < steps && rc == 0; k++) {
         double t0 = now_seconds();
-        train_step(&m, &s, &a, &bt, &c, args.threads);
+        rc = train_step(&m, &s, &a, &bt, &c, args.threads, &L, err);
         times[k] = now_seconds() - t0;
+    }
+    if (rc) {
+        free(times);
+        acts_free(&a), batch_free(&bt), model_free(&m), free(args.rest);
+        return rc;
     }
     for (int i = 1; i < steps; i++) /* insertion sort for the median */
         for (int j = i; j > 0 && times[j - 1] > times[j]; j--) {

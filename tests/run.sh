@@ -21,6 +21,20 @@ run_part() {
 run_part unit_f32 ./tests/unit_f32
 run_part unit_f64 ./tests/unit_f64
 run_part cli sh tests/cli.sh
+# AddressSanitizer and UBSan on the sizes where the pair kernels' chunks end differently: the default
+# (B*T = 640, a multiple of 32) and B*T = 56 (56 mod 32 > 16); any report is fatal (make asan).
+sanitized() {
+    if ! make -s asan CC="${CC:-cc}" > tests/out/asan.build 2>&1; then
+        echo "FAIL make asan (the sanitizer build): $(head -c 300 tests/out/asan.build)"
+        return
+    fi
+    for run in "train steps=2 --out tests/out/asan_default" "eval tests/out/asan_default/checkpoint.bin --box 2 eval_walks=50" \
+        "train --config data/tiny.cfg B=7 steps=4 --out tests/out/asan_56"; do
+        if ./gridssl_asan $run > /dev/null 2> tests/out/asan.err; then echo "ok   ASan + UBSan clean: gridssl $run"
+        else echo "FAIL ASan + UBSan: gridssl $run: $(grep -m 1 -E 'ERROR|runtime error' tests/out/asan.err)"; fi
+    done
+}
+run_part sanitizers sanitized
 passed=$(grep -c '^ok ' "$log")
 failed=$(grep -c '^FAIL' "$log")
 echo "$passed passed, $failed failed"

@@ -376,9 +376,8 @@ static void test_config(void) {
     config_defaults(&from_file);
     Buf text = {0};
     Err err;
-    int read_ok = read_file("data/default.cfg", &text, &err) == 0;
-    buf_put(&text, "", 1);
-    int parse_ok = read_ok && config_parse_text(&from_file, (const char *)text.data, "data/default.cfg", &err) == 0;
+    int read_ok = read_file("data/default.cfg", &text, 1048576, &err) == 0;
+    int parse_ok = read_ok && config_parse_text(&from_file, (const char *)text.data, text.len, 0, "data/default.cfg", &err) == 0;
     check(parse_ok && memcmp(&builtin, &from_file, sizeof builtin) == 0, "data/default.cfg equals the built-in defaults");
     /* a config with every key changed prints and parses back to itself */
     config_defaults(&builtin);
@@ -390,19 +389,57 @@ static void test_config(void) {
     }
     text.len = 0;
     config_print(&text, &builtin);
-    buf_put(&text, "", 1);
     config_defaults(&round_trip);
-    int ok = config_parse_text(&round_trip, (const char *)text.data, "round trip", &err) == 0;
+    int ok = config_parse_text(&round_trip, (const char *)text.data, text.len, 1, "round trip", &err) == 0;
     check(ok && memcmp(&builtin, &round_trip, sizeof builtin) == 0, "every key survives print -> parse exactly");
-    check(config_parse_text(&round_trip, "N = 12x\n", "t", &err) != 0 && strstr(err.msg, "not a finite number"),
-          "malformed number rejected: %s", err.msg);
-    check(config_parse_text(&round_trip, "B = -4\n", "t", &err) != 0 && strstr(err.msg, "out of range"),
-          "out-of-range value rejected: %s", err.msg);
-    check(config_parse_text(&round_trip, "B = 2.5\n", "t", &err) != 0 && strstr(err.msg, "not an integer"),
-          "fractional integer rejected: %s", err.msg);
-    check(config_parse_text(&round_trip, "capacity = entropy\n", "t", &err) != 0 && strstr(err.msg, "meannorm|kernel"),
-          "unknown enum value rejected: %s", err.msg);
+    /* Every value is a decimal number in range (integers for integer keys), each key set once, no
+     * NUL byte: the text, what the error must say (NULL: accepted). */
+    struct { const char *text; size_t len; const char *expect; } cases[] = {
+        {"N = 12x\n", 0, "'12x' is not a decimal number"},
+        {"N = 0x10\n", 0, "'0x10' is not a decimal number"},
+        {"lr = inf\n", 0, "'inf' is not a decimal number"},
+        {"lr = nan\n", 0, "'nan' is not a decimal number"},
+        {"N = 1e\n", 0, "'1e' is not a decimal number"},
+        {"N = .\n", 0, "'.' is not a decimal number"},
+        {"B = -4\n", 0, "-4 is out of range"},
+        {"seed = 1e300\n", 0, "1e300 is out of range"},     /* before any conversion to an integer */
+        {"lr = 1e999\n", 0, "1e999 is out of range"},       /* beyond double's range */
+        {"B = 2.5\n", 0, "'2.5' is not an integer"},
+        {"capacity = entropy\n", 0, "meannorm|kernel"},
+        {"N = 12\nhidden = 8\nN = 13\n", 0, "t:3: key 'N' is already set on line 1"},
+        {"N = 12\n\0steps = abc\n", 21, "t:2: NUL byte in the config text"},
+        {"lr = 4.9e-324\n", 0, NULL},                          /* a subnormal is a number */
+        {"N = 12.0\nB = +3\nlr = .5\nvmax = 5.e-2\n", 0, NULL}, /* decimal spellings */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Config c;
+        config_defaults(&c);
+        size_t len = cases[i].len ? cases[i].len : strlen(cases[i].text);
+        int rc = config_parse_text(&c, cases[i].text, len, 0, "t", &err);
+        if (cases[i].expect)
+            check(rc != 0 && strstr(err.msg, cases[i].expect) && !strchr(err.msg, '\n'), "config text #%zu rejected: %s", i, err.msg);
+        else check(rc == 0, "config text #%zu accepted", i);
+    }
+    Config c;
+    config_defaults(&c);
+    check(config_parse_text(&c, "lr = 4.9e-324\n", 14, 0, "t", &err) == 0 && c.lr == 4.9e-324, "lr = 4.9e-324 keeps its value");
+    /* a checkpoint's config lists every key: one line less is an error, not a default */
+    text.len = 0;
+    config_print(&text, &builtin);
+    const char *second_line = (const char *)memchr(text.data, '\n', text.len) + 1;
+    size_t first_len = (size_t)(second_line - (const char *)text.data);
+    check(config_parse_text(&c, second_line, text.len - first_len, 1, "ckpt", &err) != 0 && strstr(err.msg, "key 'seed' is missing"),
+          "a checkpoint's config without one key is refused: %s", err.msg);
+    /* one error line whatever the value held (a newline in a key=value argument) */
+    check(config_set(&c, "N", "1\n2", &err) != 0 && !strchr(err.msg, '\n') && strstr(err.msg, "'1?2'"),
+          "control characters in an error message become '?': %s", err.msg);
     buf_free(&text);
+}
+
+/* A file with exactly these bytes (test inputs). */
+static void write_bytes(const char *path, const void *data, size_t len) {
+    FILE *f = fopen(path, "wb");
+    if (f) fwrite(data, 1, len, f), fclose(f);
 }
 
 /* ---- checkpoint: encode -> load -> encode gives the same bytes; corruption is caught. */
@@ -422,13 +459,62 @@ static void test_checkpoint_roundtrip(void) {
     checkpoint_encode(&a, &m, &s, &c);
     Err err;
     const char *path = "tests/tmp_roundtrip.bin";
-    int ok = write_file_atomic(path, a.data, a.len, &err) == 0 && checkpoint_load(path, &m2, &s2, &c, &err) == 0;
+    write_bytes(path, a.data, a.len);
+    int ok = checkpoint_load(path, &m2, &s2, &c, &err) == 0;
     if (ok) checkpoint_encode(&b, &m2, &s2, &c);
     check(ok && a.len == b.len && memcmp(a.data, b.data, a.len) == 0, "checkpoint encode -> load -> encode is byte-identical");
     if (ok) model_free(&m2);
     a.data[a.len / 2] ^= 0x10;
-    ok = write_file_atomic(path, a.data, a.len, &err) == 0 && checkpoint_load(path, &m2, &s2, &c, &err) != 0;
+    write_bytes(path, a.data, a.len);
+    ok = checkpoint_load(path, &m2, &s2, &c, &err) != 0;
     check(ok && strstr(err.msg, "CRC-32"), "a flipped bit is caught: %s", err.msg);
+    /* A valid CRC proves only that the bytes are the ones written: each field that no run could have
+     * written is refused by name (checkpoint_encode writes whatever it is given, CRC included). */
+    struct { const char *what, *expect; } bad[] = {
+        {"step -1", "step -1 is outside [0, steps = 14000]"},
+        {"step 10^12", "step 1000000000000 is outside"},
+        {"step past the config's steps", "step 14001 is outside"},
+        {"even PCG increment", "PCG32 increment is even"},
+        {"lr NaN", "learning rate nan is outside"},
+        {"lr -1", "learning rate -1 is outside"},
+        {"loss EMA NaN", "smoothed loss is not finite"},
+        {"ema steps != step", "12344 smoothed steps"},
+        {"negative bad steps", "-3 steps without improvement"},
+        {"beta1^t = 1 after step 0", "beta1^t = 1, beta2^t = 0.5"},
+        {"beta2^t NaN", "beta2^t = nan"},
+        {"a NaN parameter", "parameter 7 is nan"},
+        {"an infinite Adam moment", "Adam first moment 3 is inf"},
+        {"a negative Adam second moment", "Adam second moment 5 is -1"},
+        {"a config of another model size", "needs"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        TrainState t = s;
+        Config cc = c;
+        real saved[3] = {m.params[7], m.adam_m[3], m.adam_v[5]};
+        switch (i) {
+        case 0: t.step = t.ema_steps = -1; break;
+        case 1: t.step = t.ema_steps = 1000000000000ll; break;
+        case 2: t.step = t.ema_steps = 14001; break;
+        case 3: t.data_rng.inc ^= 1; break;
+        case 4: t.lr = gs_nan(); break;
+        case 5: t.lr = -1; break;
+        case 6: t.loss_ema = gs_nan(); break;
+        case 7: t.ema_steps = 12344; break;
+        case 8: t.bad_steps = -3; break;
+        case 9: t.beta1_pow = 1; break;
+        case 10: t.beta2_pow = gs_nan(); break;
+        case 11: m.params[7] = real_nan(); break;
+        case 12: m.adam_m[3] = (real)gs_inf(); break;
+        case 13: m.adam_v[5] = -1; break;
+        case 14: cc.N = 512, cc.hidden = 1000; break; /* 4 GB of parameters: refused before allocating */
+        }
+        a.len = 0;
+        checkpoint_encode(&a, &m, &t, &cc);
+        m.params[7] = saved[0], m.adam_m[3] = saved[1], m.adam_v[5] = saved[2];
+        write_bytes(path, a.data, a.len);
+        ok = checkpoint_load(path, &m2, &s2, &c, &err) != 0;
+        check(ok && strstr(err.msg, bad[i].expect) && !strchr(err.msg, '\n'), "a CRC-valid checkpoint with %s is refused: %s", bad[i].what, err.msg);
+    }
     remove(path);
     buf_free(&a), buf_free(&b);
     model_free(&m);
@@ -589,12 +675,7 @@ static void test_autocorrelogram(void) {
     check(!(sac[0] == sac[0]), "SAC: a lag with fewer than 20 overlapping bins is NaN");
 }
 
-/* ---- .npy reader: the good case and every rejection named in the issue. */
-static void write_bytes(const char *path, const void *data, size_t len) {
-    FILE *f = fopen(path, "wb");
-    if (f) fwrite(data, 1, len, f), fclose(f);
-}
-
+/* ---- .npy reader: the good case and every rejection. */
 static void test_npy_reader(void) {
     const char *path = "tests/tmp_maps.npy";
     Buf b = {0};
@@ -614,6 +695,10 @@ static void test_npy_reader(void) {
         {"Fortran order", "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3, 3), }", "Fortran", 0},
         {"wrong rank", "{'descr': '<f4', 'fortran_order': False, 'shape': (6, 3), }", "shape must be", 0},
         {"truncated data", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 3), }", "truncated", 5},
+        {"a shape without commas", "{'descr': '<f4', 'fortran_order': False, 'shape': (2 3 3), }", "tuple of whole numbers", 0},
+        {"a signed dimension", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, -3, 3), }", "tuple of whole numbers", 0},
+        {"maps larger than the analysis takes", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 300, 300), }", "2 to 256", 0},
+        {"a shape whose size overflows 64 bits", "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999, 99, 99), }", "more than 2^28", 0},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         Buf f = {0};
@@ -634,6 +719,16 @@ static void test_npy_reader(void) {
         check(rejected && strstr(err.msg, bad[i].expect) && !strchr(err.msg, '\n'), "npy reader rejects %s: %s", bad[i].what, err.msg);
         free(maps);
         buf_free(&f);
+    }
+    /* values: NaN marks an unvisited bin; an infinity, or a '<f8' beyond float's range, is refused */
+    double values[2] = {gs_inf(), 1e300};
+    for (int v = 0; v < 2; v++) {
+        b.len = 0;
+        npy_header(&b, "<f8", shape, 3);
+        for (int i = 0; i < 18; i++) buf_f64(&b, i == 7 ? (v ? values[v] : -values[v]) : 0.5);
+        write_bytes(path, b.data, b.len);
+        int rejected = npy_read_maps(path, &maps, &N, &n, &err) != 0;
+        check(rejected && strstr(err.msg, "value 7 is") && maps == NULL, "npy reader rejects %s: %s", v ? "1e300 in '<f8'" : "-inf", err.msg);
     }
     remove(path);
     buf_free(&b);
