@@ -53,6 +53,14 @@
  *                     normalised to 1..255.
  *     *.png           RGB, 8 bits, stored (uncompressed) deflate blocks, CRC-32 and Adler-32.
  *
+ * ERRORS AND OUTPUTS
+ *     A command that fails exits 1 with one line on stderr, "gridssl: error: ...", and leaves nothing
+ *     behind: inputs (config, checkpoint, .npy) are validated field by field and every buffer's size
+ *     is checked before anything is allocated or written; files are written as NAME.tmp and renamed
+ *     into place only when the whole command has succeeded (see "outputs" in section 8). train
+ *     commits config.txt, log.tsv and checkpoint.bin together at each checkpoint, so a train that fails
+ *     later (a full disk, a diverged loss) keeps its last checkpoint. make fuzz checks all of this.
+ *
  * DETERMINISM (SPEC §9)
  *     Same config and seed give the same bytes on every conforming platform: no libm transcendental
  *     (gs_exp, gs_log, gs_sin, gs_cos, gs_atan2 below use + - * / and sqrt only), an integer PRNG,
@@ -1363,6 +1371,7 @@ static int config_set(Config *c, const char *name, const char *value, Err *err) 
  * require_all (a checkpoint's config) also demands every key. source names the text in errors. */
 static int config_parse_text(Config *c, const char *text, size_t len, int require_all, const char *source, Err *err) {
     int line_no = 0, set_on_line[NUM_CONFIG_KEYS] = {0};
+    if (len == 0) text = ""; /* an empty file's buffer may be NULL */
     const char *p = text, *end = text + len, *nul = memchr(text, 0, len);
     if (nul) {
         for (const char *q = text; q < nul; q++) line_no += *q == '\n';
@@ -2215,7 +2224,7 @@ static int train_step(Model *m, TrainState *s, Acts *a, Batch *bt, const Config 
 }
 
 /* ==============================================================================================
- * 8. FILES: atomic writes, .npy, .pgm, checkpoint
+ * 8. FILES: reading, all-or-nothing outputs, .npy, .pgm, checkpoint
  * ============================================================================================== */
 
 /* The largest file a reader accepts: bytes, capped at half the address space (32-bit hosts). */
