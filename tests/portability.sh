@@ -6,10 +6,22 @@
 # a 2 m box) and compares the SHA-256 of the checkpoint, ratemaps.npy, montage.pgm and scores.csv
 # with ref_outputs/tiny.sha256; then it resumes the x86-64 checkpoint of step 30 to step 60 and
 # compares that with the golden checkpoint (a checkpoint written on one target resumes on every
-# other). Foreign CPUs run under qemu-user (static binaries), Windows under wine.
-# A cell whose toolchain is missing is an ERROR, never skipped. Two rows check the checks: an x87
-# build must be refused at compile time, and an aarch64 build with FMA contraction (-ffp-contract=fast)
-# must come out DIFFERENT, or the matrix could not see what it is there to see.
+# other). Foreign CPUs run under qemu-user (static binaries), Windows under wine. Two cells run under
+# ASan + UBSan and valgrind memcheck, where any report fails the run. One row resumes on the host a
+# checkpoint written on big-endian s390x.
+# A cell whose toolchain is missing is an ERROR, never skipped. Three rows check the checks: an x87
+# build must be refused at compile time, and two controls (aarch64 with FMA contraction, and dot8's
+# lanes folded one after another) must come out DIFFERENT, or the matrix could not see what it is
+# there to see.
+# The tiny run never has a dead state, a learning-rate drop or an isometry speed floor, and its batch of
+# B*T = 48 states (48 mod 32 = 16) ends the pair kernels' 32-column chunks where their buffers end: a
+# heap over-read there, at B*T mod 32 = 0 or above 16, went unseen by ASan and valgrind. So the rows
+# after the cells run more, each comparing its checkpoint with the one the host's default build
+# (./gridssl) writes for the same command (the bytes never depend on the build): an edge run (B*T = 56,
+# N = 3: dead states, the isometry band, the drop) under ASan + UBSan, valgrind, aarch64 and s390x; the
+# default size (B*T = 640) under valgrind for 3 steps; and a real-size run (default.cfg through the full
+# isometry weight and the drop) under ASan, aarch64 and s390x. The host's rows check in its log.tsv
+# that each run reaches what it is there for. These rows take 4-5 minutes on 2 cores, the whole matrix 6.
 # Prints one table and "portability: N passed, N failed"; exit status 0 iff all passed.
 set -u
 cd "$(dirname "$0")/.." || exit 2
@@ -137,7 +149,139 @@ fi
 # Sanitizers and valgrind: no undefined behaviour, no invalid or uninitialised memory use, and the
 # same bytes (-fno-sanitize-recover makes any report fatal; valgrind's --error-exitcode likewise).
 cell asan "gcc ASan + UBSan -O1" gcc "-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all" ""
-cell valgrind "gcc -O2 under valgrind memcheck" gcc "-O2 -g" "valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite"
+VALGRIND="valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite"
+cell valgrind "gcc -O2 under valgrind memcheck" gcc "-O2 -g" "$VALGRIND"
+
+# reached DIR: what the run in DIR went through, read from its config.txt and log.tsv: the first logged
+# step whose learning rate is below the one before (the drop), the first at the full isometry weight,
+# how many logged steps had dead states and how many a nonzero isometry term (at least two steps of a
+# batch inside the speed band). Prints "drop@D full-iso@F dead:K/R iso:I/R"; exit status 0 iff the drop
+# comes at lr_drop_step, the full weight before it, and, with a second argument "dead", a dead state.
+reached() {
+    awk -F'\t' -v need_dead="${2:-}" '
+        FILENAME ~ /config[.]txt$/ { split($0, kv, " = "); cfg[kv[1]] = kv[2]; next }
+        FNR == 1 { next }
+        {
+            if (lr != "" && $2 + 0 < lr + 0 && drop == "") drop = $1
+            lr = $2
+            if (full == "" && $8 + 0 == cfg["lambda_iso"] + 0) full = $1
+            rows++
+            if ($9 > 0) dead++
+            if ($6 > 0) iso++
+        }
+        END {
+            printf "drop@%s full-iso@%s dead:%d/%d iso:%d/%d\n", drop == "" ? "none" : drop, full == "" ? "none" : full,
+                dead, rows, iso, rows
+            exit !(drop != "" && drop + 0 == cfg["lr_drop_step"] + 0 && full != "" && full + 0 < drop + 0 &&
+                   (need_dead == "" || dead > 0))
+        }' "$1/config.txt" "$1/log.tsv" 2> /dev/null
+}
+
+# reference ID NAME CHECK -- ARGS...: the host's default build (./gridssl, as make builds it) runs
+# `train ARGS` into $O/ID; the rows of `versus` compare with its checkpoint. CHECK "drop": the row is OK
+# only if the run reaches what `reached` checks, and says what that is; "dead": dead states too; "-":
+# the run has only to finish.
+reference() {
+    id=$1 name=$2 check=$3
+    shift 4
+    start=$(date +%s.%N)
+    ./gridssl train "$@" --out "$O/$id" > /dev/null 2> "$O/$id.err"
+    rc=$?
+    seconds=$(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $start }")
+    h=$(sha256sum "$O/$id/checkpoint.bin" 2> /dev/null | cut -c1-12)
+    if [ $rc != 0 ] || [ -z "$h" ]; then
+        rm -f "$O/$id/checkpoint.bin"
+        row "$name" "$(uname -m) (host)" "$seconds" "${h:--}" - - - - "ERROR: exit $rc: $(why "$O/$id.err")"
+    elif [ "$check" = - ]; then
+        row "$name" "$(uname -m) (host)" "$seconds" "$h" - - - - OK
+    elif what=$(reached "$O/$id" "$([ "$check" = dead ] && echo dead)"); then
+        row "$name" "$(uname -m) (host)" "$seconds" "$h" - - - - "OK (reaches $what)"
+    else
+        row "$name" "$(uname -m) (host)" "$seconds" "$h" - - - - "FAIL: reaches only $what"
+    fi
+}
+
+# why FILE: the line of FILE that says why a run failed: the first sanitizer or valgrind report, else
+# the last line (gridssl's own error).
+why() {
+    { grep -m1 -E 'ERROR: |runtime error|== (Invalid|Conditional|Use of|Syscall|Mismatched|Source and|[0-9,]+ bytes in)' "$1" ||
+        tail -n 1 "$1"; } 2> /dev/null | sed 's/^==[0-9]*== *//' | cut -c1-100
+}
+
+# versus ID NAME BIN CC RUNNER REF -- ARGS...: the build $B/BIN (made by a cell above with compiler CC)
+# runs `train ARGS` under RUNNER into $O/ID, and its checkpoint must equal the reference REF's. Any
+# sanitizer or valgrind report makes the run exit nonzero: an ERROR.
+versus() {
+    id=$1 name=$2 exe=$B/$3 cc=$4 runner=$5 ref=$6
+    shift 7
+    target=$($cc -dumpmachine 2> /dev/null) || target=-
+    for tool in $cc ${runner%% *}; do
+        if ! command -v "$tool" > /dev/null 2>&1; then
+            row "$name" "$target" - - - - - - "ERROR: $tool missing"
+            return
+        fi
+    done
+    if [ ! -x "$exe" ]; then
+        row "$name" "$target" - - - - - - "ERROR: no build $exe (see its cell above)"
+        return
+    fi
+    hr=$(sha256sum "$O/$ref/checkpoint.bin" 2> /dev/null | cut -c1-12)
+    if [ -z "$hr" ]; then
+        row "$name" "$target" - - - - - - "ERROR: no host checkpoint $O/$ref to compare with"
+        return
+    fi
+    start=$(date +%s.%N)
+    $runner "$exe" train "$@" --out "$O/$id" > /dev/null 2> "$O/$id.err"
+    rc=$?
+    seconds=$(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $start }")
+    h=$(sha256sum "$O/$id/checkpoint.bin" 2> /dev/null | cut -c1-12)
+    if [ $rc != 0 ]; then
+        row "$name" "$target" "$seconds" "${h:--}" - - - - "ERROR: exit $rc: $(why "$O/$id.err")"
+    elif [ "$h" = "$hr" ]; then
+        row "$name" "$target" "$seconds" "$h" - - - - OK
+    else
+        row "$name" "$target" "$seconds" "${h:-missing}" - - - - "DIFFERENT (host: $hr)"
+    fi
+}
+
+# The edge run: data/tiny.cfg with B = 7, so a batch (accum 2 halves) has B*T = 56 states: four blocks
+# of 16 rows, the last one half full, and a last 32-column chunk of 24 columns, where the pair kernels'
+# reads end closest to the end of their buffers (the over-read ASan once missed came at B*T mod 32 = 0
+# or above 16, with more than one block). N = 3 makes states die (all of z <= 0; 10 of the 60 steps,
+# between 7 and 26) and takes the tails of the 8-lane sums; the isometry band is 2-10 cm (the square's
+# speeds reach 21 cm); the weight ramps in over steps 21-41 (tiny.cfg), the learning rate drops after
+# step 50 and the plateau scheduler halves it after 53. 0.1 s on the host and under ASan, 1-2 s under
+# valgrind or qemu (2 cores).
+EDGE="--config data/tiny.cfg B=7 N=3 iso_vmin=0.02 iso_vmax=0.1 lr_drop_step=50 log_every=1"
+# shellcheck disable=SC2086
+{
+reference edge "host: edge run (B*T=56, N=3)" dead -- $EDGE
+versus edge-asan "ASan + UBSan: edge run" asan gcc "" edge -- $EDGE
+versus edge-valgrind "valgrind: edge run" valgrind gcc "$VALGRIND" edge -- $EDGE
+versus edge-aarch64 "aarch64 (qemu): edge run" aarch64 aarch64-linux-gnu-gcc qemu-aarch64 edge -- $EDGE
+versus edge-s390x "s390x (qemu): edge run" s390x s390x-linux-gnu-gcc qemu-s390x edge -- $EDGE
+}
+# The default size (B*T = 640: 40 row blocks, 20 column chunks; 1.1 M parameters) under valgrind, some
+# 50 times slower than native: 3 steps, 15 s (ASan runs this size in the real-size rows below).
+# shellcheck disable=SC2086
+{
+reference default3 "host: default.cfg, 3 steps" - -- --config data/default.cfg steps=3 --threads 2
+versus default3-valgrind "valgrind: default.cfg, 3 steps" valgrind gcc "$VALGRIND" default3 -- --config data/default.cfg steps=3 --threads 2
+}
+# The real-size run: data/default.cfg (B*T = 640, N = 64, hidden 256, the isometry band 5-10 cm) with
+# its schedule compressed so that few steps pass every phase: the isometry weight ramps from 0 at step 1
+# to full at step 17, the learning rate drops after step 32, and 16 steps run at the dropped rate. No
+# state dies at this size (the edge run has them). 48 steps take 2 s on the host, 15-30 s under ASan,
+# 60-80 s under qemu-aarch64 and 160-185 s under qemu-s390x (2 cores; two runs): with the rows above,
+# 4-5 minutes. A few hundred steps (300: 6 s on the host) would take 16-19 minutes on s390x alone.
+REAL="--config data/default.cfg steps=48 iso_ramp_steps=16 lr_drop_step=32 log_every=4"
+# shellcheck disable=SC2086
+{
+reference real "host: real size, 48 steps" drop -- $REAL
+versus real-asan "ASan + UBSan: real size" asan gcc "" real -- $REAL
+versus real-aarch64 "aarch64 (qemu): real size" aarch64 aarch64-linux-gnu-gcc qemu-aarch64 real -- $REAL
+versus real-s390x "s390x (qemu): real size" s390x s390x-linux-gnu-gcc qemu-s390x real -- $REAL
+}
 
 # An x87 build must not compile (FLT_EVAL_METHOD != 0 -> #error).
 if ! command -v i686-linux-gnu-gcc > /dev/null 2>&1; then
