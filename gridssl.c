@@ -2441,15 +2441,22 @@ static int analysis_size_check(double N, double n, const char *what, Err *err) {
     return 0;
 }
 
-/* The dimensions of a .npy shape "(a, b, c)" (a trailing comma allowed, nothing else): the rank, or
- * -1 if the text is not such a tuple of at most 8 whole numbers. */
+/* 1 if a value of the header's dict ends at p: spaces, then ',' or '}'. */
+static int npy_value_ends(const char *p) {
+    while (*p == ' ') p++;
+    return *p == ',' || *p == '}';
+}
+
+/* The dimensions of a .npy shape "(a, b, c)" (a trailing comma allowed, nothing else, and the dict's
+ * next entry or end after it): the rank, or -1 if the text is not such a tuple of at most 8 whole
+ * numbers. */
 static int npy_shape(const char *p, double *dims) {
     int rank = 0;
     while (*p == ' ') p++;
     if (*p++ != '(') return -1;
     for (;;) {
         while (*p == ' ') p++;
-        if (*p == ')') return rank;
+        if (*p == ')') return npy_value_ends(p + 1) ? rank : -1;
         int digits = 0;
         double v = 0;
         for (; *p >= '0' && *p <= '9' && digits < 16; p++, digits++) v = 10 * v + (*p - '0');
@@ -2492,6 +2499,7 @@ static int npy_read_maps(const char *path, real **maps, int *N, int *n, Err *err
     }
     descr = strchr(descr + 8, '\'');
     int item = descr && strncmp(descr, "'<f4'", 5) == 0 ? 4 : descr && strncmp(descr, "'<f8'", 5) == 0 ? 8 : 0;
+    if (item && !npy_value_ends(descr + 5)) item = 0; /* "'<f4'x" is no dtype */
     if (!item) {
         const char *close = descr ? strchr(descr + 1, '\'') : NULL;
         int shown = close && close - descr < 40 ? (int)(close - descr + 1) : 1;
@@ -2500,7 +2508,7 @@ static int npy_read_maps(const char *path, real **maps, int *N, int *n, Err *err
     }
     order += 16;
     while (*order == ' ') order++;
-    if (strncmp(order, "False", 5) != 0) {
+    if (strncmp(order, "False", 5) != 0 || !npy_value_ends(order + 5)) {
         fail(err, "%s: Fortran-ordered arrays are not supported (save with C order)", path);
         goto done;
     }

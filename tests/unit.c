@@ -696,6 +696,7 @@ static void test_npy_reader(void) {
         {"wrong rank", "{'descr': '<f4', 'fortran_order': False, 'shape': (6, 3), }", "shape must be", 0},
         {"truncated data", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 3), }", "truncated", 5},
         {"a shape without commas", "{'descr': '<f4', 'fortran_order': False, 'shape': (2 3 3), }", "tuple of whole numbers", 0},
+        {"junk after the shape", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 3)x, }", "tuple of whole numbers", 0},
         {"a signed dimension", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, -3, 3), }", "tuple of whole numbers", 0},
         {"maps larger than the analysis takes", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 300, 300), }", "2 to 256", 0},
         {"a shape whose size overflows 64 bits", "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999, 99, 99), }", "more than 2^28", 0},
