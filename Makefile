@@ -1,6 +1,7 @@
 # gridssl - build, test, cross-check.
 #   make              ./gridssl (float; trains) and ./gridssl_f64 (double; gradient check)
 #   make test         unit tests (float and double builds) + command-line tests; ends "N passed, N failed"
+#   make fuzz         10 000 mutated configs, checkpoints and .npy files against the promises on bad input
 #   make crosscheck   numpy recomputes one dumped batch (needs python3-numpy; not part of make test)
 #   make demo         train the default, evaluate it, say where the montage is
 #   make demo-check   the default run must give ref_outputs/default_seed4.* (the README's picture)
@@ -50,6 +51,12 @@ tests/unit_f32: tests/unit.c gridssl.c gridssl.h
 tests/unit_f64: tests/unit.c gridssl.c gridssl.h
 	$(BUILD) -Wno-unused-function -DGRIDSSL_DOUBLE -o $@ tests/unit.c $(LDLIBS)
 
+tests/fuzz: tests/fuzz.c gridssl.c gridssl.h
+	$(BUILD) -Wno-unused-function -o $@ tests/fuzz.c $(LDLIBS)
+
+fuzz: gridssl tests/fuzz # ten thousand mutated configs, checkpoints and .npy files; ends "N passed, N failed"
+	./tests/fuzz
+
 test: gridssl gridssl_f64 tests/unit_f32 tests/unit_f64
 	CC="$(CC)" sh tests/run.sh
 
@@ -77,6 +84,6 @@ asan: gridssl.c gridssl.h
 	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all $(DETERMINISM) $(WARNINGS) -o gridssl_asan gridssl.c $(LDLIBS)
 
 clean:
-	rm -rf gridssl gridssl_f64 gridssl_debug gridssl_asan tests/unit_f32 tests/unit_f64 tests/build tests/out tests/out_demo
+	rm -rf gridssl gridssl_f64 gridssl_debug gridssl_asan tests/unit_f32 tests/unit_f64 tests/fuzz tests/build tests/out tests/out_demo
 
-.PHONY: all test crosscheck portability bench demo demo-check debug asan clean
+.PHONY: all test fuzz crosscheck portability bench demo demo-check debug asan clean
