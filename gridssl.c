@@ -57,7 +57,7 @@
  *     A command that fails exits 1 with one line on stderr, "gridssl: error: ...", and leaves nothing
  *     behind: inputs (config, checkpoint, .npy) are validated field by field and every buffer's size
  *     is checked before anything is allocated or written; files are written as NAME.tmp and renamed
- *     into place only when the whole command has succeeded (see "outputs" in section 8). train
+ *     into place only when the whole command has succeeded (see "outputs" in section 6). train
  *     commits config.txt, log.tsv and checkpoint.bin together at each checkpoint, so a train that fails
  *     later (a full disk, a diverged loss) keeps its last checkpoint. make fuzz checks all of this.
  *
@@ -68,10 +68,11 @@
  *     -ffp-contract=off, SSE2 rather than x87, float arithmetic in float, and explicit little-endian
  *     files. The tests compare SHA-256 hashes of the outputs across builds, threads and machines.
  *
- * SECTIONS (in data-flow order)
- *     1 portable math, PRNG, checksums   2 kernels and threads   3 config   4 data   5 model
- *     6 losses   7 training step and optimiser   8 files: npy, pgm, checkpoint   9 evaluation
- *     10 grid analysis and images   11 gradient check   12 command line
+ * SECTIONS (in the order of the method; the machinery it leans on comes last, in appendices)
+ *     1 config   2 data   3 model (and the plain kernels)   4 losses   5 training step and optimiser
+ *     6 files: outputs, .npy, .pgm, checkpoint   7 evaluation   8 grid analysis   9 gradient check
+ *     10 command line
+ *     A portable math and the PRNG   B checksums   C threads and the fast kernels   D images
  */
 #if defined(_WIN32) && !defined(__USE_MINGW_ANSI_STDIO)
 #define __USE_MINGW_ANSI_STDIO 1 /* mingw's C99 printf (%zu, %lld, exact %.17g), not msvcrt's */
@@ -265,8 +266,2972 @@ static real rd_real(Rd *r) {
     return (real)x;
 }
 
+/* ----------------------------------------------------------------------------------------------
+ * What the method leans on - portable math, the PRNG, checksums, threads, the fast twins of the
+ * kernels and the image writers - is in appendices A to D at the end of the file, so that the
+ * sections below read in the order of the method. These declarations let them call it.
+ */
+/* A. portable math (exactly the same bits on every machine) and the PCG32 generator */
+static inline double gs_exp(double x);
+static double gs_log(double x);
+static double gs_sin(double x);
+static double gs_cos(double x);
+static double gs_atan2(double y, double x);
+static inline double gs_nan(void);
+static inline double gs_inf(void);
+static double one_nan(double x);
+enum { STREAM_INIT = 1, STREAM_DATA = 2, STREAM_EVAL = 3, STREAM_CHECK = 4 }; /* a PCG32 stream per purpose */
+static Rng rng_seed(uint64_t initstate, uint64_t initseq);
+static uint32_t rng_u32(Rng *rng);
+static uint32_t rng_below(Rng *rng, uint32_t bound);
+static double rng_uniform(Rng *rng);
+static double rng_normal(Rng *rng);
+static void rng_shuffle(Rng *rng, int32_t *a, int n);
+/* B. checksums */
+static uint32_t crc32_update(uint32_t crc, const uint8_t *data, size_t len);
+static void sha256_hex(const uint8_t *data, size_t len, char *hex);
+/* C. threads, and the fast twins of the plain kernels (same sums, same order, bit for bit) */
+#define MAX_THREADS 256
+typedef void (*TaskFn)(void *ctx, int task);
+static void parallel_for(int threads, int n_tasks, TaskFn fn, void *ctx);
+static void linear_forward_fast(real *out, const real *in, const real *W, const real *b, int rows, int in_dim, int out_dim,
+                                int threads);
+static void linear_backward_fast(real *d_in, real *d_W, real *d_b, const real *d_out, const real *in, const real *W,
+                                 int rows, int in_dim, int out_dim, int threads);
+/* The fast pair kernels share one context per batch: the states transposed and padded (appendix C). */
+#define PAIR_CHUNK 32 /* a multiple of 8, so a chunk's lane l is lane (j & 7) of the plain loop */
+
+typedef struct {
+    const real *g, *gT;     /* (M, N) and (N, Mp) */
+    const double *g64;      /* (M, N) g in double, for the backward's accumulations (conversion is exact) */
+    const double *px, *py;  /* (Mp) positions, padded */
+    int M, N, Mp;
+    double sigma_x2, inv_2sg2, c_sep, c_inv, c_ker;
+    double *row_sums;       /* forward: (M, 3) folded sep, inv, kernel sums of each row */
+    int64_t *row_far;       /* forward: (M) far pairs of each row */
+    real *d_g;              /* backward: (M, N) */
+} PairCtx;
+/* Sums over the unordered pairs, before any weighting or averaging. */
+typedef struct { double sep_sum, inv_sum, ker_sum; int64_t n_near, n_far; } PairSums;
+static PairCtx pair_ctx(const real *g, const real *pos, int M, int N, double sigma_x, double sigma_g);
+static void pair_ctx_free(PairCtx *c);
+static PairSums pair_losses_forward_fast(PairCtx c, int threads);
+static void pair_losses_backward_fast(real *d_g, PairCtx c, double c_sep, double c_inv, double c_ker, int threads);
+/* D. images: colour map, montages, PPM and PNG writers, the period histogram */
+typedef struct { int width, height; uint8_t *grey, *rgb; } Image;
+static void map_pixels(uint8_t *out, const double *v, int n, int colour);
+static Image tile_montage(const double *tiles, int n, const int *order, int count, int colour, int scale);
+static void image_free(Image *im);
+static void ppm_encode(Buf *b, const Image *im);
+static void png_encode(Buf *b, const Image *im);
+
 /* ==============================================================================================
- * 1. PORTABLE MATH, PRNG AND CHECKSUMS
+ * 1. CONFIG
+ * One table lists every key: type, range, default, the paper's value and what it does. The parser,
+ * the printer, --help and the README's table all come from it. Defaults = data/default.cfg.
+ * ============================================================================================== */
+
+typedef enum { KEY_INT, KEY_REAL, KEY_ENUM } KeyType;
+
+typedef struct {
+    const char *name;
+    KeyType type;
+    size_t offset;     /* into Config */
+    double min, max;   /* inclusive range (enum: index range) */
+    double def;        /* default (enum: index into choices) */
+    const char *choices; /* enum names, '|'-separated, in index order */
+    const char *paper; /* the paper's value, "AMBIGUOUS ..." where SPEC says so, "-" if gridssl's own */
+    const char *doc;
+} ConfigKey;
+
+#define KEY(name, type, min, max, def, choices, paper, doc) \
+    {#name, type, offsetof(Config, name), min, max, def, choices, paper, doc}
+
+static const ConfigKey config_keys[] = {
+    KEY(seed, KEY_INT, 0, 2147483647, 4, NULL, "-", "PRNG seed (initialisation, data; evaluation walks use their own stream)"),
+    KEY(B, KEY_INT, 1, 100000, 32, NULL, "130", "trajectories per batch"),
+    KEY(T, KEY_INT, 1, 100, 20, NULL, "60", "steps per trajectory (<= 100 keeps positions exact in float)"),
+    KEY(permute, KEY_INT, 0, 1, 1, NULL, "1", "1: trajectories permute T shared velocities (SIC); 0: independent velocities (ablation)"),
+    KEY(vmax, KEY_REAL, 1e-6, 1.0, 0.15, NULL, "0.15", "velocity components ~ Uniform(-vmax, vmax), metres per step"),
+    KEY(vel_dist, KEY_ENUM, 0, 2, VEL_DISC, "square|disc|speed", "square", "training velocities uniform in the square [-vmax, vmax]^2, uniform in the disc of radius vmax, or of speed uniform in [0, vmax] and uniform heading"),
+    KEY(N, KEY_INT, 1, 1024, 64, NULL, "128", "recurrent units"),
+    KEY(hidden, KEY_INT, 1, 8192, 256, NULL, "AMBIGUOUS (not given; 256)", "MLP hidden width H"),
+    KEY(init_last_scale, KEY_REAL, 0, 1e3, 1, NULL, "1 (PyTorch default init)", "scales the initial weights and biases of the MLP's last layer"),
+    KEY(sigma_x, KEY_REAL, 1e-9, 1e3, 0.05, NULL, "0.05", "spatial scale (m): pairs closer than sigma_x are 'same place'"),
+    KEY(sigma_g, KEY_REAL, 1e-9, 1e3, 0.4, NULL, "0.4", "neural scale of the separation kernel"),
+    KEY(lambda_sep, KEY_REAL, 0, 1e6, 1.0, NULL, "1.0", "weight of L_sep (separation)"),
+    KEY(lambda_inv, KEY_REAL, 0, 1e6, 0.1, NULL, "0.1", "weight of L_inv (path invariance)"),
+    KEY(lambda_cap, KEY_REAL, 0, 1e6, 0.5, NULL, "0.5", "weight of L_cap (capacity)"),
+    KEY(lambda_iso, KEY_REAL, 0, 1e6, 0.01, NULL, "AMBIGUOUS (not in the paper's table)", "weight of L_iso (conformal isometry), after the ramp"),
+    KEY(iso_vmax, KEY_REAL, 0, 1e3, 0.1, NULL, "AMBIGUOUS (small steps: sigma_x)", "isometry uses steps with speed in (0, iso_vmax); 0 = every step"),
+    KEY(iso_vmin, KEY_REAL, 0, 1e3, 0.05, NULL, "- (0: every step above 0)", "isometry skips steps with speed <= iso_vmin, where |dg|/|v| divides by almost nothing"),
+    KEY(iso_start, KEY_INT, 0, 2147483647, 0, NULL, "- (0: no ramp)", "optimiser step at which lambda_iso starts ramping in"),
+    KEY(iso_ramp_steps, KEY_INT, 0, 2147483647, 3000, NULL, "- (0: no ramp)", "steps over which lambda_iso ramps from 0 to its value (0: full weight at iso_start)"),
+    KEY(capacity, KEY_ENUM, 0, 1, CAPACITY_MEANNORM, "meannorm|kernel", "meannorm", "capacity reading: minus the squared norm of the mean state, or minus the mean Gaussian kernel over all pairs"),
+    KEY(reduction, KEY_ENUM, 0, 1, REDUCTION_MEAN, "mean|sum", "AMBIGUOUS (paper writes sums)", "reduction of L_sep and L_inv over their pairs"),
+    KEY(lr, KEY_REAL, 0, 10, 3e-4, NULL, "2e-5", "AdamW learning rate"),
+    KEY(beta1, KEY_REAL, 0, 0.999999, 0.9, NULL, "0.9", "AdamW beta1"),
+    KEY(beta2, KEY_REAL, 0, 0.999999999, 0.999, NULL, "0.999", "AdamW beta2"),
+    KEY(adam_eps, KEY_REAL, 1e-30, 1, 1e-8, NULL, "1e-8", "AdamW epsilon"),
+    KEY(weight_decay, KEY_REAL, 0, 1e3, 0, NULL, "0", "AdamW decoupled weight decay"),
+    KEY(clip, KEY_REAL, 0, 1e9, 0.1, NULL, "0.1", "global gradient-norm clip (0: off)"),
+    KEY(accum, KEY_INT, 1, 1000, 1, NULL, "2", "batches per optimiser step (gradients averaged)"),
+    KEY(plateau_factor, KEY_REAL, 0, 1, 1, NULL, "AMBIGUOUS (0.5)", "ReduceLROnPlateau: lr *= factor on a plateau (1: off)"),
+    KEY(plateau_patience, KEY_INT, 0, 2147483647, 1000, NULL, "AMBIGUOUS (1000)", "steps without improvement of the smoothed loss before a reduction"),
+    KEY(plateau_threshold, KEY_REAL, 0, 1, 1e-4, NULL, "- (PyTorch's 1e-4)", "relative improvement that resets the patience"),
+    KEY(plateau_ema, KEY_REAL, 0, 0.999999, 0.99, NULL, "AMBIGUOUS (smoothed loss)", "EMA factor of the loss the scheduler watches"),
+    KEY(min_lr, KEY_REAL, 0, 10, 0, NULL, "-", "the scheduler never goes below this"),
+    KEY(lr_drop_step, KEY_INT, 0, 2147483647, 10000, NULL, "- (0: off)", "from this optimiser step on, the learning rate is multiplied by lr_drop_factor (0: never)"),
+    KEY(lr_drop_factor, KEY_REAL, 0, 1, 0.1, NULL, "-", "the one-time learning-rate drop at lr_drop_step"),
+    KEY(steps, KEY_INT, 0, 2147483647, 14000, NULL, "2000000", "optimiser steps"),
+    KEY(log_every, KEY_INT, 1, 2147483647, 100, NULL, "-", "progress line (stderr) and log.tsv row every this many steps"),
+    KEY(save_every, KEY_INT, 1, 2147483647, 1000, NULL, "-", "checkpoint every this many steps (and at the end)"),
+    KEY(eval_walks, KEY_INT, 1, 10000000, 1000, NULL, "AMBIGUOUS (1000)", "evaluation: K walks from the box centre in a 2 m box (times box/2 in others)"),
+    KEY(eval_walk_mult, KEY_INT, 1, 10000, 3, NULL, "AMBIGUOUS (3)", "evaluation: walks have eval_walk_mult * T steps in a 2 m box (times box/2 in others)"),
+    KEY(eval_bin_m, KEY_REAL, 1e-3, 10, 0.05, NULL, "AMBIGUOUS (0.05: 40 x 40 bins in 2 m)", "evaluation: side of a ratemap bin, metres"),
+    KEY(eval_heading_sd, KEY_REAL, 0, 10, 0.3, NULL, "AMBIGUOUS (0.3)", "evaluation: heading random walk, rad per step"),
+    KEY(eval_speed_mean, KEY_REAL, 1e-6, 10, 0.06, NULL, "AMBIGUOUS (0.06)", "evaluation: mean Rayleigh speed, m per step"),
+    KEY(eval_speed_max, KEY_REAL, 1e-6, 10, 0.15, NULL, "AMBIGUOUS (0.15)", "evaluation: speeds are clipped here, m per step"),
+};
+#define NUM_CONFIG_KEYS ((int)(sizeof config_keys / sizeof config_keys[0]))
+
+static const ConfigKey *config_find(const char *name) {
+    for (int i = 0; i < NUM_CONFIG_KEYS; i++)
+        if (strcmp(config_keys[i].name, name) == 0) return &config_keys[i];
+    return NULL;
+}
+
+/* The index-th '|'-separated choice of an enum key, copied into out (size 32). */
+static void enum_choice(const ConfigKey *k, int index, char *out) {
+    const char *p = k->choices;
+    for (int i = 0; i < index && p; i++) {
+        p = strchr(p, '|');
+        if (p) p++;
+    }
+    size_t n = p ? strcspn(p, "|") : 0;
+    if (n > 31) n = 31;
+    memcpy(out, p ? p : "", n);
+    out[n] = 0;
+}
+
+static void config_defaults(Config *c) {
+    memset(c, 0, sizeof *c);
+    for (int i = 0; i < NUM_CONFIG_KEYS; i++) {
+        const ConfigKey *k = &config_keys[i];
+        char *field = (char *)c + k->offset;
+        if (k->type == KEY_REAL) *(double *)field = k->def;
+        else *(int *)field = (int)k->def;
+    }
+}
+
+/* A number as a config writes it: [sign] digits [. digits] [e [sign] digits], with a digit before
+ * the exponent. strtod alone would also take hex, "inf", "nan" and leading spaces. */
+static int is_decimal(const char *s) {
+    int digits = 0;
+    if (*s == '+' || *s == '-') s++;
+    for (; *s >= '0' && *s <= '9'; s++) digits++;
+    if (*s == '.')
+        for (s++; *s >= '0' && *s <= '9'; s++) digits++;
+    if (digits && (*s == 'e' || *s == 'E')) {
+        s += s[1] == '+' || s[1] == '-' ? 2 : 1;
+        if (!(*s >= '0' && *s <= '9')) return 0;
+        while (*s >= '0' && *s <= '9') s++;
+    }
+    return digits && *s == 0;
+}
+
+/* Sets one key from its text: a decimal number within the key's range (an integer for integer
+ * keys) or one of an enum's names. Errors name the key. */
+static int config_set(Config *c, const char *name, const char *value, Err *err) {
+    const ConfigKey *k = config_find(name);
+    if (!k) return fail(err, "unknown config key '%s' (gridssl --help lists them)", name);
+    char *field = (char *)c + k->offset;
+    if (k->type == KEY_ENUM) {
+        char choice[32];
+        for (int i = 0; i <= (int)k->max; i++) {
+            enum_choice(k, i, choice);
+            if (strcmp(choice, value) == 0) {
+                *(int *)field = i;
+                return 0;
+            }
+        }
+        return fail(err, "config key '%s': '%s' is not one of %s", name, value, k->choices);
+    }
+    if (!is_decimal(value)) return fail(err, "config key '%s': '%s' is not a decimal number", name, value);
+    double x = strtod(value, NULL); /* beyond DBL_MAX: +-HUGE_VAL, below the range: the nearest value */
+    if (!(x >= k->min && x <= k->max))
+        return fail(err, "config key '%s': %s is out of range [%.17g, %.17g]", name, value, k->min, k->max);
+    if (k->type == KEY_INT && x != floor(x)) /* the range check first: only then is the cast defined */
+        return fail(err, "config key '%s': '%s' is not an integer", name, value);
+    if (k->type == KEY_REAL) *(double *)field = x;
+    else *(int *)field = (int)x;
+    return 0;
+}
+
+/* Parses the len bytes of text as "key = value" lines; '#' starts a comment; a key may be set once.
+ * require_all (a checkpoint's config) also demands every key. source names the text in errors. */
+static int config_parse_text(Config *c, const char *text, size_t len, int require_all, const char *source, Err *err) {
+    int line_no = 0, set_on_line[NUM_CONFIG_KEYS] = {0};
+    if (len == 0) text = ""; /* an empty file's buffer may be NULL */
+    const char *p = text, *end = text + len, *nul = memchr(text, 0, len);
+    if (nul) {
+        for (const char *q = text; q < nul; q++) line_no += *q == '\n';
+        return fail(err, "%s:%d: NUL byte in the config text", source, line_no + 1);
+    }
+    while (p < end) {
+        line_no++;
+        const char *newline = memchr(p, '\n', (size_t)(end - p));
+        size_t line_len = newline ? (size_t)(newline - p) : (size_t)(end - p);
+        char line[1024];
+        if (line_len >= sizeof line) return fail(err, "%s:%d: line too long", source, line_no);
+        memcpy(line, p, line_len);
+        line[line_len] = 0;
+        p += line_len + (newline != NULL);
+        char *hash = strchr(line, '#');
+        if (hash) *hash = 0;
+        char *s = line;
+        while (*s == ' ' || *s == '\t' || *s == '\r') s++;
+        char *e = s + strlen(s);
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r')) *--e = 0;
+        if (!*s) continue;
+        char *eq = strchr(s, '=');
+        if (!eq) return fail(err, "%s:%d: expected 'key = value', got '%s'", source, line_no, s);
+        char *key_end = eq, *value = eq + 1;
+        while (key_end > s && (key_end[-1] == ' ' || key_end[-1] == '\t')) key_end--;
+        *key_end = 0;
+        while (*value == ' ' || *value == '\t') value++;
+        Err inner;
+        if (config_set(c, s, value, &inner)) return fail(err, "%s:%d: %s", source, line_no, inner.msg);
+        int key = (int)(config_find(s) - config_keys);
+        if (set_on_line[key]) return fail(err, "%s:%d: key '%s' is already set on line %d", source, line_no, s, set_on_line[key]);
+        set_on_line[key] = line_no;
+    }
+    for (int i = 0; i < NUM_CONFIG_KEYS && require_all; i++)
+        if (!set_on_line[i]) return fail(err, "%s: key '%s' is missing (a checkpoint's config lists every key)", source, config_keys[i].name);
+    return 0;
+}
+
+/* No buffer gridssl allocates holds more than 2^28 elements (1 GiB of floats): sizes are computed
+ * in double from the config before anything is allocated or written, so a config that is too big
+ * is refused at once, and every index fits its type. */
+#define MAX_BUFFER_ELEMENTS 268435456.0
+
+/* The number of parameters of a model with N units and H hidden (the sizes model_build lays out). */
+static double param_count(int N, int H) {
+    double n2 = (double)N * N;
+    return 3.0 * H + (double)H * H + H + n2 * H + n2 + N;
+}
+
+/* Checks that involve several keys: every training buffer's size (model_build, batch_alloc,
+ * acts_alloc, pair_ctx). V = distinct velocities per batch: T with permutations, B*T without. */
+static int config_validate(const Config *c, Err *err) {
+    double M = (double)c->B * c->T, V = c->permute ? c->T : M, N = c->N, H = c->hidden;
+    struct { const char *what; double count; } buffers[] = {
+        {"parameters", param_count(c->N, c->hidden)},
+        {"states (B*T*N)", M * N},
+        {"MLP activations (V*hidden, V = B*T when permute=0)", V * H},
+        {"matrices W(v) (V*N*N, V = B*T when permute=0)", V * N * N},
+    };
+    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
+        if (buffers[i].count > MAX_BUFFER_ELEMENTS)
+            return fail(err, "config: N=%d, hidden=%d, B=%d, T=%d, permute=%d need %.0f %s, more than 2^28", c->N,
+                        c->hidden, c->B, c->T, c->permute, buffers[i].count, buffers[i].what);
+    return 0;
+}
+
+/* Appends "key = value" lines (doubles with %.17g, which round-trips) to b. */
+static void config_print(Buf *b, const Config *c) {
+    for (int i = 0; i < NUM_CONFIG_KEYS; i++) {
+        const ConfigKey *k = &config_keys[i];
+        const char *field = (const char *)c + k->offset;
+        if (k->type == KEY_REAL) buf_printf(b, "%s = %.17g\n", k->name, *(const double *)field);
+        else if (k->type == KEY_INT) buf_printf(b, "%s = %d\n", k->name, *(const int *)field);
+        else {
+            char choice[32];
+            enum_choice(k, *(const int *)field, choice);
+            buf_printf(b, "%s = %s\n", k->name, choice);
+        }
+    }
+}
+
+/* ==============================================================================================
+ * 2. DATA: one SIC batch (SPEC §1)
+ * ============================================================================================== */
+
+/* Velocities live on the grid of multiples of 2^-20 m (about 1 micrometre). The distribution is
+ * Uniform(-vmax, vmax) to within that resolution, and it buys exactness: every position (a sum of
+ * at most 100 steps of at most 1 m) is a multiple of 2^-20 below 2^7 and so fits float's 24-bit
+ * significand exactly. All B trajectories of a batch therefore end at bitwise the same point, and
+ * whether a pair is closer than sigma_x never depends on summation order. */
+#define VEL_QUANTUM (1.0 / 1048576.0)
+
+static void batch_alloc(Batch *bt, const Config *c) {
+    bt->B = c->B;
+    bt->T = c->T;
+    bt->V = c->permute ? c->T : c->B * c->T;
+    bt->vel = xcalloc((size_t)bt->V * 2, sizeof(real));
+    bt->index = xcalloc((size_t)c->B * c->T, sizeof(int32_t));
+    bt->pos = xcalloc((size_t)c->B * c->T * 2, sizeof(real));
+}
+
+static void batch_free(Batch *bt) {
+    free(bt->vel);
+    free(bt->index);
+    free(bt->pos);
+}
+
+/* Draws a batch: the V velocities (x then y, in order; vel_dist = disc keeps only those inside the
+ * disc of radius vmax, an isotropic distribution without the square's 4-fold symmetry), then, with permute = 1, one Fisher-Yates
+ * permutation of 0..T-1 per trajectory; with permute = 0 trajectory b simply uses velocities
+ * b*T .. b*T+T-1. Positions are the running sums x_t = x_{t-1} + v_t from x_0 = 0. */
+static void batch_draw(Batch *bt, Rng *rng, const Config *c) {
+    int B = bt->B, T = bt->T;
+    int64_t k_max = (int64_t)(c->vmax / VEL_QUANTUM + 0.5);
+    for (int v = 0; v < bt->V; v++) {
+        int64_t kx, ky;
+        if (c->vel_dist == VEL_SPEED) { /* speed k quanta, heading a; rounded to the quantum grid */
+            double k = (double)rng_below(rng, (uint32_t)(k_max + 1)), a = 6.283185307179586 * rng_uniform(rng);
+            kx = (int64_t)floor(k * gs_cos(a) + 0.5);
+            ky = (int64_t)floor(k * gs_sin(a) + 0.5);
+        } else do { /* vel_dist = disc: rejection from the square, in integers, so the test is exact */
+            kx = (int64_t)rng_below(rng, (uint32_t)(2 * k_max + 1)) - k_max;
+            ky = (int64_t)rng_below(rng, (uint32_t)(2 * k_max + 1)) - k_max;
+        } while (c->vel_dist == VEL_DISC && kx * kx + ky * ky > k_max * k_max);
+        bt->vel[2 * v] = (real)((double)kx * VEL_QUANTUM);
+        bt->vel[2 * v + 1] = (real)((double)ky * VEL_QUANTUM);
+    }
+    for (int b = 0; b < B; b++) {
+        int32_t *idx = bt->index + (size_t)b * T;
+        for (int t = 0; t < T; t++) idx[t] = c->permute ? t : b * T + t;
+        if (c->permute) rng_shuffle(rng, idx, T);
+        real x = 0, y = 0;
+        for (int t = 0; t < T; t++) {
+            x += bt->vel[2 * idx[t]];
+            y += bt->vel[2 * idx[t] + 1];
+            bt->pos[2 * ((size_t)b * T + t)] = x;
+            bt->pos[2 * ((size_t)b * T + t) + 1] = y;
+        }
+    }
+}
+
+/* ==============================================================================================
+ * 3. MODEL (SPEC §2): W(v) = MLP(v), g_t = NormReLU(W(v_t) g_{t-1}), g_0 = NormReLU(theta0)
+ * Plain loops, shapes in the comment above each. Two reduction orders exist in gridssl and both are
+ * fixed: dot8 (eight interleaved partial sums, lane = index mod 8, folded pairwise) for a dot
+ * product along a contiguous row, and "sequential in index order" for everything written as an
+ * accumulation (+=) over an outer loop. Neither depends on the compiler, the flags or the threads.
+ * ============================================================================================== */
+
+/* a (n) . b (n) -> scalar; lane l sums a_i b_i for i = l mod 8, folded ((0+1)+(2+3))+((4+5)+(6+7)).
+ * Eight independent sums let a compiler use SIMD registers without reassociating anything. */
+static real dot8(const real *a, const real *b, int n) {
+    real lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) lane[l] += a[i + l] * b[i + l];
+    for (int l = 0; i < n; i++, l++) lane[l] += a[i] * b[i];
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
+/* The plain kernels below (linear_forward, linear_backward, and pair_losses_forward/backward in
+ * section 4) are the readable reference: training runs their fast twins, which compute the same sums
+ * in the same order, and tests/unit.c checks the two agree bit for bit. */
+#if defined(__GNUC__) || defined(__clang__) || defined(__TINYC__)
+#define REFERENCE static __attribute__((unused)) /* used by the tests only */
+#else
+#define REFERENCE static
+#endif
+
+/* out (rows, out_dim) = in (rows, in_dim) . W^T + b;  W (out_dim, in_dim), b (out_dim).
+ * out[r][o] = dot8(W[o], in[r]) + b[o]  (nn.Linear) */
+REFERENCE void linear_forward(real *out, const real *in, const real *W, const real *b, int rows, int in_dim, int out_dim) {
+    for (int r = 0; r < rows; r++)
+        for (int o = 0; o < out_dim; o++)
+            out[(size_t)r * out_dim + o] = dot8(W + (size_t)o * in_dim, in + (size_t)r * in_dim, in_dim) + b[o];
+}
+
+/* Backward of linear_forward, accumulating (+=) into d_W (out_dim, in_dim), d_b (out_dim) and, if
+ * d_in is not NULL, d_in (rows, in_dim):
+ *     d_W[o][i] += sum_r d_out[r][o] in[r][i]      (sequential over r)
+ *     d_b[o]    += sum_r d_out[r][o]               (sequential over r)
+ *     d_in[r][i] += sum_o d_out[r][o] W[o][i]      (sequential over o, in double: out_dim may be N*N) */
+REFERENCE void linear_backward(real *d_in, real *d_W, real *d_b, const real *d_out, const real *in, const real *W,
+                            int rows, int in_dim, int out_dim) {
+    double *acc = xcalloc((size_t)in_dim, sizeof *acc);
+    for (int r = 0; r < rows; r++) {
+        const real *d_out_r = d_out + (size_t)r * out_dim, *in_r = in + (size_t)r * in_dim;
+        for (int o = 0; o < out_dim; o++) {
+            real *d_W_o = d_W + (size_t)o * in_dim;
+            for (int i = 0; i < in_dim; i++) d_W_o[i] += d_out_r[o] * in_r[i];
+            d_b[o] += d_out_r[o];
+        }
+        if (!d_in) continue;
+        for (int i = 0; i < in_dim; i++) acc[i] = 0.0;
+        for (int o = 0; o < out_dim; o++) {
+            const real *W_o = W + (size_t)o * in_dim;
+            for (int i = 0; i < in_dim; i++) acc[i] += (double)d_out_r[o] * W_o[i];
+        }
+        for (int i = 0; i < in_dim; i++) d_in[(size_t)r * in_dim + i] += (real)acc[i];
+    }
+    free(acc);
+}
+
+/* x (n) = max(x, 0), in place. */
+static void relu_forward(real *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : 0;
+}
+
+/* fwd: out = max(in, 0) -> d_in = d_out * [out > 0], in place on d (n). */
+static void relu_backward(real *d, const real *out, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!(out[i] > 0)) d[i] = 0;
+}
+
+/* NormReLU (SPEC §2): g (n) = r / |r|, r = max(z, 0). Returns |r|.
+ * Dead state: if |r|^2 is below the smallest normal number (every unit rectified to zero, or so
+ * close to it that the square underflows) the output is g = 0 and the return value 0; that is the
+ * only epsilon. Otherwise no epsilon is added, so |g| = 1 up to rounding. */
+static real normrelu_forward(real *g, const real *z, int n) {
+    for (int i = 0; i < n; i++) g[i] = z[i] > 0 ? z[i] : 0;
+    real sq = dot8(g, g, n);
+    if (sq < REAL_MIN_NORMAL) {
+        for (int i = 0; i < n; i++) g[i] = 0;
+        return 0;
+    }
+    real norm = (real)sqrt((double)sq);
+    for (int i = 0; i < n; i++) g[i] = g[i] / norm;
+    return norm;
+}
+
+/* fwd: g = r/|r| -> d_r = (d_g - g (g . d_g)) / |r|;  r = max(z, 0) -> d_z = d_r [z > 0].
+ * Writes (=) d_z (n). A dead state (norm 0) passes no gradient. */
+static void normrelu_backward(real *d_z, const real *d_g, const real *g, const real *z, real norm, int n) {
+    if (norm == 0) {
+        for (int i = 0; i < n; i++) d_z[i] = 0;
+        return;
+    }
+    real g_dot_dg = dot8(g, d_g, n);
+    for (int i = 0; i < n; i++) d_z[i] = z[i] > 0 ? (d_g[i] - g[i] * g_dot_dg) / norm : 0;
+}
+
+/* |a - b|^2 for a, b (n), sequential over the index. */
+static real sq_dist(const real *a, const real *b, int n) {
+    real s = 0;
+    for (int k = 0; k < n; k++) {
+        real d = a[k] - b[k];
+        s += d * d;
+    }
+    return s;
+}
+
+
+static void model_build(Model *m, int N, int H) {
+    memset(m, 0, sizeof *m);
+    m->N = N;
+    m->H = H;
+    size_t n2 = (size_t)N * N;
+    size_t sizes[NUM_PARAM_TENSORS] = {
+        (size_t)H * 2, (size_t)H,        /* W1 (H, 2), b1 (H) */
+        (size_t)H * H, (size_t)H,        /* W2 (H, H), b2 (H) */
+        n2 * H,        n2,               /* W3 (N*N, H), b3 (N*N) */
+        (size_t)N,                       /* theta0 (N) */
+    };
+    memcpy(m->sizes, sizes, sizeof sizes);
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) m->num_params += sizes[i];
+    m->params = xcalloc(m->num_params, sizeof(real));
+    m->grads = xcalloc(m->num_params, sizeof(real));
+    m->adam_m = xcalloc(m->num_params, sizeof(real));
+    m->adam_v = xcalloc(m->num_params, sizeof(real));
+    real **named[2][NUM_PARAM_TENSORS] = {
+        {&m->p.W1, &m->p.b1, &m->p.W2, &m->p.b2, &m->p.W3, &m->p.b3, &m->p.theta0},
+        {&m->g.W1, &m->g.b1, &m->g.W2, &m->g.b2, &m->g.W3, &m->g.b3, &m->g.theta0}};
+    real *base[2] = {m->params, m->grads};
+    for (int which = 0; which < 2; which++) {
+        real *it = base[which];
+        for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
+            *named[which][i] = it;
+            it += sizes[i];
+        }
+        if (it != base[which] + m->num_params) abort(); /* the pointer walk must consume the buffer */
+    }
+}
+
+static void model_free(Model *m) {
+    free(m->params);
+    free(m->grads);
+    free(m->adam_m);
+    free(m->adam_v);
+    memset(m, 0, sizeof *m);
+}
+
+static const char *const param_names[NUM_PARAM_TENSORS] = {"W1", "b1", "W2", "b2", "W3", "b3", "theta0"};
+
+/* PyTorch's nn.Linear default: weights and biases ~ Uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)); the last
+ * layer's bound is multiplied by init_last_scale; theta0 ~ N(0, 1). Drawn in tensor order. */
+static void model_init(Model *m, const Config *c, Rng *rng) {
+    double bound[NUM_PARAM_TENSORS] = {1 / sqrt(2.0), 1 / sqrt(2.0), 1 / sqrt((double)m->H), 1 / sqrt((double)m->H),
+                                       c->init_last_scale / sqrt((double)m->H), c->init_last_scale / sqrt((double)m->H), 0};
+    real *it = m->params;
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++)
+        for (size_t j = 0; j < m->sizes[i]; j++, it++)
+            *it = (real)(i == 6 ? rng_normal(rng) : (2 * rng_uniform(rng) - 1) * bound[i]);
+}
+
+/* Everything one forward pass keeps for the backward pass, and the gradients of those activations. */
+typedef struct {
+    real *h1, *h2;    /* (V, H)    MLP hidden layers, after ReLU */
+    real *Wv;         /* (V, N*N)  W(v) for each distinct velocity, row-major N x N */
+    real *g0;         /* (N)       NormReLU(theta0) */
+    real norm0;       /*           |max(theta0, 0)| */
+    real *z, *g;      /* (B*T, N)  pre-activations and states g_{b,t}, t = 1..T (row b*T + t-1) */
+    real *norm;       /* (B*T)     |max(z, 0)|, 0 for a dead state */
+    double *iso_s;    /* (B*T)     isometry ratios |g_t - g_{t-1}| / |v_t| */
+    double *g_mean;   /* (N)       mean state, for the meannorm capacity */
+    real *d_g;        /* (B*T, N)  dL/dg from the losses, then the BPTT carries */
+    real *d_z;        /* (B*T, N)  */
+    real *d_g0;       /* (N)       */
+    real *d_Wv;       /* (V, N*N)  */
+    real *d_h1, *d_h2; /* (V, H)   */
+    PairCtx pairs;     /*          the states transposed for the pair kernels, built by the forward pass */
+    double phase_seconds[8]; /* wall time spent in each PHASE_ (gridssl bench reports it) */
+    double phase_mark;       /* when the current phase began */
+} Acts;
+
+enum { PHASE_BATCH, PHASE_MLP, PHASE_RNN, PHASE_PAIRS, PHASE_LOSS_BACKWARD, PHASE_BPTT, PHASE_MLP_BACKWARD, PHASE_OPTIMISER };
+static const char *const phase_names[8] = {"batch", "mlp W(v)", "recurrence", "pair losses", "loss backward",
+                                           "bptt", "mlp backward", "optimiser"};
+
+/* Phase timing, for gridssl bench only: the time since the last mark goes to phase p. */
+static void phase_end(Acts *a, int p) {
+    double t = now_seconds();
+    a->phase_seconds[p] += t - a->phase_mark;
+    a->phase_mark = t;
+}
+
+static void acts_alloc(Acts *a, const Config *c) {
+    size_t M = (size_t)c->B * c->T, N = (size_t)c->N, H = (size_t)c->hidden;
+    memset(a, 0, sizeof *a);
+    size_t V = c->permute ? (size_t)c->T : M;
+    a->h1 = xcalloc(V * H, sizeof(real));
+    a->h2 = xcalloc(V * H, sizeof(real));
+    a->Wv = xcalloc(V * N * N, sizeof(real));
+    a->g0 = xcalloc(N, sizeof(real));
+    a->z = xcalloc(M * N, sizeof(real));
+    a->g = xcalloc(M * N, sizeof(real));
+    a->norm = xcalloc(M, sizeof(real));
+    a->iso_s = xcalloc(M, sizeof(double));
+    a->g_mean = xcalloc(N, sizeof(double));
+    a->d_g = xcalloc(M * N, sizeof(real));
+    a->d_z = xcalloc(M * N, sizeof(real));
+    a->d_g0 = xcalloc(N, sizeof(real));
+    a->d_Wv = xcalloc(V * N * N, sizeof(real));
+    a->d_h1 = xcalloc(V * H, sizeof(real));
+    a->d_h2 = xcalloc(V * H, sizeof(real));
+}
+
+static void acts_free(Acts *a) {
+    void *all[] = {a->h1, a->h2, a->Wv, a->g0, a->z, a->g, a->norm, a->iso_s, a->g_mean,
+                   a->d_g, a->d_z, a->d_g0, a->d_Wv, a->d_h1, a->d_h2};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+    pair_ctx_free(&a->pairs);
+    memset(a, 0, sizeof *a);
+}
+
+/* MLP over V velocities: vel (V, 2) -> h1 = relu(W1 v + b1) (V, H) -> h2 = relu(W2 h1 + b2) (V, H)
+ * -> Wv = W3 h2 + b3 (V, N*N). */
+static void mlp_forward(real *h1, real *h2, real *Wv, const real *vel, const ParamTensors *p, int V, int H, int N,
+                        int threads) {
+    linear_forward_fast(h1, vel, p->W1, p->b1, V, 2, H, threads);
+    relu_forward(h1, (size_t)V * H);
+    linear_forward_fast(h2, h1, p->W2, p->b2, V, H, H, threads);
+    relu_forward(h2, (size_t)V * H);
+    linear_forward_fast(Wv, h2, p->W3, p->b3, V, H, N * N, threads);
+}
+
+/* Backward of mlp_forward, from d_Wv (V, N*N) into the parameter gradients d (accumulating). */
+static void mlp_backward(real *d_h1, real *d_h2, const real *d_Wv, const real *vel, const real *h1, const real *h2,
+                         const ParamTensors *p, const ParamTensors *d, int V, int H, int N, int threads) {
+    memset(d_h2, 0, (size_t)V * H * sizeof(real));
+    memset(d_h1, 0, (size_t)V * H * sizeof(real));
+    linear_backward_fast(d_h2, d->W3, d->b3, d_Wv, h2, p->W3, V, H, N * N, threads); /* fwd: Wv = W3 h2 + b3 */
+    relu_backward(d_h2, h2, (size_t)V * H);                                           /* fwd: h2 = relu(.) */
+    linear_backward_fast(d_h1, d->W2, d->b2, d_h2, h1, p->W2, V, H, H, threads);      /* fwd: h2 = W2 h1 + b2 */
+    relu_backward(d_h1, h1, (size_t)V * H);                                           /* fwd: h1 = relu(.) */
+    linear_backward_fast(NULL, d->W1, d->b1, d_h1, vel, p->W1, V, 2, H, threads);     /* fwd: h1 = W1 v + b1 */
+}
+
+/* Recurrence over B trajectories of T steps. For b, t (t = 1..T, row r = b*T + t-1):
+ *     z_r = W(v_{index[r]}) g_{b,t-1}      (N x N matrix times N vector, each row a dot8)
+ *     g_r = NormReLU(z_r),                 g_{b,0} = g0
+ * Trajectories are independent tasks. Returns the number of dead states. */
+typedef struct {
+    real *z, *g, *norm, *d_z, *d_Wv, *d_g, *carry0;
+    const real *g0, *Wv;
+    const int32_t *index;
+    int B, T, N;
+    int64_t *dead; /* (B) */
+} RnnCtx;
+
+static void rnn_forward_task(void *ctx, int b) {
+    const RnnCtx *c = ctx;
+    int T = c->T, N = c->N;
+    size_t n2 = (size_t)N * N;
+    int64_t dead = 0;
+    for (int t = 0; t < T; t++) {
+        size_t r = (size_t)b * T + t;
+        const real *prev = t == 0 ? c->g0 : c->g + (r - 1) * N;
+        const real *W = c->Wv + (size_t)c->index[r] * n2;
+        for (int i = 0; i < N; i++) c->z[r * N + i] = dot8(W + (size_t)i * N, prev, N);
+        c->norm[r] = normrelu_forward(c->g + r * N, c->z + r * N, N);
+        dead += c->norm[r] == 0;
+    }
+    c->dead[b] = dead;
+}
+
+static int64_t rnn_forward(real *z, real *g, real *norm, const real *g0, const real *Wv, const int32_t *index,
+                           int B, int T, int N, int threads) {
+    RnnCtx c = {z, g, norm, NULL, NULL, NULL, NULL, g0, Wv, index, B, T, N, xcalloc((size_t)B, sizeof(int64_t))};
+    parallel_for(threads, B, rnn_forward_task, &c);
+    int64_t dead = 0;
+    for (int b = 0; b < B; b++) dead += c.dead[b];
+    free(c.dead);
+    return dead;
+}
+
+/* Backpropagation through time. In: d_g (B*T, N) = dL/dg_r from the losses (the carries from later
+ * steps are added into it as we go), d_g0 (N) likewise. Out: d_z (B*T, N), d_Wv (V, N*N) (+=).
+ * pass 1, each trajectory (a task) from its last step back (t = T..1):
+ *     fwd: g_r = NormReLU(z_r)          -> d_z_r = normrelu_backward(d_g_r)
+ *     fwd: z_r = W g_prev               -> d_g_prev += W^T d_z_r   (sequential over rows i)
+ *   the carry into g0 is kept per trajectory and added to d_g0 in order b = 0..B-1;
+ * pass 2, tasks = blocks of 16 rows i of W; within one, rows r in order (b, then t ascending):
+ *     fwd: z_r = W g_prev               -> d_W(v_index[r]) += d_z_r (x) g_prev
+ * So every sum has one order, whatever the number of threads. */
+static void rnn_backward_task(void *ctx, int b) {
+    const RnnCtx *c = ctx;
+    int T = c->T, N = c->N;
+    size_t n2 = (size_t)N * N;
+    real *carry = xcalloc((size_t)N, sizeof(real));
+    for (int t = T - 1; t >= 0; t--) {
+        size_t r = (size_t)b * T + t;
+        normrelu_backward(c->d_z + r * N, c->d_g + r * N, c->g + r * N, c->z + r * N, c->norm[r], N);
+        const real *W = c->Wv + (size_t)c->index[r] * n2;
+        for (int j = 0; j < N; j++) carry[j] = 0;
+        for (int i = 0; i < N; i++) {
+            real dz_i = c->d_z[r * N + i];
+            for (int j = 0; j < N; j++) carry[j] += W[(size_t)i * N + j] * dz_i;
+        }
+        real *d_prev = t == 0 ? c->carry0 + (size_t)b * N : c->d_g + (r - 1) * N;
+        for (int j = 0; j < N; j++) d_prev[j] += carry[j];
+    }
+    free(carry);
+}
+
+static void rnn_dW_task(void *ctx, int task) {
+    const RnnCtx *c = ctx;
+    int T = c->T, N = c->N, i_end = (task + 1) * 16 < N ? (task + 1) * 16 : N;
+    size_t n2 = (size_t)N * N;
+    for (size_t r = 0; r < (size_t)c->B * T; r++) {
+        const real *prev = r % T == 0 ? c->g0 : c->g + (r - 1) * N;
+        real *dW = c->d_Wv + (size_t)c->index[r] * n2;
+        for (int i = task * 16; i < i_end; i++) {
+            real dz_i = c->d_z[r * N + i];
+            for (int j = 0; j < N; j++) dW[(size_t)i * N + j] += dz_i * prev[j];
+        }
+    }
+}
+
+static void rnn_backward(real *d_z, real *d_Wv, real *d_g, real *d_g0, const real *z, const real *g, const real *norm,
+                         const real *g0, const real *Wv, const int32_t *index, int B, int T, int N, int threads) {
+    RnnCtx c = {(real *)z, (real *)g, (real *)norm, d_z, d_Wv, d_g, xcalloc((size_t)B * N, sizeof(real)), g0, Wv, index, B, T, N, NULL};
+    parallel_for(threads, B, rnn_backward_task, &c);
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < N; j++) d_g0[j] += c.carry0[(size_t)b * N + j];
+    free(c.carry0);
+    parallel_for(threads, (N + 15) / 16, rnn_dW_task, &c);
+}
+
+/* ==============================================================================================
+ * 4. LOSSES (SPEC §3)
+ * States are pooled over trajectories and times: i = 0..M-1 indexes the rows of g (M = B*T).
+ * For an unordered pair i < j: dx^2 = |x_i - x_j|^2, D = dg^2 = |g_i - g_j|^2.
+ *     L_sep = mean_{far pairs, dx > sigma_x}  exp(-D / (2 sigma_g^2))
+ *     L_inv = mean_{near pairs, dx <= sigma_x} D
+ *     L_cap = -|mean_i g_i|^2                          (capacity = meannorm)
+ *           = -(2 / (M (M-1))) sum_{i<j} exp(-D / (2 sigma_g^2))   (capacity = kernel)
+ *     L_iso = Var_{b,t: iso_vmin < |v| < iso_vmax} |g_{b,t} - g_{b,t-1}| / |v_{b,t}|   (|v| > 0)
+ * reduction = sum replaces the two means by plain sums.
+ * ============================================================================================== */
+
+/* Far in space: dx^2 > sigma_x^2, in double from the (exact) float positions: the pair mask is exact. */
+static int pair_is_far(const real *xi, const real *xj, double sigma_x2) {
+    double dx = (double)xi[0] - xj[0], dy = (double)xi[1] - xj[1];
+    return dx * dx + dy * dy > sigma_x2;
+}
+
+
+/* Forward of the pair terms over g (M, N), positions pos (M, 2).
+ * Order: row i sums its pairs j > i in eight lanes (lane = j mod 8, in double), folded pairwise;
+ * the rows are then added in order i = 0..M-1. */
+REFERENCE PairSums pair_losses_forward(const real *g, const real *pos, int M, int N, double sigma_x, double sigma_g) {
+    PairSums s = {0, 0, 0, 0, 0};
+    double sigma_x2 = sigma_x * sigma_x, inv_2sg2 = 1.0 / (2.0 * sigma_g * sigma_g);
+    for (int i = 0; i < M; i++) {
+        double sep[8] = {0}, inv[8] = {0}, ker[8] = {0};
+        for (int j = i + 1; j < M; j++) {
+            double D = (double)sq_dist(g + (size_t)i * N, g + (size_t)j * N, N);
+            double e = gs_exp(-D * inv_2sg2);
+            if (pair_is_far(pos + 2 * (size_t)i, pos + 2 * (size_t)j, sigma_x2)) {
+                sep[j & 7] += e;
+                s.n_far++;
+            } else {
+                inv[j & 7] += D;
+                s.n_near++;
+            }
+            ker[j & 7] += e;
+        }
+        s.sep_sum += ((sep[0] + sep[1]) + (sep[2] + sep[3])) + ((sep[4] + sep[5]) + (sep[6] + sep[7]));
+        s.inv_sum += ((inv[0] + inv[1]) + (inv[2] + inv[3])) + ((inv[4] + inv[5]) + (inv[6] + inv[7]));
+        s.ker_sum += ((ker[0] + ker[1]) + (ker[2] + ker[3])) + ((ker[4] + ker[5]) + (ker[6] + ker[7]));
+    }
+    return s;
+}
+
+/* Backward of the pair terms, accumulating into d_g (M, N). With the total written as
+ *     L = sum_{i<j} l_ij(D_ij),   l = c_sep e (far) or c_inv D (near), plus c_ker e (all pairs),
+ *     e = exp(-D / (2 sigma_g^2)),
+ * each pair's slope is Q_ij = dl/dD = -(c_sep [far] + c_ker) e / (2 sigma_g^2) + c_inv [near], and
+ *     dL/dg_i = sum_{j != i} 2 Q_ij (g_i - g_j) = 2 (s_i g_i - sum_j Q_ij g_j),  s_i = sum_j Q_ij.
+ * Row i runs over every j != i in ascending order (sequential, in double), so rows are independent
+ * and D_ij is recomputed with the very operations of the forward pass. */
+REFERENCE void pair_losses_backward(real *d_g, const real *g, const real *pos, int M, int N, double sigma_x,
+                                 double sigma_g, double c_sep, double c_inv, double c_ker) {
+    double sigma_x2 = sigma_x * sigma_x, inv_2sg2 = 1.0 / (2.0 * sigma_g * sigma_g);
+    double *acc = xcalloc((size_t)N, sizeof *acc);
+    for (int i = 0; i < M; i++) {
+        const real *gi = g + (size_t)i * N;
+        double s_i = 0;
+        for (int k = 0; k < N; k++) acc[k] = 0;
+        for (int j = 0; j < M; j++) {
+            if (j == i) continue;
+            const real *gj = g + (size_t)j * N;
+            double D = (double)sq_dist(gi, gj, N);
+            double e = gs_exp(-D * inv_2sg2);
+            int far = pair_is_far(pos + 2 * (size_t)i, pos + 2 * (size_t)j, sigma_x2);
+            double q = far ? -(c_sep + c_ker) * e * inv_2sg2 : c_inv - c_ker * e * inv_2sg2;
+            s_i += q;
+            for (int k = 0; k < N; k++) acc[k] += q * gj[k];
+        }
+        real *d_gi = d_g + (size_t)i * N;
+        for (int k = 0; k < N; k++) d_gi[k] += (real)(2.0 * (s_i * gi[k] - acc[k]));
+    }
+    free(acc);
+}
+
+/* The pair terms from their sums, as the banner writes them: with reduction = mean
+ *     L_sep = sep_sum / n_far,   L_inv = inv_sum / n_near     (0 when there is no such pair),
+ * with reduction = sum the sums themselves; capacity = kernel: L_cap = -(2 / (M (M-1))) ker_sum. */
+static void pair_terms(LossTerms *L, PairSums ps, int M, const Config *c) {
+    int mean = c->reduction == REDUCTION_MEAN;
+    L->n_near = ps.n_near;
+    L->n_far = ps.n_far;
+    L->sep = mean ? (ps.n_far ? ps.sep_sum / (double)ps.n_far : 0) : ps.sep_sum;
+    L->inv = mean ? (ps.n_near ? ps.inv_sum / (double)ps.n_near : 0) : ps.inv_sum;
+    if (c->capacity == CAPACITY_KERNEL) L->cap = -(M > 1 ? 2.0 / ((double)M * (M - 1)) : 0) * ps.ker_sum;
+}
+
+/* Their backward: the slopes dL/d(pair sum) the pair kernels apply, each times the term's weight and
+ * grad_scale: c_sep = scale w_sep / n_far (or scale w_sep), c_inv likewise, c_ker = -scale w_cap 2/(M(M-1)). */
+static void pair_slopes(double *c_sep, double *c_inv, double *c_ker, const LossTerms *L, int M, const Config *c,
+                        double grad_scale) {
+    int mean = c->reduction == REDUCTION_MEAN;
+    double kernel_norm = M > 1 ? 2.0 / ((double)M * (M - 1)) : 0;
+    *c_sep = grad_scale * L->w_sep * (mean ? (L->n_far ? 1.0 / (double)L->n_far : 0) : 1.0);
+    *c_inv = grad_scale * L->w_inv * (mean ? (L->n_near ? 1.0 / (double)L->n_near : 0) : 1.0);
+    *c_ker = c->capacity == CAPACITY_KERNEL ? -grad_scale * L->w_cap * kernel_norm : 0;
+}
+
+/* Capacity, meannorm reading: mean (N) = (1/M) sum_i g_i (sequential over i); returns -|mean|^2. */
+static double meannorm_forward(double *mean, const real *g, int M, int N) {
+    for (int k = 0; k < N; k++) mean[k] = 0;
+    for (int i = 0; i < M; i++)
+        for (int k = 0; k < N; k++) mean[k] += g[(size_t)i * N + k];
+    double sq = 0;
+    for (int k = 0; k < N; k++) {
+        mean[k] /= M;
+        sq += mean[k] * mean[k];
+    }
+    return -sq;
+}
+
+/* fwd: L = -|mean|^2, mean = (1/M) sum_i g_i  ->  dL/dg_i = -2 mean / M, times the weight c. */
+static void meannorm_backward(real *d_g, const double *mean, int M, int N, double c) {
+    for (int i = 0; i < M; i++)
+        for (int k = 0; k < N; k++) d_g[(size_t)i * N + k] += (real)(c * -2.0 * mean[k] / M);
+}
+
+/* The speed |v| of a step (v: 2) if it takes part in the isometry term, else 0: steps with
+ * iso_vmin < |v| < iso_vmax (iso_vmax = 0: no upper bound; |v| = 0 never takes part). */
+static double iso_speed(const real *v, double iso_vmin, double iso_vmax) {
+    double speed = sqrt((double)v[0] * v[0] + (double)v[1] * v[1]);
+    return speed > iso_vmin && (iso_vmax == 0 || speed < iso_vmax) ? speed : 0; /* iso_vmin >= 0 */
+}
+
+/* |g_r - g_prev| in double (sequential over k). */
+static double state_step(const real *g_r, const real *prev, int N) {
+    double sq = 0;
+    for (int k = 0; k < N; k++) {
+        double d = (double)g_r[k] - prev[k];
+        sq += d * d;
+    }
+    return sqrt(sq);
+}
+
+/* Conformal isometry: s_r = |g_r - g_prev| / |v_r| over qualifying steps (s (B*T), 0 elsewhere);
+ * returns their population variance (two passes: mean, then mean squared deviation) and the count. */
+static double isometry_forward(double *s, int64_t *count, const real *g, const real *g0, const real *vel,
+                               const int32_t *index, int B, int T, int N, double iso_vmin, double iso_vmax) {
+    double sum = 0;
+    int64_t n = 0;
+    for (size_t r = 0; r < (size_t)B * T; r++) {
+        double speed = iso_speed(vel + 2 * (size_t)index[r], iso_vmin, iso_vmax);
+        const real *prev = r % T == 0 ? g0 : g + (r - 1) * N;
+        s[r] = speed > 0 ? state_step(g + r * N, prev, N) / speed : 0;
+        sum += s[r];
+        n += speed > 0;
+    }
+    *count = n;
+    if (n == 0) return 0;
+    double mean = sum / (double)n, var = 0;
+    for (size_t r = 0; r < (size_t)B * T; r++)
+        if (iso_speed(vel + 2 * (size_t)index[r], iso_vmin, iso_vmax) > 0) var += (s[r] - mean) * (s[r] - mean);
+    return var / (double)n;
+}
+
+/* fwd: L = (1/n) sum_r (s_r - mean)^2  ->  dL/ds_r = 2 (s_r - mean) / n  (the mean's own derivative
+ * sums to zero); fwd: s_r = |g_r - g_prev| / |v|  ->  ds/dg_r = (g_r - g_prev) / (|g_r - g_prev| |v|),
+ * ds/dg_prev = -ds/dg_r. A zero step passes no gradient. Weight c; accumulates into d_g and d_g0. */
+static void isometry_backward(real *d_g, real *d_g0, const double *s, int64_t count, const real *g, const real *g0,
+                              const real *vel, const int32_t *index, int B, int T, int N, double iso_vmin, double iso_vmax, double c) {
+    if (count == 0) return;
+    double mean = 0;
+    for (size_t r = 0; r < (size_t)B * T; r++) mean += s[r];
+    mean /= (double)count;
+    for (size_t r = 0; r < (size_t)B * T; r++) {
+        double speed = iso_speed(vel + 2 * (size_t)index[r], iso_vmin, iso_vmax);
+        if (speed == 0) continue;
+        const real *prev = r % T == 0 ? g0 : g + (r - 1) * N;
+        real *d_prev = r % T == 0 ? d_g0 : d_g + (r - 1) * N;
+        double step = state_step(g + r * N, prev, N);
+        if (step == 0) continue;
+        double coef = c * 2.0 * (s[r] - mean) / (double)count / (step * speed);
+        for (int k = 0; k < N; k++) {
+            real d = (real)(coef * ((double)g[r * N + k] - prev[k]));
+            d_g[r * N + k] += d;
+            d_prev[k] -= d;
+        }
+    }
+}
+
+/* ==============================================================================================
+ * 5. TRAINING STEP AND OPTIMISER (SPEC §4)
+ * ============================================================================================== */
+
+typedef struct { double sep, inv, cap, iso; } LossWeights;
+
+/* lambda_iso ramps linearly from 0 at iso_start to its full value iso_ramp_steps later. */
+static LossWeights config_weights(const Config *c, int64_t step) {
+    double ramp = step < c->iso_start ? 0.0
+                  : c->iso_ramp_steps == 0 ? 1.0
+                  : (double)(step - c->iso_start) / c->iso_ramp_steps;
+    LossWeights w = {c->lambda_sep, c->lambda_inv, c->lambda_cap, c->lambda_iso * (ramp < 1.0 ? ramp : 1.0)};
+    return w;
+}
+
+/* Forward: one batch through the model and the four losses; L = sum of weight * term. Keeps in a
+ * what sic_backward needs. The pair sums come from the fast twins of pair_losses_forward/backward
+ * (appendix C; equal bit for bit: tests/unit.c, "pair_losses_forward_fast == pair_losses_forward"). */
+static LossTerms sic_forward(Model *m, Acts *a, const Batch *bt, const Config *c, LossWeights w, int threads) {
+    int B = bt->B, T = bt->T, V = bt->V, N = m->N, H = m->H, M = B * T;
+    LossTerms L;
+    memset(&L, 0, sizeof L);
+    a->phase_mark = now_seconds();
+    mlp_forward(a->h1, a->h2, a->Wv, bt->vel, &m->p, V, H, N, threads);          /* W(v) = MLP(v) */
+    phase_end(a, PHASE_MLP);
+    a->norm0 = normrelu_forward(a->g0, m->p.theta0, N);                          /* g0 = NormReLU(theta0) */
+    L.dead_states = rnn_forward(a->z, a->g, a->norm, a->g0, a->Wv, bt->index, B, T, N, threads); /* g_t */
+    phase_end(a, PHASE_RNN);
+    pair_ctx_free(&a->pairs);
+    a->pairs = pair_ctx(a->g, bt->pos, M, N, c->sigma_x, c->sigma_g);
+    pair_terms(&L, pair_losses_forward_fast(a->pairs, threads), M, c);          /* L_sep, L_inv (, L_cap) */
+    if (c->capacity == CAPACITY_MEANNORM) L.cap = meannorm_forward(a->g_mean, a->g, M, N);
+    L.iso = isometry_forward(a->iso_s, &L.n_iso, a->g, a->g0, bt->vel, bt->index, B, T, N, c->iso_vmin, c->iso_vmax);
+    L.w_sep = w.sep, L.w_inv = w.inv, L.w_cap = w.cap, L.w_iso = w.iso;
+    L.total = w.sep * L.sep + w.inv * L.inv + w.cap * L.cap + w.iso * L.iso;
+    phase_end(a, PHASE_PAIRS);
+    return L;
+}
+
+/* Backward of sic_forward, in reverse order, adding grad_scale * dL/dparams into m->grads. L is
+ * what sic_forward returned for this batch (its weights and pair counts). */
+static void sic_backward(Model *m, Acts *a, const Batch *bt, const Config *c, const LossTerms *L, double grad_scale,
+                         int threads) {
+    int B = bt->B, T = bt->T, V = bt->V, N = m->N, H = m->H, M = B * T;
+    double c_sep, c_inv, c_ker;
+    a->phase_mark = now_seconds();
+    memset(a->d_g, 0, (size_t)M * N * sizeof(real));
+    memset(a->d_g0, 0, (size_t)N * sizeof(real));
+    pair_slopes(&c_sep, &c_inv, &c_ker, L, M, c, grad_scale);                  /* fwd: pair_terms */
+    pair_losses_backward_fast(a->d_g, a->pairs, c_sep, c_inv, c_ker, threads);  /* fwd: pair sums */
+    if (c->capacity == CAPACITY_MEANNORM) meannorm_backward(a->d_g, a->g_mean, M, N, grad_scale * L->w_cap);
+    isometry_backward(a->d_g, a->d_g0, a->iso_s, L->n_iso, a->g, a->g0, bt->vel, bt->index, B, T, N, c->iso_vmin, c->iso_vmax,
+                      grad_scale * L->w_iso);
+    phase_end(a, PHASE_LOSS_BACKWARD);
+    memset(a->d_Wv, 0, (size_t)V * N * N * sizeof(real));                      /* fwd: g_t = NormReLU(W(v_t) g_{t-1}) */
+    rnn_backward(a->d_z, a->d_Wv, a->d_g, a->d_g0, a->z, a->g, a->norm, a->g0, a->Wv, bt->index, B, T, N, threads);
+    real *d_theta0 = xcalloc((size_t)N, sizeof(real));                         /* fwd: g0 = NormReLU(theta0) */
+    normrelu_backward(d_theta0, a->d_g0, a->g0, m->p.theta0, a->norm0, N);
+    for (int k = 0; k < N; k++) m->g.theta0[k] += d_theta0[k];
+    free(d_theta0);
+    phase_end(a, PHASE_BPTT);
+    mlp_backward(a->d_h1, a->d_h2, a->d_Wv, bt->vel, a->h1, a->h2, &m->p, &m->g, V, H, N, threads); /* fwd: W(v) = MLP(v) */
+    phase_end(a, PHASE_MLP_BACKWARD);
+}
+
+/* Optimiser and scheduler state: everything besides the parameters that a bit-exact resume needs. */
+typedef struct {
+    int64_t step;               /* optimiser steps taken */
+    Rng data_rng;               /* the batches' stream */
+    double lr;                  /* current learning rate (the scheduler lowers it) */
+    double loss_ema;            /* smoothed total loss the scheduler watches */
+    double best;                /* best loss_ema so far */
+    int64_t bad_steps;          /* steps since best improved */
+    int64_t ema_steps;          /* steps folded into loss_ema */
+    double beta1_pow, beta2_pow; /* beta^step for Adam's bias correction (no pow() needed) */
+} TrainState;
+
+/* Global L2 norm of the gradient buffer (sequential, in double). */
+static double grad_norm(const Model *m) {
+    double sq = 0;
+    for (size_t i = 0; i < m->num_params; i++) sq += (double)m->grads[i] * m->grads[i];
+    return sqrt(sq);
+}
+
+/* AdamW (Loshchilov & Hutter; as torch.optim.AdamW): with g = grad * clip_scale,
+ *     m = b1 m + (1-b1) g,  v = b2 v + (1-b2) g^2,
+ *     p = p - lr wd p - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps),
+ * each element computed in double and rounded once to real; elements are independent, so blocks of
+ * them are tasks for parallel_for. */
+typedef struct { Model *m; const Config *c; double lr, clip_scale, bc1, bc2; } AdamCtx;
+#define ADAM_BLOCK 65536
+
+static void adamw_task(void *ctx, int task) {
+    const AdamCtx *a = ctx;
+    Model *m = a->m;
+    const Config *c = a->c;
+    size_t end = (size_t)(task + 1) * ADAM_BLOCK < m->num_params ? (size_t)(task + 1) * ADAM_BLOCK : m->num_params;
+    for (size_t i = (size_t)task * ADAM_BLOCK; i < end; i++) {
+        double g = (double)m->grads[i] * a->clip_scale;
+        double mi = c->beta1 * m->adam_m[i] + (1.0 - c->beta1) * g;
+        double vi = c->beta2 * m->adam_v[i] + (1.0 - c->beta2) * g * g;
+        m->adam_m[i] = (real)mi;
+        m->adam_v[i] = (real)vi;
+        double p = m->params[i];
+        p -= a->lr * c->weight_decay * p;
+        p -= a->lr * (mi / a->bc1) / (sqrt(vi / a->bc2) + c->adam_eps);
+        m->params[i] = (real)p;
+    }
+}
+
+static void adamw_update(Model *m, TrainState *s, const Config *c, double clip_scale, int threads) {
+    s->beta1_pow *= c->beta1;
+    s->beta2_pow *= c->beta2;
+    AdamCtx a = {m, c, s->lr, clip_scale, 1.0 - s->beta1_pow, 1.0 - s->beta2_pow};
+    parallel_for(threads, (int)((m->num_params + ADAM_BLOCK - 1) / ADAM_BLOCK), adamw_task, &a);
+}
+
+/* ReduceLROnPlateau on the smoothed loss. Improvement means ema < best - threshold * |best| (a relative
+ * threshold that also works for the negative losses capacity produces; PyTorch's best * (1 - threshold)
+ * would not). After more than patience steps without one, lr = max(lr * factor, min_lr). */
+static void plateau_update(TrainState *s, const Config *c, double loss) {
+    s->ema_steps++;
+    s->loss_ema = s->ema_steps == 1 ? loss : c->plateau_ema * s->loss_ema + (1.0 - c->plateau_ema) * loss;
+    if (s->ema_steps == 1 || s->loss_ema < s->best - c->plateau_threshold * fabs(s->best)) {
+        s->best = s->loss_ema;
+        s->bad_steps = 0;
+    } else if (++s->bad_steps > c->plateau_patience) {
+        s->lr = s->lr * c->plateau_factor > c->min_lr ? s->lr * c->plateau_factor : c->min_lr;
+        s->bad_steps = 0;
+    }
+}
+
+/* One optimiser step: accum batches (their gradients averaged), clip, AdamW, scheduler. avg gets the
+ * loss terms averaged over the batches (dead states summed). A loss or gradient norm that is not
+ * finite means training has diverged: the step is refused before it touches the parameters. */
+static int train_step(Model *m, TrainState *s, Acts *a, Batch *bt, const Config *c, int threads, LossTerms *out, Err *err) {
+    memset(m->grads, 0, m->num_params * sizeof(real));
+    LossWeights w = config_weights(c, s->step);
+    LossTerms avg;
+    memset(&avg, 0, sizeof avg);
+    for (int k = 0; k < c->accum; k++) {
+        double t0 = now_seconds();
+        batch_draw(bt, &s->data_rng, c);
+        a->phase_seconds[PHASE_BATCH] += now_seconds() - t0;
+        LossTerms L = sic_forward(m, a, bt, c, w, threads);
+        sic_backward(m, a, bt, c, &L, 1.0 / c->accum, threads);
+        avg.sep += L.sep / c->accum, avg.inv += L.inv / c->accum, avg.cap += L.cap / c->accum;
+        avg.iso += L.iso / c->accum, avg.total += L.total / c->accum;
+        avg.n_near += L.n_near, avg.n_far += L.n_far, avg.n_iso += L.n_iso, avg.dead_states += L.dead_states;
+        avg.w_sep = L.w_sep, avg.w_inv = L.w_inv, avg.w_cap = L.w_cap, avg.w_iso = L.w_iso;
+    }
+    double t0 = now_seconds(), norm = grad_norm(m);
+    if (!(avg.total - avg.total == 0) || !(norm - norm == 0))
+        return fail(err, "training diverged at step %lld: loss %g, gradient norm %g", (long long)s->step + 1, one_nan(avg.total),
+                    one_nan(norm));
+    adamw_update(m, s, c, c->clip > 0 && norm > c->clip ? c->clip / norm : 1.0, threads);
+    plateau_update(s, c, avg.total);
+    a->phase_seconds[PHASE_OPTIMISER] += now_seconds() - t0;
+    s->step++;
+    /* the annealing step (gridssl's addition): a smaller rate for the last steps lets the lattice
+     * settle, so path integration stops drifting over walks longer than T (README) */
+    if (s->step == c->lr_drop_step) s->lr *= c->lr_drop_factor;
+    *out = avg;
+    return 0;
+}
+
+/* ==============================================================================================
+ * 6. FILES: reading, all-or-nothing outputs, .npy, .pgm, checkpoint
+ * ============================================================================================== */
+
+/* The largest file a reader accepts: bytes, capped at half the address space (32-bit hosts). */
+static size_t file_limit(double bytes) {
+    return bytes < (double)(SIZE_MAX / 2) ? (size_t)bytes : SIZE_MAX / 2;
+}
+
+/* Reads a whole file into out; one longer than max_bytes is refused (a config that is /dev/zero, a
+ * checkpoint far larger than any model). */
+static int read_file(const char *path, Buf *out, size_t max_bytes, Err *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return fail(err, "cannot open %s: %s", path, strerror(errno));
+    uint8_t chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && out->len <= max_bytes) buf_put(out, chunk, n);
+    int bad = ferror(f), too_long = out->len > max_bytes;
+    fclose(f);
+    if (bad) return fail(err, "cannot read %s", path);
+    if (too_long) return fail(err, "%s is longer than %zu bytes", path, max_bytes);
+    return 0;
+}
+
+/* ---- outputs: all or nothing ---------------------------------------------------------------------
+ * A command writes each file under "<path>.tmp" and lists it, with every directory it creates;
+ * outputs_commit then renames the files into place, in the order written, and outputs_discard
+ * removes them and the new directories instead. So a command that fails leaves nothing behind and
+ * keeps whatever an earlier run wrote there, and a reader never sees half a file. The renames need
+ * no disk space: a full disk stops a command before its commit. The SHA-256 lines of the files
+ * marked for it go to stdout at the commit, so a failed command prints none. */
+typedef struct {
+    char **paths; /* final paths, in the order written */
+    int *is_dir;  /* 1: a directory this command created (removed by outputs_discard) */
+    int count, cap;
+    Buf hashes;   /* "<sha256>  <path>\n" lines (sha256sum's format) for stdout at the commit */
+} Outputs;
+
+static void outputs_add(Outputs *o, const char *path, int is_dir) {
+    if (o->count == o->cap) {
+        o->cap = o->cap ? 2 * o->cap : 64;
+        char **paths = realloc(o->paths, (size_t)o->cap * sizeof *paths);
+        int *is_dir_grown = realloc(o->is_dir, (size_t)o->cap * sizeof *is_dir_grown);
+        if (!paths || !is_dir_grown) {
+            fprintf(stderr, "gridssl: error: out of memory listing output files\n");
+            exit(1);
+        }
+        o->paths = paths, o->is_dir = is_dir_grown;
+    }
+    o->paths[o->count] = xcalloc(strlen(path) + 1, 1);
+    memcpy(o->paths[o->count], path, strlen(path));
+    o->is_dir[o->count++] = is_dir;
+}
+
+/* Forgets the list (after a commit or a discard). */
+static void outputs_clear(Outputs *o) {
+    for (int i = 0; i < o->count; i++) free(o->paths[i]);
+    o->count = 0;
+    o->hashes.len = 0;
+}
+
+static void outputs_free(Outputs *o) {
+    outputs_clear(o);
+    free(o->paths), free(o->is_dir), buf_free(&o->hashes);
+    memset(o, 0, sizeof *o);
+}
+
+static void tmp_name(char *tmp, size_t size, const char *path) {
+    snprintf(tmp, size, "%s.tmp", path);
+}
+
+/* Creates dir unless it exists (one level), listing it if created. */
+static int out_dir(Outputs *o, const char *dir, Err *err) {
+    struct stat st;
+    if (strlen(dir) > 4000) return fail(err, "output directory path is longer than 4000 characters");
+    if (stat(dir, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) return 0;
+        return fail(err, "output directory %s exists and is not a directory", dir);
+    }
+#ifdef _WIN32
+    int rc = _mkdir(dir);
+#else
+    int rc = mkdir(dir, 0777);
+#endif
+    if (rc != 0) return fail(err, "cannot create output directory %s: %s", dir, strerror(errno));
+    outputs_add(o, dir, 1);
+    return 0;
+}
+
+/* Writes b to path + ".tmp" and lists path; print_hash: its SHA-256 goes to stdout at the commit.
+ * A path written twice before a commit is listed once (the second write replaces the first). */
+static int out_file(Outputs *o, const char *path, const Buf *b, int print_hash, Err *err) {
+    char tmp[4200];
+    if (strlen(path) > 4000) return fail(err, "path too long: %s", path);
+    tmp_name(tmp, sizeof tmp, path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return fail(err, "cannot write %s: %s", path, strerror(errno));
+    int ok = fwrite(b->data, 1, b->len, f) == b->len, e = errno;
+    if (fclose(f) != 0 && ok) ok = 0, e = errno;
+    if (!ok) {
+        remove(tmp);
+        return fail(err, "cannot write %s: %s", path, strerror(e));
+    }
+    int listed = 0;
+    for (int i = 0; i < o->count && !listed; i++) listed = !o->is_dir[i] && strcmp(o->paths[i], path) == 0;
+    if (!listed) outputs_add(o, path, 0);
+    if (print_hash) {
+        char hex[65];
+        sha256_hex(b->data, b->len, hex);
+        buf_printf(&o->hashes, "%s  %s\n", hex, path);
+    }
+    return 0;
+}
+
+/* Removes every listed file's .tmp and every listed directory, newest first. */
+static void outputs_discard(Outputs *o) {
+    for (int i = o->count - 1; i >= 0; i--) {
+        char tmp[4200];
+        tmp_name(tmp, sizeof tmp, o->paths[i]);
+#ifdef _WIN32
+        if (o->is_dir[i]) _rmdir(o->paths[i]);
+#else
+        if (o->is_dir[i]) rmdir(o->paths[i]);
+#endif
+        else remove(tmp);
+    }
+    outputs_clear(o);
+}
+
+/* Prints the hash lines, then (stdout written) renames every listed file into place. On failure
+ * everything not yet renamed is discarded. */
+static int outputs_commit(Outputs *o, Err *err) {
+    fwrite(o->hashes.data ? (const char *)o->hashes.data : "", 1, o->hashes.len, stdout);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        int e = errno;
+        outputs_discard(o);
+        return fail(err, "cannot write to standard output: %s", strerror(e));
+    }
+    for (int i = 0; i < o->count; i++) {
+        if (o->is_dir[i]) continue;
+        char tmp[4200];
+        tmp_name(tmp, sizeof tmp, o->paths[i]);
+#ifdef _WIN32
+        remove(o->paths[i]); /* Windows' rename does not replace an existing file */
+#endif
+        if (rename(tmp, o->paths[i]) != 0) {
+            fail(err, "cannot rename %s into place: %s", tmp, strerror(errno));
+            for (int j = i; j < o->count; j++) /* the rest is discarded; the directories stay (hold renamed files) */
+                if (!o->is_dir[j]) tmp_name(tmp, sizeof tmp, o->paths[j]), remove(tmp);
+            outputs_clear(o);
+            return -1;
+        }
+    }
+    outputs_clear(o);
+    return 0;
+}
+
+/* dir/name into out. out_dir has already refused directories longer than 4000 characters, so the
+ * longest name gridssl uses always fits; a truncated path would be caught by the write failing. */
+static void path_join(char *out, size_t size, const char *dir, const char *name) {
+    if (snprintf(out, size, "%s/%s", dir, name) >= (int)size) out[size - 1] = 0;
+}
+
+/* NumPy .npy format 1.0: magic "\x93NUMPY", version 1.0, u16 header length, a Python dict literal
+ * padded with spaces to a multiple of 64 bytes ending in '\n', then the data in C order. */
+static void npy_header(Buf *b, const char *descr, const int64_t *shape, int ndim) {
+    char dict[256], dims[160] = "";
+    for (int i = 0; i < ndim; i++) {
+        size_t n = strlen(dims);
+        snprintf(dims + n, sizeof dims - n, "%lld%s", (long long)shape[i], ndim == 1 ? "," : i + 1 < ndim ? ", " : "");
+    }
+    snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", descr, dims);
+    size_t total = 10 + strlen(dict) + 1, pad = (64 - total % 64) % 64;
+    buf_put(b, "\x93NUMPY\x01\x00", 8);
+    uint16_t hlen = (uint16_t)(strlen(dict) + pad + 1);
+    uint8_t le[2] = {(uint8_t)hlen, (uint8_t)(hlen >> 8)};
+    buf_put(b, le, 2);
+    buf_put(b, dict, strlen(dict));
+    for (size_t i = 0; i < pad; i++) buf_put(b, " ", 1);
+    buf_put(b, "\n", 1);
+}
+
+/* Saves reals (float: '<f4', double build: '<f8') with the given shape. */
+static int npy_save_real(Outputs *o, const char *path, const real *x, const int64_t *shape, int ndim, Err *err) {
+    Buf b = {0};
+    npy_header(&b, sizeof(real) == 4 ? "<f4" : "<f8", shape, ndim);
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
+    for (size_t i = 0; i < n; i++) buf_real(&b, x[i]);
+    int rc = out_file(o, path, &b, 0, err);
+    buf_free(&b);
+    return rc;
+}
+
+static int npy_save_i32(Outputs *o, const char *path, const int32_t *x, const int64_t *shape, int ndim, Err *err) {
+    Buf b = {0};
+    npy_header(&b, "<i4", shape, ndim);
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
+    for (size_t i = 0; i < n; i++) buf_u32(&b, (uint32_t)x[i]);
+    int rc = out_file(o, path, &b, 0, err);
+    buf_free(&b);
+    return rc;
+}
+
+/* The grid analysis of N maps of n x n bins: the autocorrelograms cost n^4 operations per unit and
+ * take N (2n-1)^2 doubles, so n is at most MAX_MAP_BINS and that buffer at most 2^28 elements. */
+#define MAX_MAP_BINS 256
+
+static int analysis_size_check(double N, double n, const char *what, Err *err) {
+    if (!(n >= 2 && n <= MAX_MAP_BINS))
+        return fail(err, "%s: %.0f bins per side; the analysis takes 2 to %d", what, n, MAX_MAP_BINS);
+    if (!(N >= 1 && N * (2 * n - 1) * (2 * n - 1) <= MAX_BUFFER_ELEMENTS))
+        return fail(err, "%s: %.0f units of %.0f x %.0f bins need %.0f autocorrelogram values, more than 2^28", what, N, n, n,
+                    N * (2 * n - 1) * (2 * n - 1));
+    return 0;
+}
+
+/* 1 if a value of the header's dict ends at p: spaces, then ',' or '}'. */
+static int npy_value_ends(const char *p) {
+    while (*p == ' ') p++;
+    return *p == ',' || *p == '}';
+}
+
+/* The dimensions of a .npy shape "(a, b, c)" (a trailing comma allowed, nothing else, and the dict's
+ * next entry or end after it): the rank, or -1 if the text is not such a tuple of at most 8 whole
+ * numbers. */
+static int npy_shape(const char *p, double *dims) {
+    int rank = 0;
+    while (*p == ' ') p++;
+    if (*p++ != '(') return -1;
+    for (;;) {
+        while (*p == ' ') p++;
+        if (*p == ')') return npy_value_ends(p + 1) ? rank : -1;
+        int digits = 0;
+        double v = 0;
+        for (; *p >= '0' && *p <= '9' && digits < 16; p++, digits++) v = 10 * v + (*p - '0');
+        if (!digits || rank == 8) return -1;
+        dims[rank++] = v;
+        while (*p == ' ') p++;
+        if (*p == ',') p++;
+        else if (*p != ')') return -1;
+    }
+}
+
+/* Reads ratemaps (units, n, n) from a .npy of '<f4' or '<f8' in C order: finite values, NaN for an
+ * unvisited bin (infinities, and '<f8' values beyond float's range, are refused). Format versions
+ * 1.0 (u16 header length) and 2.0/3.0 (u32); every deviation is a one-line error. */
+static int npy_read_maps(const char *path, real **maps, int *N, int *n, Err *err) {
+    Buf file = {0};
+    *maps = NULL;
+    if (read_file(path, &file, file_limit(8 * MAX_BUFFER_ELEMENTS + 1048576.0), err)) return -1;
+    int rc = -1;
+    const uint8_t *d = file.data;
+    size_t len = file.len;
+    if (len < 10 || memcmp(d, "\x93NUMPY", 6) != 0) {
+        fail(err, "%s is not a .npy file (bad magic)", path);
+        goto done;
+    }
+    size_t header_len = d[6] == 1 ? (size_t)d[8] | (size_t)d[9] << 8
+                                  : len >= 12 ? (size_t)d[8] | (size_t)d[9] << 8 | (size_t)d[10] << 16 | (size_t)d[11] << 24 : 0;
+    size_t data_at = (d[6] == 1 ? 10 : 12) + header_len;
+    if (d[6] < 1 || d[6] > 3 || d[7] != 0 || header_len == 0 || header_len > 65536 || data_at > len) {
+        fail(err, "%s: unsupported or truncated .npy header", path);
+        goto done;
+    }
+    char header[65600];
+    memcpy(header, d + data_at - header_len, header_len);
+    header[header_len] = 0;
+    const char *descr = strstr(header, "'descr':"), *order = strstr(header, "'fortran_order':"), *shape = strstr(header, "'shape':");
+    if (strlen(header) != header_len || !descr || !order || !shape) {
+        fail(err, "%s: .npy header lacks descr, fortran_order or shape", path);
+        goto done;
+    }
+    descr = strchr(descr + 8, '\'');
+    int item = descr && strncmp(descr, "'<f4'", 5) == 0 ? 4 : descr && strncmp(descr, "'<f8'", 5) == 0 ? 8 : 0;
+    if (item && !npy_value_ends(descr + 5)) item = 0; /* "'<f4'x" is no dtype */
+    if (!item) {
+        const char *close = descr ? strchr(descr + 1, '\'') : NULL;
+        int shown = close && close - descr < 40 ? (int)(close - descr + 1) : 1;
+        fail(err, "%s: dtype %.*s is not supported (need '<f4' or '<f8')", path, shown, descr ? descr : "?");
+        goto done;
+    }
+    order += 16;
+    while (*order == ' ') order++;
+    if (strncmp(order, "False", 5) != 0 || !npy_value_ends(order + 5)) {
+        fail(err, "%s: Fortran-ordered arrays are not supported (save with C order)", path);
+        goto done;
+    }
+    double dims[8];
+    int rank = npy_shape(shape + 8, dims);
+    if (rank != 3 || dims[1] != dims[2]) {
+        fail(err, "%s: shape must be (units, n, n)%s", path, rank < 0 ? ", a tuple of whole numbers" : "");
+        goto done;
+    }
+    if (analysis_size_check(dims[0], dims[1], path, err)) goto done;
+    double count = dims[0] * dims[1] * dims[2], have = (double)(len - data_at);
+    if (have != count * item) {
+        fail(err, "%s: %s: %.0f bytes of data, the shape needs %.0f", path, have < count * item ? "truncated" : "trailing bytes",
+             have, count * item);
+        goto done;
+    }
+    *N = (int)dims[0], *n = (int)dims[1];
+    *maps = xcalloc((size_t)count, sizeof(real));
+    Rd r = {d + data_at, len - data_at, 0, 0};
+    for (size_t i = 0; i < (size_t)count; i++) {
+        double x;
+        if (item == 8) x = rd_f64(&r);
+        else {
+            uint32_t u = rd_u32(&r);
+            float f;
+            memcpy(&f, &u, 4);
+            x = f;
+        }
+        if (x == x && !(x >= -FLT_MAX && x <= FLT_MAX)) {
+            fail(err, "%s: value %zu is %g; ratemaps hold finite values within float's range (NaN: unvisited)", path, i, x);
+            free(*maps);
+            *maps = NULL;
+            goto done;
+        }
+        (*maps)[i] = (real)x;
+    }
+    rc = 0;
+done:
+    buf_free(&file);
+    return rc;
+}
+
+/* 8-bit binary PGM (P5), rows top to bottom. */
+static void pgm_encode(Buf *b, const uint8_t *pixels, int width, int height) {
+    buf_printf(b, "P5\n%d %d\n255\n", width, height);
+    buf_put(b, pixels, (size_t)width * height);
+}
+
+/* ---- checkpoint ---------------------------------------------------------------------------------
+ * Layout in the manual at the top of this file. Everything a bit-exact resume needs: parameters,
+ * Adam moments, the data PRNG, the step, the scheduler and the resolved config. */
+static const uint8_t CHECKPOINT_MAGIC[8] = {'G', 'R', 'I', 'D', 'S', 'S', 'L', 0x1a};
+#define CHECKPOINT_VERSION 1u
+
+static void checkpoint_encode(Buf *b, const Model *m, const TrainState *s, const Config *c) {
+    Buf text = {0};
+    config_print(&text, c);
+    buf_put(b, CHECKPOINT_MAGIC, 8);
+    buf_u32(b, CHECKPOINT_VERSION);
+    buf_u32(b, (uint32_t)sizeof(real));
+    buf_u32(b, (uint32_t)text.len);
+    buf_put(b, text.data, text.len);
+    buf_free(&text);
+    buf_u64(b, (uint64_t)s->step);
+    buf_u64(b, s->data_rng.state);
+    buf_u64(b, s->data_rng.inc);
+    buf_f64(b, s->lr);
+    buf_f64(b, s->loss_ema);
+    buf_f64(b, s->best);
+    buf_u64(b, (uint64_t)s->bad_steps);
+    buf_u64(b, (uint64_t)s->ema_steps);
+    buf_f64(b, s->beta1_pow);
+    buf_f64(b, s->beta2_pow);
+    buf_u64(b, (uint64_t)m->num_params);
+    const real *arrays[3] = {m->params, m->adam_m, m->adam_v};
+    for (int k = 0; k < 3; k++)
+        for (size_t i = 0; i < m->num_params; i++) buf_real(b, arrays[k][i]);
+    buf_u32(b, crc32_update(0, b->data, b->len));
+}
+
+/* 1 if all n values are finite (and, with nonnegative, >= 0); else 0 and the first bad index. */
+static int all_finite(const real *x, size_t n, int nonnegative, size_t *bad) {
+    for (size_t i = 0; i < n; i++)
+        if (!(x[i] - x[i] == 0) || (nonnegative && x[i] < 0)) { /* x - x is NaN for NaN and +-inf */
+            *bad = i;
+            return 0;
+        }
+    return 1;
+}
+
+/* The first parameter or Adam moment that is not finite (or a negative second moment), as one
+ * line, or NULL. */
+static const char *model_problem(const Model *m, char *why, size_t size) {
+    const real *arrays[3] = {m->params, m->adam_m, m->adam_v};
+    const char *names[3] = {"parameter", "Adam first moment", "Adam second moment"};
+    size_t bad;
+    for (int k = 0; k < 3; k++)
+        if (!all_finite(arrays[k], m->num_params, k == 2, &bad)) {
+            snprintf(why, size, "%s %zu is %g", names[k], bad, one_nan(arrays[k][bad]));
+            return why;
+        }
+    return NULL;
+}
+
+/* The optimiser state a checkpoint may hold, given its config (whose steps bound the step): the
+ * first field that no run of gridssl could have written, as one line, or NULL. */
+static const char *train_state_problem(const TrainState *s, const Config *c, char *why, size_t size) {
+    double lr_max = config_find("lr")->max;
+    if (s->step < 0 || s->step > c->steps) snprintf(why, size, "step %lld is outside [0, steps = %d]", (long long)s->step, c->steps);
+    else if (!(s->data_rng.inc & 1)) snprintf(why, size, "the PCG32 increment is even");
+    else if (!(s->lr >= 0 && s->lr <= lr_max)) snprintf(why, size, "learning rate %g is outside [0, %g]", one_nan(s->lr), lr_max);
+    else if (!(s->loss_ema - s->loss_ema == 0) || !(s->best - s->best == 0)) snprintf(why, size, "the smoothed loss is not finite");
+    else if (s->ema_steps != s->step) snprintf(why, size, "%lld smoothed steps, not the step %lld", (long long)s->ema_steps, (long long)s->step);
+    else if (s->bad_steps < 0 || s->bad_steps > s->step) snprintf(why, size, "%lld steps without improvement at step %lld", (long long)s->bad_steps, (long long)s->step);
+    else if (s->step == 0 ? s->beta1_pow != 1 || s->beta2_pow != 1 : !(s->beta1_pow >= 0 && s->beta1_pow < 1 && s->beta2_pow >= 0 && s->beta2_pow < 1))
+        snprintf(why, size, "beta1^t = %g, beta2^t = %g at step %lld (1 at step 0, then in [0, 1))", one_nan(s->beta1_pow),
+                 one_nan(s->beta2_pow), (long long)s->step);
+    else return NULL;
+    return why;
+}
+
+/* Loads a checkpoint written by checkpoint_encode: its config is parsed into c (then the caller's
+ * overrides may be applied), the model is built and filled. The CRC only proves the bytes are the
+ * ones written; every field is also checked for what gridssl could have written (a config listing
+ * every key, a state train_state_problem accepts, the parameter count of the config, finite
+ * parameters and moments), and the model is allocated only once the file's size matches. */
+static int checkpoint_load(const char *path, Model *m, TrainState *s, Config *c, Err *err) {
+    Buf file = {0};
+    memset(m, 0, sizeof *m);
+    if (read_file(path, &file, file_limit(3 * MAX_BUFFER_ELEMENTS * sizeof(real) + 1048576.0), err)) return -1;
+    int rc = -1;
+    Rd r = {file.data, file.len, 0, 0};
+    if (file.len < 8 + 12 + 4 || memcmp(file.data, CHECKPOINT_MAGIC, 8) != 0) {
+        fail(err, "%s is not a gridssl checkpoint (bad magic or too short)", path);
+        goto done;
+    }
+    uint32_t stored_crc = (uint32_t)file.data[file.len - 4] | (uint32_t)file.data[file.len - 3] << 8 |
+                          (uint32_t)file.data[file.len - 2] << 16 | (uint32_t)file.data[file.len - 1] << 24;
+    if (crc32_update(0, file.data, file.len - 4) != stored_crc) {
+        fail(err, "%s is corrupt or truncated (CRC-32 mismatch)", path);
+        goto done;
+    }
+    r.len = file.len - 4;
+    rd_bytes(&r, 8);
+    uint32_t version = rd_u32(&r), real_bytes = rd_u32(&r), text_len = rd_u32(&r);
+    if (version != CHECKPOINT_VERSION) {
+        fail(err, "%s has checkpoint format version %u; this gridssl reads version %u", path, version, CHECKPOINT_VERSION);
+        goto done;
+    }
+    if (real_bytes != sizeof(real)) {
+        fail(err, "%s holds %u-byte reals; this build uses %u-byte reals", path, real_bytes, (unsigned)sizeof(real));
+        goto done;
+    }
+    const uint8_t *text = rd_bytes(&r, text_len);
+    if (!text) {
+        fail(err, "%s is truncated (config text)", path);
+        goto done;
+    }
+    config_defaults(c);
+    char source[4200];
+    snprintf(source, sizeof source, "%s (config)", path);
+    if (config_parse_text(c, (const char *)text, text_len, 1, source, err) || config_validate(c, err)) goto done;
+    s->step = rd_i64(&r);
+    s->data_rng.state = rd_u64(&r);
+    s->data_rng.inc = rd_u64(&r);
+    s->lr = rd_f64(&r);
+    s->loss_ema = rd_f64(&r);
+    s->best = rd_f64(&r);
+    s->bad_steps = rd_i64(&r);
+    s->ema_steps = rd_i64(&r);
+    s->beta1_pow = rd_f64(&r);
+    s->beta2_pow = rd_f64(&r);
+    uint64_t num_params = rd_u64(&r);
+    char why[200];
+    if (r.short_read) {
+        fail(err, "%s is truncated (training state)", path);
+        goto done;
+    }
+    if (train_state_problem(s, c, why, sizeof why)) {
+        fail(err, "%s: %s", path, why);
+        goto done;
+    }
+    if ((double)num_params != param_count(c->N, c->hidden)) {
+        fail(err, "%s has %llu parameters but its config (N=%d, hidden=%d) needs %.0f", path,
+             (unsigned long long)num_params, c->N, c->hidden, param_count(c->N, c->hidden));
+        goto done;
+    }
+    if ((double)(r.len - r.pos) != 3.0 * (double)num_params * sizeof(real)) {
+        fail(err, "%s has the wrong size for its config", path);
+        goto done;
+    }
+    model_build(m, c->N, c->hidden);
+    real *arrays[3] = {m->params, m->adam_m, m->adam_v};
+    for (int k = 0; k < 3; k++)
+        for (size_t i = 0; i < m->num_params; i++) arrays[k][i] = rd_real(&r);
+    if (model_problem(m, why, sizeof why)) {
+        fail(err, "%s: %s", path, why);
+        model_free(m);
+        goto done;
+    }
+    rc = 0;
+done:
+    buf_free(&file);
+    return rc;
+}
+
+/* ==============================================================================================
+ * 7. EVALUATION: ratemaps from smooth bounded walks (SPEC §5)
+ * ============================================================================================== */
+
+#define PI 3.14159265358979323846
+
+/* Ratemaps of every unit in one box, and the four partial maps behind the stability measures. */
+typedef struct {
+    int N, n;            /* units; bins per side */
+    double box, bin_m;   /* side of the box and of a bin, metres */
+    int walks, steps;    /* K walks of S steps */
+    real *map;           /* (N, n, n) mean state per bin, NaN where unvisited */
+    real *part[4];       /* (N, n, n) each: walks of the first half, of the second half; steps of the
+                            first half (early), of the second half (late) of every walk */
+    int visited_bins;
+    double coverage;     /* fraction of bins visited */
+} Ratemaps;
+
+static real real_nan(void) {
+    return (real)gs_nan();
+}
+
+static void ratemaps_free(Ratemaps *rm) {
+    free(rm->map);
+    for (int k = 0; k < 4; k++) free(rm->part[k]);
+    memset(rm, 0, sizeof *rm);
+}
+
+/* Walks the network through a square box of side `box` centred on the start (SPEC §5) and bins its
+ * states. Bins are eval_bin_m wide, n = round(box / eval_bin_m). Boxes larger than the 2 m reference
+ * get proportionally more and longer walks (scale = box / 2: K = eval_walks * scale walks of
+ * S = eval_walk_mult * T * scale steps), so visits per bin stay about the same and the walks reach
+ * the walls (gridssl's choice; SPEC leaves it open). Each walk starts at the centre with state g0 and
+ * a uniform heading:
+ *     heading += N(0, eval_heading_sd^2);  speed ~ Rayleigh(mean eval_speed_mean), clipped at eval_speed_max
+ *     v = speed (cos heading, sin heading); a component that would cross a wall is reversed (and the
+ *     heading mirrored), so the network is always told the displacement actually made;
+ *     g = NormReLU(W(v) g); the bin of the new position accumulates g.
+ * Map row iy = 0 is y = -box/2, column ix = 0 is x = -box/2. The walks have their own PRNG stream,
+ * the same for every box. Walks are drawn in order, run through the network EVAL_CHUNK at a time in
+ * parallel, and binned in order, so the maps do not depend on the number of threads. */
+#define EVAL_CHUNK 64 /* walks simulated side by side (in parallel), then binned in walk order */
+
+typedef struct {
+    const Model *m;
+    int S;
+    const real *g0;    /* (N) */
+    const real *vel;   /* (EVAL_CHUNK, S, 2) the displacements of each walk */
+    real *states;      /* (EVAL_CHUNK, S, N) the network's state after each step */
+} WalkCtx;
+
+/* One walk through the network: g = NormReLU(W(v_t) g) from g0, for the walk's S displacements. */
+static void walk_task(void *ctx, int w) {
+    const WalkCtx *c = ctx;
+    int N = c->m->N, H = c->m->H;
+    real *h1 = xcalloc((size_t)H, sizeof(real)), *h2 = xcalloc((size_t)H, sizeof(real));
+    real *Wv = xcalloc((size_t)N * N, sizeof(real)), *z = xcalloc((size_t)N, sizeof(real));
+    const real *g = c->g0;
+    for (int t = 0; t < c->S; t++) {
+        const real *v = c->vel + 2 * ((size_t)w * c->S + t);
+        real *next = c->states + ((size_t)w * c->S + t) * N;
+        mlp_forward(h1, h2, Wv, v, &c->m->p, 1, H, N, 1);
+        for (int i = 0; i < N; i++) z[i] = dot8(Wv + (size_t)i * N, g, N);
+        normrelu_forward(next, z, N);
+        g = next;
+    }
+    free(h1), free(h2), free(Wv), free(z);
+}
+
+/* The sizes of one box's evaluation: n bins per side, K walks of S steps, as described above. They
+ * are computed in double and refused (one line) if a count would not fit an int or a buffer would
+ * exceed 2^28 elements, before anything is allocated or written. */
+typedef struct { double box; int n, walks, steps; } EvalPlan;
+
+static int eval_plan(EvalPlan *p, const Config *c, int N, double box, Err *err) {
+    double scale = box / 2.0, n = floor(box / c->eval_bin_m + 0.5);
+    double K = floor(c->eval_walks * scale + 0.5), S = floor((double)c->eval_walk_mult * c->T * scale + 0.5);
+    n = n < 2 ? 2 : n, K = K < 2 ? 2 : K, S = S < 2 ? 2 : S;
+    char what[64];
+    snprintf(what, sizeof what, "the %g m box (eval_bin_m = %g)", box, c->eval_bin_m);
+    if (analysis_size_check(N, n, what, err)) return -1;
+    if (K > INT32_MAX || (double)EVAL_CHUNK * S * N > MAX_BUFFER_ELEMENTS)
+        return fail(err, "the %g m box: %.0f walks of %.0f steps (eval_walks = %d, eval_walk_mult = %d, T = %d) are more than "
+                    "gridssl evaluates", box, K, S, c->eval_walks, c->eval_walk_mult, c->T);
+    if (5.0 * n * n * N > MAX_BUFFER_ELEMENTS)
+        return fail(err, "the %g m box: %.0f units of %.0f x %.0f bins, more than 2^28 values", box, (double)N, n, n);
+    p->box = box, p->n = (int)n, p->walks = (int)K, p->steps = (int)S;
+    return 0;
+}
+
+static void eval_ratemaps(Ratemaps *rm, const Model *m, const Config *c, EvalPlan plan, int threads) {
+    int N = m->N, n = plan.n, K = plan.walks, S = plan.steps;
+    double box = plan.box;
+    size_t bins = (size_t)n * n;
+    memset(rm, 0, sizeof *rm);
+    rm->N = N, rm->n = n, rm->box = box, rm->bin_m = box / n, rm->walks = K, rm->steps = S;
+    double *acc = xcalloc(5 * bins * N, sizeof(double)); /* [all, half 1, half 2, early, late] */
+    int64_t *visits = xcalloc(5 * bins, sizeof(int64_t));
+    real *g0 = xcalloc((size_t)N, sizeof(real)), *vel = xcalloc((size_t)EVAL_CHUNK * S * 2, sizeof(real));
+    real *states = xcalloc((size_t)EVAL_CHUNK * S * N, sizeof(real));
+    size_t *bin_of = xcalloc((size_t)EVAL_CHUNK * S, sizeof(size_t));
+    normrelu_forward(g0, m->p.theta0, N);
+    Rng rng = rng_seed((uint64_t)c->seed, STREAM_EVAL);
+    double half = box / 2, rayleigh_scale = c->eval_speed_mean / sqrt(PI / 2);
+    WalkCtx wc = {m, S, g0, vel, states};
+    for (int w0 = 0; w0 < K; w0 += EVAL_CHUNK) {
+        int count = K - w0 < EVAL_CHUNK ? K - w0 : EVAL_CHUNK;
+        for (int w = 0; w < count; w++) { /* the walks' paths: the PRNG in walk order */
+            double x = 0, y = 0, heading = (2 * rng_uniform(&rng) - 1) * PI;
+            for (int t = 0; t < S; t++) {
+                heading += c->eval_heading_sd * rng_normal(&rng);
+                while (heading > PI) heading -= 2 * PI;
+                while (heading <= -PI) heading += 2 * PI;
+                double speed = rayleigh_scale * sqrt(-2.0 * gs_log(1.0 - rng_uniform(&rng)));
+                if (speed > c->eval_speed_max) speed = c->eval_speed_max;
+                real *v = vel + 2 * ((size_t)w * S + t);
+                v[0] = (real)(speed * gs_cos(heading)), v[1] = (real)(speed * gs_sin(heading));
+                if (x + v[0] > half || x + v[0] < -half) {
+                    v[0] = -v[0];
+                    heading = heading > 0 ? PI - heading : -PI - heading;
+                }
+                if (y + v[1] > half || y + v[1] < -half) {
+                    v[1] = -v[1];
+                    heading = -heading;
+                }
+                x += v[0];
+                y += v[1];
+                int ix = (int)((x + half) / box * n), iy = (int)((y + half) / box * n);
+                ix = ix < 0 ? 0 : ix >= n ? n - 1 : ix;
+                iy = iy < 0 ? 0 : iy >= n ? n - 1 : iy;
+                bin_of[(size_t)w * S + t] = (size_t)iy * n + ix;
+            }
+        }
+        parallel_for(threads, count, walk_task, &wc); /* the network along each path */
+        for (int w = 0; w < count; w++) /* binned in walk order, step order */
+            for (int t = 0; t < S; t++) {
+                size_t bin = bin_of[(size_t)w * S + t];
+                const real *g = states + ((size_t)w * S + t) * N;
+                int sets[3] = {0, w0 + w < K / 2 ? 1 : 2, t < S / 2 ? 3 : 4};
+                for (int s = 0; s < 3; s++) {
+                    visits[sets[s] * bins + bin]++;
+                    double *a = acc + (sets[s] * bins + bin) * N;
+                    for (int k = 0; k < N; k++) a[k] += g[k];
+                }
+            }
+    }
+    real *maps[5];
+    for (int s = 0; s < 5; s++) {
+        maps[s] = xcalloc((size_t)N * bins, sizeof(real));
+        for (int k = 0; k < N; k++)
+            for (size_t b = 0; b < bins; b++) {
+                int64_t count = visits[s * bins + b];
+                maps[s][(size_t)k * bins + b] = count ? (real)(acc[(s * bins + b) * N + k] / (double)count) : real_nan();
+            }
+    }
+    rm->map = maps[0];
+    for (int k = 0; k < 4; k++) rm->part[k] = maps[k + 1];
+    for (size_t b = 0; b < bins; b++) rm->visited_bins += visits[b] > 0;
+    rm->coverage = (double)rm->visited_bins / (double)bins;
+    free(acc), free(visits), free(g0), free(vel), free(states), free(bin_of);
+}
+
+/* ==============================================================================================
+ * 8. GRID ANALYSIS (SPEC §6)
+ * Autocorrelograms, gridness, period, orientation, Fourier period, modules; images of all of it.
+ * ============================================================================================== */
+
+/* Pearson correlation of a and b (n) over the entries where both are finite; NaN if fewer than
+ * min_count such entries or no variance. Sums in double, in index order. */
+static double pearson(const real *a, const real *b, size_t n, size_t min_count) {
+    double sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0;
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!(a[i] == a[i]) || !(b[i] == b[i])) continue;
+        double x = a[i], y = b[i];
+        sa += x, sb += y, saa += x * x, sbb += y * y, sab += x * y, count++;
+    }
+    if (count < min_count || count < 2) return gs_nan();
+    double cov = count * sab - sa * sb, va = count * saa - sa * sa, vb = count * sbb - sb * sb;
+    return va > 0 && vb > 0 ? cov / sqrt(va * vb) : gs_nan();
+}
+
+#define SAC_MIN_OVERLAP 20 /* SPEC §6: a lag needs >= 20 bins visited in both copies */
+
+/* Spatial autocorrelogram (Sargolini et al. 2006): sac ((2n-1) x (2n-1)), entry (n-1+ty, n-1+tx) =
+ * Pearson correlation of R(x, y) with R(x + tx, y + ty) over the bins where both are visited; NaN
+ * with fewer than SAC_MIN_OVERLAP such bins. R is (n, n), NaN = unvisited. */
+static void autocorrelogram(double *sac, const real *R, int n) {
+    int size = 2 * n - 1;
+    for (int ty = -(n - 1); ty <= n - 1; ty++)
+        for (int tx = -(n - 1); tx <= n - 1; tx++) {
+            double sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0;
+            int count = 0;
+            for (int y = ty < 0 ? -ty : 0; y < (ty > 0 ? n - ty : n); y++)
+                for (int x = tx < 0 ? -tx : 0; x < (tx > 0 ? n - tx : n); x++) {
+                    real a = R[y * n + x], b = R[(y + ty) * n + x + tx];
+                    if (!(a == a) || !(b == b)) continue;
+                    sa += a, sb += b, saa += (double)a * a, sbb += (double)b * b, sab += (double)a * b, count++;
+                }
+            double cov = count * sab - sa * sb, va = count * saa - sa * sa, vb = count * sbb - sb * sb;
+            double r = count >= SAC_MIN_OVERLAP && va > 0 && vb > 0 ? cov / sqrt(va * vb) : gs_nan();
+            sac[(size_t)(ty + n - 1) * size + tx + n - 1] = r;
+        }
+}
+
+/* out = sac rotated by angle_deg about its centre, same size, bilinear; points that fall outside
+ * the array are 0 (as scipy's rotate with cval = 0 in Banino et al.'s scores.py); an interpolation
+ * that touches a NaN is NaN. */
+static void sac_rotate(double *out, const double *sac, int size, double angle_deg) {
+    double c = (size - 1) / 2.0, th = angle_deg * PI / 180.0, co = gs_cos(th), si = gs_sin(th);
+    for (int i = 0; i < size; i++)
+        for (int j = 0; j < size; j++) {
+            double x = j - c, y = i - c;
+            double xs = co * x + si * y + c, ys = -si * x + co * y + c; /* inverse rotation */
+            double v = 0;
+            if (xs >= 0 && ys >= 0 && xs <= size - 1 && ys <= size - 1) {
+                int x0 = (int)xs, y0 = (int)ys;
+                int x1 = x0 + 1 < size ? x0 + 1 : x0, y1 = y0 + 1 < size ? y0 + 1 : y0;
+                double fx = xs - x0, fy = ys - y0;
+                v = (1 - fy) * ((1 - fx) * sac[y0 * size + x0] + fx * sac[y0 * size + x1]) +
+                    fy * ((1 - fx) * sac[y1 * size + x0] + fx * sac[y1 * size + x1]);
+            }
+            out[i * size + j] = v;
+        }
+}
+
+typedef struct { double score60, score60_minmax, score90; } Gridness;
+
+/* Gridness (SPEC §6; Banino et al. 2018, DeepMind scores.py): for each annulus r_in < r <= r_out
+ * (in bins from the SAC centre; r_in = 0.2 n, r_out = 0.4 n ... 1.0 n in 10 even steps) take the
+ * mean m and variance s2 of the SAC over the annulus (s2 + 1e-5, as scores.py), and for each angle
+ *     c_a = mean over the annulus of (SAC - m)(rot_a(SAC) - m) / s2,
+ * then score60 = (c60 + c120)/2 - (c30 + c90 + c150)/3, score60_minmax = min(c60, c120) -
+ * max(c30, c90, c150), score90 = c90 - (c45 + c135)/2, each maximised over the 10 annuli.
+ * One difference from scores.py (SPEC §6): NaN entries of the SAC (lags with too little overlap)
+ * and of its rotations are left out of the means instead of counting as zeros. */
+static Gridness gridness(const double *sac, int n) {
+    static const double angles[7] = {30, 45, 60, 90, 120, 135, 150};
+    int size = 2 * n - 1;
+    size_t cells = (size_t)size * size;
+    double *rot = xcalloc(7 * cells, sizeof(double));
+    for (int a = 0; a < 7; a++) sac_rotate(rot + a * cells, sac, size, angles[a]);
+    Gridness best = {-HUGE_VAL, -HUGE_VAL, -HUGE_VAL};
+    double centre = n - 1;
+    for (int ring = 0; ring < 10; ring++) {
+        double r_in = 0.2 * n, r_out = (0.4 + 0.6 * ring / 9.0) * n;
+        double sum = 0, sum2 = 0;
+        int count = 0;
+        for (int i = 0; i < size; i++)
+            for (int j = 0; j < size; j++) {
+                double r = sqrt((i - centre) * (i - centre) + (j - centre) * (j - centre)), v = sac[i * size + j];
+                if (r <= r_in || r > r_out || !(v == v)) continue;
+                sum += v, count++;
+            }
+        if (count < 2) continue;
+        double mean = sum / count;
+        for (int i = 0; i < size; i++)
+            for (int j = 0; j < size; j++) {
+                double r = sqrt((i - centre) * (i - centre) + (j - centre) * (j - centre)), v = sac[i * size + j];
+                if (r <= r_in || r > r_out || !(v == v)) continue;
+                sum2 += (v - mean) * (v - mean);
+            }
+        double var = sum2 / count + 1e-5, corr[7];
+        for (int a = 0; a < 7; a++) {
+            double cross = 0;
+            int both = 0;
+            for (int i = 0; i < size; i++)
+                for (int j = 0; j < size; j++) {
+                    double r = sqrt((i - centre) * (i - centre) + (j - centre) * (j - centre));
+                    double v = sac[i * size + j], w = rot[a * cells + (size_t)i * size + j];
+                    if (r <= r_in || r > r_out || !(v == v) || !(w == w)) continue;
+                    cross += (v - mean) * (w - mean), both++;
+                }
+            corr[a] = both ? cross / both / var : 0;
+        }
+        /* corr index: 0:30 1:45 2:60 3:90 4:120 5:135 6:150 */
+        double s60 = (corr[2] + corr[4]) / 2 - (corr[0] + corr[3] + corr[6]) / 3;
+        double lo60 = corr[2] < corr[4] ? corr[2] : corr[4];
+        double hi_off = corr[0] > corr[3] ? corr[0] : corr[3];
+        hi_off = hi_off > corr[6] ? hi_off : corr[6];
+        double s90 = corr[3] - (corr[1] + corr[5]) / 2;
+        if (s60 > best.score60) best.score60 = s60;
+        if (lo60 - hi_off > best.score60_minmax) best.score60_minmax = lo60 - hi_off;
+        if (s90 > best.score90) best.score90 = s90;
+    }
+    free(rot);
+    if (best.score60 == -HUGE_VAL) best.score60 = best.score60_minmax = best.score90 = gs_nan();
+    return best;
+}
+
+/* Period (in bins) and orientation (degrees in [0, 60)) from the SAC's peaks (SPEC §6).
+ * A peak is a positive SAC value that is the largest in its 5 x 5 neighbourhood (so ripples of a
+ * noisy map do not count) and lies at least 2 bins from the centre; its position is refined to a
+ * fraction of a bin by a parabola through it and its neighbours along each axis. The six peaks
+ * nearest the centre give period = the median of their distances and orientation = (1/6) arg of
+ * sum exp(6 i angle) (the lattice's angle modulo 60 degrees, robust to any one peak). Fewer than
+ * three peaks: NaN. */
+static void sac_period(double *period_bins, double *orientation_deg, const double *sac, int n) {
+    int size = 2 * n - 1, max_peaks = 6;
+    double c = n - 1, dist[6], px[6], py[6];
+    int found = 0;
+    for (int i = 2; i < size - 2; i++)
+        for (int j = 2; j < size - 2; j++) {
+            double v = sac[i * size + j];
+            if (!(v > 0)) continue;
+            int is_max = 1;
+            for (int di = -2; di <= 2 && is_max; di++)
+                for (int dj = -2; dj <= 2; dj++) {
+                    double w = sac[(i + di) * size + j + dj];
+                    if ((di || dj) && w == w && (w > v || (w == v && (di < 0 || (di == 0 && dj < 0))))) {
+                        is_max = 0; /* ties go to the first in scan order */
+                        break;
+                    }
+                }
+            double x = j - c, y = i - c, d = sqrt(x * x + y * y);
+            if (!is_max || d < 2) continue;
+            double l = sac[i * size + j - 1], r = sac[i * size + j + 1], u = sac[(i - 1) * size + j], o = sac[(i + 1) * size + j];
+            double cx = l - 2 * v + r, cy = u - 2 * v + o;
+            if (cx < 0 && l == l && r == r) x += 0.5 * (l - r) / cx;
+            if (cy < 0 && u == u && o == o) y += 0.5 * (u - o) / cy;
+            d = sqrt(x * x + y * y);
+            /* insert into the list of the nearest max_peaks, kept sorted by distance */
+            int pos = found < max_peaks ? found++ : max_peaks;
+            while (pos > 0 && dist[pos - 1] > d) {
+                if (pos < max_peaks) dist[pos] = dist[pos - 1], px[pos] = px[pos - 1], py[pos] = py[pos - 1];
+                pos--;
+            }
+            if (pos < max_peaks) dist[pos] = d, px[pos] = x, py[pos] = y;
+        }
+    if (found < 3) {
+        *period_bins = *orientation_deg = gs_nan();
+        return;
+    }
+    *period_bins = found % 2 ? dist[found / 2] : (dist[found / 2 - 1] + dist[found / 2]) / 2;
+    double sx = 0, sy = 0;
+    for (int k = 0; k < found; k++) {
+        double a = 6 * gs_atan2(py[k], px[k]);
+        sx += gs_cos(a), sy += gs_sin(a);
+    }
+    double o = gs_atan2(sy, sx) / 6 * 180 / PI;
+    *orientation_deg = o < 0 ? o + 60 : o;
+}
+
+/* In-place radix-2 FFT of x (2 * len doubles, interleaved re/im), len a power of two.
+ * X_k = sum_j x_j exp(-2 pi i jk / len); twiddles from gs_cos/gs_sin. */
+static void fft(double *x, int len) {
+    for (int i = 1, j = 0; i < len; i++) { /* bit-reversal permutation */
+        int bit = len >> 1;
+        for (; j & bit; bit >>= 1) j ^= bit;
+        j ^= bit;
+        if (i < j) {
+            double tr = x[2 * i], ti = x[2 * i + 1];
+            x[2 * i] = x[2 * j], x[2 * i + 1] = x[2 * j + 1];
+            x[2 * j] = tr, x[2 * j + 1] = ti;
+        }
+    }
+    for (int span = 2; span <= len; span <<= 1)
+        for (int k = 0; k < span / 2; k++) {
+            double a = -2 * PI * k / span, wr = gs_cos(a), wi = gs_sin(a);
+            for (int s = 0; s < len; s += span) {
+                double *p = x + 2 * (s + k), *q = x + 2 * (s + k + span / 2);
+                double tr = wr * q[0] - wi * q[1], ti = wr * q[1] + wi * q[0];
+                q[0] = p[0] - tr, q[1] = p[1] - ti;
+                p[0] += tr, p[1] += ti;
+            }
+        }
+}
+
+/* |X(kx, ky)|^2 of a P x P spectrum (interleaved re/im), indices taken modulo P. */
+static double power_at(const double *X, int P, int kx, int ky) {
+    const double *v = X + 2 * ((size_t)((ky + P) % P) * P + (kx + P) % P);
+    return v[0] * v[0] + v[1] * v[1];
+}
+
+/* Second period estimate: the peak of the 2-D Fourier power of the ratemap (SPEC §6). The map minus
+ * its mean over visited bins (unvisited bins 0) is zero-padded to P x P, P the power of two >= 4n, so
+ * frequencies are sampled every 1/(P bin) cycles per metre; the strongest frequency, periods longer
+ * than the box excluded (|k| >= 1/box), is refined by a parabola along each axis. A hexagonal lattice
+ * of field spacing L is three plane waves of wavelength L sqrt(3)/2, so the estimate is reported as
+ * the spacing 2 / (sqrt(3) |k|) (for a square lattice or a band it is 2/sqrt(3) times the
+ * wavelength). Returns metres. */
+static double fourier_period(const real *R, int n, double bin_m) {
+    int P = 1;
+    while (P < 4 * n) P <<= 1;
+    double *grid = xcalloc((size_t)2 * P * P, sizeof(double)), *row = xcalloc((size_t)2 * P, sizeof(double));
+    double mean = 0;
+    int count = 0;
+    for (int b = 0; b < n * n; b++)
+        if (R[b] == R[b]) mean += R[b], count++;
+    mean = count ? mean / count : 0;
+    for (int y = 0; y < n; y++)
+        for (int x = 0; x < n; x++) grid[2 * ((size_t)y * P + x)] = R[y * n + x] == R[y * n + x] ? R[y * n + x] - mean : 0;
+    for (int y = 0; y < P; y++) fft(grid + 2 * (size_t)y * P, P); /* rows */
+    for (int x = 0; x < P; x++) {                                  /* columns */
+        for (int y = 0; y < P; y++) row[2 * y] = grid[2 * ((size_t)y * P + x)], row[2 * y + 1] = grid[2 * ((size_t)y * P + x) + 1];
+        fft(row, P);
+        for (int y = 0; y < P; y++) grid[2 * ((size_t)y * P + x)] = row[2 * y], grid[2 * ((size_t)y * P + x) + 1] = row[2 * y + 1];
+    }
+    double k_min = (double)P / n; /* |k| in index units below which the period exceeds the box */
+    double best = -1;
+    int kx_best = 0, ky_best = 0;
+    for (int y = 0; y < P; y++)
+        for (int x = 0; x < P; x++) {
+            int ky = y < P / 2 ? y : y - P, kx = x < P / 2 ? x : x - P;
+            if (sqrt((double)kx * kx + (double)ky * ky) < k_min) continue;
+            double p = power_at(grid, P, kx, ky);
+            if (p > best) best = p, kx_best = kx, ky_best = ky;
+        }
+    int kx = kx_best, ky = ky_best;
+    double fx = kx, fy = ky;
+    double l = power_at(grid, P, kx - 1, ky), r = power_at(grid, P, kx + 1, ky);
+    double d = power_at(grid, P, kx, ky - 1), u = power_at(grid, P, kx, ky + 1);
+    if (l - 2 * best + r < 0) fx += 0.5 * (l - r) / (l - 2 * best + r);
+    if (d - 2 * best + u < 0) fy += 0.5 * (d - u) / (d - 2 * best + u);
+    free(grid), free(row);
+    double k = sqrt(fx * fx + fy * fy) / (P * bin_m); /* cycles per metre */
+    return best > 0 && k > 0 ? 2.0 / (sqrt(3.0) * k) : gs_nan();
+}
+
+/* Everything gridssl measures about one unit in one box. */
+typedef struct {
+    double score60, score60_minmax, score90, period_m, orientation_deg, fourier_period_m, mean_rate;
+    double split_half_r, early_late_r; /* NaN when not measured (gridssl score) */
+    int module;                        /* 1.. by increasing period; 0 = not grid-like */
+} UnitScores;
+
+typedef struct { int units; double period_m, orientation_deg, orientation_spread_deg; } Module;
+
+#define GRID_THRESHOLD 0.3 /* "grid-like" means score60 > 0.3 (SPEC §6) */
+#define MODULE_GAP 1.2     /* sorted periods more than 20 % apart start a new module */
+
+/* SAC, gridness, period, orientation and Fourier period of each of N maps (n, n); sacs receives
+ * the autocorrelograms (N, 2n-1, 2n-1). */
+typedef struct { UnitScores *u; double *sacs; const real *maps; int n; double bin_m; } AnalyseCtx;
+
+/* One unit: its SAC, gridness, period, orientation, Fourier period and mean rate. */
+static void analyse_task(void *ctx, int k) {
+    const AnalyseCtx *c = ctx;
+    int n = c->n;
+    size_t bins = (size_t)n * n, cells = (size_t)(2 * n - 1) * (2 * n - 1);
+    const real *R = c->maps + k * bins;
+    double *sac = c->sacs + k * cells, period_bins, sum = 0;
+    UnitScores *u = &c->u[k];
+    autocorrelogram(sac, R, n);
+    Gridness gs = gridness(sac, n);
+    u->score60 = gs.score60, u->score60_minmax = gs.score60_minmax, u->score90 = gs.score90;
+    sac_period(&period_bins, &u->orientation_deg, sac, n);
+    u->period_m = period_bins * c->bin_m;
+    u->fourier_period_m = fourier_period(R, n, c->bin_m);
+    int count = 0;
+    for (size_t b = 0; b < bins; b++)
+        if (R[b] == R[b]) sum += R[b], count++;
+    u->mean_rate = count ? sum / count : gs_nan();
+    u->split_half_r = u->early_late_r = gs_nan();
+    u->module = 0;
+}
+
+static void analyse_maps(UnitScores *u, double *sacs, const real *maps, int N, int n, double bin_m, int threads) {
+    AnalyseCtx c = {u, sacs, maps, n, bin_m};
+    parallel_for(threads, N, analyse_task, &c);
+}
+
+/* Modules (SPEC §6): the periods of the grid-like units (score60 > GRID_THRESHOLD, finite period),
+ * sorted; a new module starts wherever one period exceeds the previous by more than MODULE_GAP
+ * (single linkage on log-period: deterministic, no k to choose). Modules are numbered 1.. by
+ * increasing period; each gets its median period and the circular mean and spread of its units'
+ * orientations (on the 60-degree circle). Returns the number of modules; modules has room for N. */
+static int assign_modules(UnitScores *u, Module *modules, int N) {
+    int *order = xcalloc((size_t)N, sizeof(int)), count = 0;
+    for (int k = 0; k < N; k++)
+        if (u[k].score60 > GRID_THRESHOLD && u[k].period_m == u[k].period_m) order[count++] = k;
+    for (int i = 1; i < count; i++) /* insertion sort by period, ties by unit */
+        for (int j = i; j > 0 && u[order[j - 1]].period_m > u[order[j]].period_m; j--) {
+            int t = order[j];
+            order[j] = order[j - 1], order[j - 1] = t;
+        }
+    int n_modules = 0, start = 0;
+    for (int i = 0; i <= count; i++) {
+        if (i < count && (i == 0 || u[order[i]].period_m <= MODULE_GAP * u[order[i - 1]].period_m)) continue;
+        if (i == start) continue;
+        Module *md = &modules[n_modules++];
+        int size = i - start;
+        md->units = size;
+        md->period_m = size % 2 ? u[order[start + size / 2]].period_m
+                                : (u[order[start + size / 2 - 1]].period_m + u[order[start + size / 2]].period_m) / 2;
+        double sx = 0, sy = 0;
+        for (int j = start; j < i; j++) {
+            u[order[j]].module = n_modules;
+            double a = u[order[j]].orientation_deg * 6 * PI / 180;
+            if (a == a) sx += gs_cos(a), sy += gs_sin(a);
+        }
+        double resultant = sqrt(sx * sx + sy * sy) / size;
+        double o = gs_atan2(sy, sx) / 6 * 180 / PI;
+        md->orientation_deg = o < 0 ? o + 60 : o;
+        /* circular standard deviation on the 60-degree circle; + 0.0 turns sqrt(-0) into 0 */
+        md->orientation_spread_deg = resultant > 0 ? sqrt(-2 * gs_log(resultant < 1 ? resultant : 1)) / 6 * 180 / PI + 0.0 : gs_nan();
+        start = i;
+    }
+    free(order);
+    return n_modules;
+}
+
+/* ---- one box's analysis, and its files -------------------------------------------------------- */
+/* (the images themselves are drawn by appendix D) */
+static Image period_histogram(const UnitScores *u, int N, double max_m);
+
+typedef struct {
+    int N, n;
+    double box, bin_m, coverage;
+    int walks, steps;   /* of the evaluation walks; 0 when the maps came from elsewhere (gridssl score) */
+    UnitScores *units;  /* (N) */
+    double *sacs;       /* (N, 2n-1, 2n-1) */
+    Module *modules;    /* (N) room; n_modules used */
+    int n_modules;
+} Analysis;
+
+static void analysis_run(Analysis *an, const real *maps, int N, int n, double box, int threads) {
+    memset(an, 0, sizeof *an);
+    an->N = N, an->n = n, an->box = box, an->bin_m = box / n;
+    an->units = xcalloc((size_t)N, sizeof(UnitScores));
+    an->sacs = xcalloc((size_t)N * (2 * n - 1) * (2 * n - 1), sizeof(double));
+    an->modules = xcalloc((size_t)N, sizeof(Module));
+    analyse_maps(an->units, an->sacs, maps, N, n, an->bin_m, threads);
+    an->n_modules = assign_modules(an->units, an->modules, N);
+    int visited = 0;
+    for (int b = 0; b < n * n; b++) {
+        int any = 0;
+        for (int k = 0; k < N && !any; k++) any = maps[(size_t)k * n * n + b] == maps[(size_t)k * n * n + b];
+        visited += any;
+    }
+    an->coverage = (double)visited / ((double)n * n);
+}
+
+static void analysis_free(Analysis *an) {
+    free(an->units), free(an->sacs), free(an->modules);
+    memset(an, 0, sizeof *an);
+}
+
+/* A number for CSV/JSON: %.9g (deterministic: printf rounds correctly on every supported libc), and
+ * one spelling for NaN whatever its sign bit: "nan" in CSV, null in JSON. */
+static void put_number(Buf *b, double x, int json) {
+    if (x == x) buf_printf(b, "%.9g", x);
+    else buf_printf(b, json ? "null" : "nan");
+}
+
+/* Units ordered by module (1, 2, ..., then the non-grid units) and, within one, by falling score60. */
+static void montage_order(int *order, const UnitScores *u, int N) {
+    for (int k = 0; k < N; k++) order[k] = k;
+    for (int i = 1; i < N; i++)
+        for (int j = i; j > 0; j--) {
+            const UnitScores *a = &u[order[j - 1]], *b = &u[order[j]];
+            int ma = a->module ? a->module : N + 1, mb = b->module ? b->module : N + 1;
+            double sa = a->score60 == a->score60 ? a->score60 : -HUGE_VAL, sb = b->score60 == b->score60 ? b->score60 : -HUGE_VAL;
+            if (ma < mb || (ma == mb && sa >= sb)) break;
+            int t = order[j];
+            order[j] = order[j - 1], order[j - 1] = t;
+        }
+}
+
+/* Writes scores.csv, summary.json, sac_NNN.pgm, autocorrelograms.pgm, montage.ppm, montage.png and
+ * period_histogram.png into dir; prints the SHA-256 of the tables and montages. */
+static int analysis_write(Outputs *o, const char *dir, const Analysis *an, const real *maps, Err *err) {
+    int N = an->N, n = an->n, size = 2 * n - 1, rc = -1;
+    char path[4200], name[64];
+    Buf b = {0};
+    /* scores.csv */
+    buf_printf(&b, "unit,score60,score90,period_m,orientation_deg,fourier_period_m,module,coverage,mean_rate,"
+                   "score60_minmax,split_half_r,early_late_r\n");
+    for (int k = 0; k < N; k++) {
+        const UnitScores *u = &an->units[k];
+        double row[11] = {u->score60, u->score90, u->period_m, u->orientation_deg, u->fourier_period_m, u->module,
+                          an->coverage, u->mean_rate, u->score60_minmax, u->split_half_r, u->early_late_r};
+        buf_printf(&b, "%d", k);
+        for (int i = 0; i < 11; i++) buf_put(&b, ",", 1), put_number(&b, row[i], 0);
+        buf_put(&b, "\n", 1);
+    }
+    path_join(path, sizeof path, dir, "scores.csv");
+    if (out_file(o, path, &b, 1, err)) goto done;
+    /* summary.json */
+    int grid_like = 0, hexagonal = 0, stable = 0;
+    for (int k = 0; k < N; k++) {
+        const UnitScores *u = &an->units[k];
+        if (!(u->score60 > GRID_THRESHOLD)) continue;
+        grid_like++;
+        hexagonal += u->score60 > u->score90;
+        stable += u->early_late_r >= 0.8;
+    }
+    b.len = 0;
+    buf_printf(&b, "{\n  \"box_m\": "), put_number(&b, an->box, 1);
+    buf_printf(&b, ",\n  \"bins\": %d,\n  \"bin_m\": ", n), put_number(&b, an->bin_m, 1);
+    buf_printf(&b, ",\n  \"walks\": %d,\n  \"steps_per_walk\": %d,\n  \"coverage\": ", an->walks, an->steps);
+    put_number(&b, an->coverage, 1);
+    buf_printf(&b, ",\n  \"units\": %d,\n  \"grid_like\": %d,\n  \"grid_threshold\": ", N, grid_like);
+    put_number(&b, GRID_THRESHOLD, 1);
+    buf_printf(&b, ",\n  \"fraction_grid_like\": "), put_number(&b, (double)grid_like / N, 1);
+    buf_printf(&b, ",\n  \"grid_like_hexagonal\": %d,\n  \"grid_like_early_late_r_at_least_0.8\": %d", hexagonal, stable);
+    buf_printf(&b, ",\n  \"n_modules\": %d,\n  \"modules\": [", an->n_modules);
+    for (int i = 0; i < an->n_modules; i++) {
+        const Module *md = &an->modules[i];
+        buf_printf(&b, "%s\n    {\"module\": %d, \"units\": %d, \"period_m\": ", i ? "," : "", i + 1, md->units);
+        put_number(&b, md->period_m, 1);
+        buf_printf(&b, ", \"orientation_deg\": "), put_number(&b, md->orientation_deg, 1);
+        buf_printf(&b, ", \"orientation_spread_deg\": "), put_number(&b, md->orientation_spread_deg, 1);
+        buf_printf(&b, "}");
+    }
+    buf_printf(&b, "%s],\n  \"period_ratios\": [", an->n_modules ? "\n  " : "");
+    for (int i = 1; i < an->n_modules; i++) {
+        if (i > 1) buf_printf(&b, ", ");
+        put_number(&b, an->modules[i].period_m / an->modules[i - 1].period_m, 1);
+    }
+    buf_printf(&b, "]\n}\n");
+    path_join(path, sizeof path, dir, "summary.json");
+    if (out_file(o, path, &b, 1, err)) goto done;
+    /* autocorrelograms: one grey PGM per unit (-1 -> 1, +1 -> 255, NaN black) and a montage */
+    uint8_t *pix = xcalloc((size_t)size * size, 1);
+    for (int k = 0; k < N; k++) {
+        const double *sac = an->sacs + (size_t)k * size * size;
+        for (int i = 0; i < size; i++)
+            for (int j = 0; j < size; j++) {
+                double v = sac[(size_t)(size - 1 - i) * size + j];
+                pix[(size_t)i * size + j] = v == v ? (uint8_t)(128 + (int)(127 * (v < -1 ? -1 : v > 1 ? 1 : v) + (v < 0 ? -0.5 : 0.5))) : 0;
+            }
+        b.len = 0;
+        pgm_encode(&b, pix, size, size);
+        snprintf(name, sizeof name, "sac_%03d.pgm", k);
+        path_join(path, sizeof path, dir, name);
+        if (out_file(o, path, &b, 0, err)) {
+            free(pix);
+            goto done;
+        }
+    }
+    free(pix);
+    int *order = xcalloc((size_t)N, sizeof(int));
+    montage_order(order, an->units, N);
+    Image sac_montage = tile_montage(an->sacs, size, order, N, 0, 1);
+    b.len = 0;
+    pgm_encode(&b, sac_montage.grey, sac_montage.width, sac_montage.height);
+    image_free(&sac_montage);
+    path_join(path, sizeof path, dir, "autocorrelograms.pgm");
+    if (out_file(o, path, &b, 0, err)) {
+        free(order);
+        goto done;
+    }
+    /* colour montage of the ratemaps, sorted by module then score */
+    double *tiles = xcalloc((size_t)N * n * n, sizeof(double));
+    for (size_t i = 0; i < (size_t)N * n * n; i++) tiles[i] = maps[i];
+    Image montage = tile_montage(tiles, n, order, N, 1, n < 40 ? 120 / n : 3); /* tiles of ~120 px */
+    free(tiles), free(order);
+    b.len = 0;
+    ppm_encode(&b, &montage);
+    path_join(path, sizeof path, dir, "montage.ppm");
+    int bad = out_file(o, path, &b, 0, err);
+    b.len = 0;
+    png_encode(&b, &montage);
+    image_free(&montage);
+    path_join(path, sizeof path, dir, "montage.png");
+    if (bad || out_file(o, path, &b, 1, err)) goto done;
+    Image hist = period_histogram(an->units, N, an->box > 2 ? an->box : 2);
+    b.len = 0;
+    png_encode(&b, &hist);
+    image_free(&hist);
+    path_join(path, sizeof path, dir, "period_histogram.png");
+    if (out_file(o, path, &b, 0, err)) goto done;
+    rc = 0;
+done:
+    buf_free(&b);
+    return rc;
+}
+
+/* The ratemaps themselves: ratemaps.npy, unit_NNN.pgm and montage.pgm (units in order, grey). */
+static int ratemaps_write(Outputs *o, const char *dir, const real *maps, int N, int n, Err *err) {
+    size_t bins = (size_t)n * n;
+    char path[4200], name[32];
+    Buf b = {0};
+    int64_t shape[3] = {N, n, n};
+    npy_header(&b, "<f4", shape, 3);
+    for (size_t i = 0; i < (size_t)N * bins; i++) buf_f32(&b, (float)maps[i]);
+    path_join(path, sizeof path, dir, "ratemaps.npy");
+    int rc = out_file(o, path, &b, 1, err);
+    double *tiles = xcalloc((size_t)N * bins, sizeof(double));
+    int *order = xcalloc((size_t)N, sizeof(int));
+    uint8_t *pix = xcalloc(bins, 1);
+    for (size_t i = 0; i < (size_t)N * bins; i++) tiles[i] = maps[i];
+    for (int k = 0; k < N && rc == 0; k++) {
+        order[k] = k;
+        map_pixels(pix, tiles + (size_t)k * bins, n, 0);
+        b.len = 0;
+        pgm_encode(&b, pix, n, n);
+        snprintf(name, sizeof name, "unit_%03d.pgm", k);
+        path_join(path, sizeof path, dir, name);
+        rc = out_file(o, path, &b, 0, err);
+    }
+    free(pix);
+    if (rc == 0) {
+        Image montage = tile_montage(tiles, n, order, N, 0, 1);
+        b.len = 0;
+        pgm_encode(&b, montage.grey, montage.width, montage.height);
+        image_free(&montage);
+        path_join(path, sizeof path, dir, "montage.pgm");
+        rc = out_file(o, path, &b, 1, err);
+    }
+    free(tiles), free(order);
+    buf_free(&b);
+    return rc;
+}
+
+/* ==============================================================================================
+ * 9. GRADIENT CHECK (SPEC §3)
+ * Central differences (L(p + h) - L(p - h)) / 2h for every parameter, against the hand-written
+ * backward pass, on a small model (N = 6, H = 5, B = 3, T = 4), with the SIC batch and with the
+ * permute = 0 ablation. Per parameter block, the relative
+ * error |a - f| / max(|a|, |f|) (vector 2-norms) must be below tol; a block whose gradient is
+ * trivially zero fails, so the check cannot pass by having nothing to compare.
+ * ============================================================================================== */
+
+typedef struct { const char *term; int capacity, reduction, permute; LossWeights w; } GradCase;
+
+/* Returns the number of failed blocks; prints one line per block and the largest error to out.
+ * Sets *max_rel to the largest relative error seen. */
+static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
+    Config c;
+    config_defaults(&c);
+    c.N = 6, c.hidden = 5, c.B = 3, c.T = 4, c.iso_vmin = 0.06, c.iso_vmax = 0.13; /* some steps in, some out */
+    Model m;
+    model_build(&m, c.N, c.hidden);
+    Rng rng = rng_seed(7, STREAM_CHECK);
+    model_init(&m, &c, &rng);
+    /* two batches: the SIC permutations, and the permute = 0 ablation (B*T distinct velocities) */
+    Batch batches[2];
+    Acts acts[2];
+    for (int permute = 1; permute >= 0; permute--) {
+        c.permute = permute;
+        batch_alloc(&batches[permute], &c);
+        acts_alloc(&acts[permute], &c);
+        batch_draw(&batches[permute], &rng, &c);
+    }
+    const LossWeights all = {1.0, 0.1, 0.5, 0.3};
+    const GradCase cases[] = {
+        {"sep", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {1, 0, 0, 0}}, {"sep", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {1, 0, 0, 0}},
+        {"inv", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 1, 0, 0}}, {"inv", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {0, 1, 0, 0}},
+        {"cap", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 1, 0}}, {"cap", CAPACITY_KERNEL, REDUCTION_MEAN, 1, {0, 0, 1, 0}},
+        {"iso", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 1}},
+        {"total", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, all}, {"total", CAPACITY_MEANNORM, REDUCTION_SUM, 1, all},
+        {"total", CAPACITY_KERNEL, REDUCTION_MEAN, 1, all},   {"total", CAPACITY_KERNEL, REDUCTION_SUM, 1, all},
+        {"total", CAPACITY_MEANNORM, REDUCTION_MEAN, 0, all},
+    };
+    const char *cap_names[2] = {"meannorm", "kernel"}, *red_names[2] = {"mean", "sum"};
+    int failures = 0;
+    *max_rel = 0;
+    real *analytic = xcalloc(m.num_params, sizeof(real));
+    for (int permute = 1; permute >= 0; permute--) {
+        c.permute = permute;
+        LossTerms probe = sic_forward(&m, &acts[permute], &batches[permute], &c, all, 1);
+        fprintf(out, "gradcheck: N=%d H=%d B=%d T=%d permute=%d: %lld near / %lld far pairs, %lld isometry steps, "
+                "%lld dead; h=%g, tol %g\n", c.N, c.hidden, c.B, c.T, permute, (long long)probe.n_near,
+                (long long)probe.n_far, (long long)probe.n_iso, (long long)probe.dead_states, h, tol);
+        if (probe.n_near == 0 || probe.n_far == 0 || probe.n_iso < 2 || probe.dead_states) {
+            fprintf(out, "FAIL gradcheck batch (permute=%d) does not exercise every term\n", permute);
+            failures++;
+        }
+    }
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const GradCase *gc = &cases[ci];
+        c.capacity = gc->capacity, c.reduction = gc->reduction, c.permute = gc->permute;
+        Acts *a = &acts[gc->permute];
+        const Batch *bt = &batches[gc->permute];
+        memset(m.grads, 0, m.num_params * sizeof(real));
+        LossTerms L = sic_forward(&m, a, bt, &c, gc->w, 1);
+        sic_backward(&m, a, bt, &c, &L, 1.0, 1);
+        memcpy(analytic, m.grads, m.num_params * sizeof(real));
+        size_t offset = 0;
+        for (int blk = 0; blk < NUM_PARAM_TENSORS; blk++) {
+            double diff2 = 0, a2 = 0, f2 = 0;
+            for (size_t i = offset; i < offset + m.sizes[blk]; i++) {
+                real keep = m.params[i];
+                m.params[i] = keep + (real)h;
+                double up = sic_forward(&m, a, bt, &c, gc->w, 1).total;
+                m.params[i] = keep - (real)h;
+                double down = sic_forward(&m, a, bt, &c, gc->w, 1).total;
+                m.params[i] = keep;
+                double f = (up - down) / (2 * h), an = analytic[i];
+                diff2 += (an - f) * (an - f), a2 += an * an, f2 += f * f;
+            }
+            offset += m.sizes[blk];
+            double scale = sqrt(a2 > f2 ? a2 : f2), rel = scale > 0 ? sqrt(diff2) / scale : 0;
+            int ok = rel < tol && sqrt(a2) > 1e-10;
+            failures += !ok;
+            *max_rel = rel > *max_rel ? rel : *max_rel;
+            fprintf(out, "%s gradcheck %-5s capacity=%-8s reduction=%-4s permute=%d %-6s rel %.3e  |grad| %.3e%s\n",
+                    ok ? "ok  " : "FAIL", gc->term, cap_names[gc->capacity], red_names[gc->reduction], gc->permute,
+                    param_names[blk], rel, sqrt(a2), sqrt(a2) > 1e-10 ? "" : "  (trivially zero)");
+        }
+    }
+    fprintf(out, "gradcheck: largest relative error %.3e (tol %g)\n", *max_rel, tol);
+    free(analytic);
+    for (int k = 0; k < 2; k++) acts_free(&acts[k]), batch_free(&batches[k]);
+    model_free(&m);
+    return failures;
+}
+
+/* ==============================================================================================
+ * 10. COMMAND LINE (left out when tests/unit.c includes this file with GRIDSSL_TESTING)
+ * ============================================================================================== */
+#ifndef GRIDSSL_TESTING
+
+static void print_usage(FILE *f) {
+    fprintf(f,
+            "gridssl %s - self-supervised grid cells (Schaeffer et al. 2023), bit-reproducible\n\n"
+            "usage:\n"
+            "  gridssl train [--config FILE] [key=value ...] [--out DIR] [--resume FILE]\n"
+            "  gridssl eval CHECKPOINT [--box 2,3,4] [--out DIR] [eval_key=value ...]\n"
+            "  gridssl score RATEMAPS.npy --box METRES [--out DIR]\n"
+            "  gridssl dump CHECKPOINT DIR\n"
+            "  gridssl gradcheck\n"
+            "  gridssl bench [--config FILE] [key=value ...] [--steps K]   (seconds per step, per phase)\n"
+            "  every command takes --threads N (default: all cores; results never depend on it)\n"
+            "  gridssl --help | --version\n\n"
+            "config keys (key = value lines in FILE, '#' comments; key=value arguments override):\n",
+            GRIDSSL_VERSION);
+    for (int i = 0; i < NUM_CONFIG_KEYS; i++) {
+        const ConfigKey *k = &config_keys[i];
+        char def[64];
+        if (k->type == KEY_ENUM) enum_choice(k, (int)k->def, def);
+        else snprintf(def, sizeof def, "%.10g", k->def);
+        char range[96];
+        if (k->type == KEY_ENUM) snprintf(range, sizeof range, "%s", k->choices);
+        else snprintf(range, sizeof range, "[%.10g, %.10g]", k->min, k->max);
+        fprintf(f, "  %-18s default %-10s %-24s paper: %s\n      %s\n", k->name, def, range, k->paper, k->doc);
+    }
+}
+
+/* Applies key=value arguments in order. allow_prefix limits which keys may be set (NULL: any). */
+static int apply_overrides(Config *c, int argc, char **argv, const char *allow_prefix, Err *err) {
+    for (int i = 0; i < argc; i++) {
+        char key[128];
+        const char *eq = strchr(argv[i], '=');
+        if (!eq || eq == argv[i] || (size_t)(eq - argv[i]) >= sizeof key)
+            return fail(err, "unexpected argument '%s' (expected key=value)", argv[i]);
+        memcpy(key, argv[i], (size_t)(eq - argv[i]));
+        key[eq - argv[i]] = 0;
+        if (allow_prefix && config_find(key) && strncmp(key, allow_prefix, strlen(allow_prefix)) != 0)
+            return fail(err, "key '%s' cannot be changed here (only %s* keys)", key, allow_prefix);
+        if (config_set(c, key, eq + 1, err)) return -1;
+    }
+    return 0;
+}
+
+/* Splits argv into --options (with a value each) and the rest (key=value). */
+typedef struct { const char *config, *out, *resume, *box; char **rest; int n_rest, threads, steps; } Args;
+
+/* The default for --threads: every core the system reports. Results never depend on it. */
+static int default_threads(void) {
+#ifdef _WIN32
+    const char *env = getenv("NUMBER_OF_PROCESSORS");
+    long k = env ? strtol(env, NULL, 10) : 1;
+#else
+    long k = sysconf(_SC_NPROCESSORS_ONLN);
+#endif
+    return k < 1 ? 1 : k > MAX_THREADS ? MAX_THREADS : (int)k;
+}
+
+static int parse_args(Args *a, int argc, char **argv, const char *allowed, Err *err) {
+    memset(a, 0, sizeof *a);
+    a->rest = xcalloc((size_t)argc + 1, sizeof(char *));
+    a->threads = default_threads();
+    a->steps = 5;
+    for (int i = 0; i < argc; i++) {
+        const char *opt = argv[i];
+        if (strncmp(opt, "--", 2) != 0) {
+            a->rest[a->n_rest++] = argv[i];
+            continue;
+        }
+        if (strcmp(opt, "--threads") == 0) {
+            char *end = NULL;
+            long k = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
+            if (i + 1 >= argc || end == argv[i + 1] || *end || k < 1 || k > MAX_THREADS)
+                return fail(err, "--threads needs a whole number in [1, %d]", MAX_THREADS);
+            a->threads = (int)k;
+            i++;
+            continue;
+        }
+        if (strcmp(opt, "--steps") == 0 && strstr(allowed, "--steps")) {
+            char *end = NULL;
+            long k = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
+            if (i + 1 >= argc || end == argv[i + 1] || *end || k < 1 || k > 100000)
+                return fail(err, "--steps needs a whole number in [1, 100000]");
+            a->steps = (int)k;
+            i++;
+            continue;
+        }
+        const char **slot = strcmp(opt, "--config") == 0 ? &a->config : strcmp(opt, "--out") == 0 ? &a->out
+                          : strcmp(opt, "--resume") == 0 ? &a->resume : strcmp(opt, "--box") == 0 ? &a->box : NULL;
+        if (!slot || !strstr(allowed, opt)) return fail(err, "unknown option '%s'", opt);
+        if (i + 1 >= argc) return fail(err, "option %s needs a value", opt);
+        *slot = argv[++i];
+    }
+    return 0;
+}
+
+static void format_duration(char *out, size_t size, double seconds) {
+    long s = seconds > 0 && seconds < 1e9 ? (long)(seconds + 0.5) : 0;
+    if (s >= 3600) snprintf(out, size, "%ldh%02ldm", s / 3600, s / 60 % 60);
+    else snprintf(out, size, "%ldm%02lds", s / 60, s % 60);
+}
+
+/* The rows of an earlier log.tsv up to and including step (kept when resuming into the same dir). */
+static void keep_log_rows(Buf *log, const char *path, int64_t step) {
+    Buf old = {0};
+    Err ignored;
+    if (read_file(path, &old, file_limit(1e15), &ignored)) return;
+    buf_put(&old, "", 1);
+    char *line = (char *)old.data;
+    while (line && *line) {
+        char *next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        if (line[0] != 's' && strtoll(line, NULL, 10) <= step) buf_printf(log, "%s\n", line);
+        line = next;
+    }
+    buf_free(&old);
+}
+
+/* The config and starting state of a training run: a checkpoint's (--resume) or a fresh model from
+ * the defaults or --config, then the key=value overrides. Nothing is written here. */
+static int train_setup(const Args *args, Config *c, Model *m, TrainState *s, Err *err) {
+    if (args->resume && args->config)
+        return fail(err, "--config and --resume cannot be combined (a checkpoint carries its config; override keys instead)");
+    if (args->resume) {
+        if (checkpoint_load(args->resume, m, s, c, err)) return -1;
+    } else {
+        config_defaults(c);
+        if (args->config) {
+            Buf text = {0};
+            if (read_file(args->config, &text, 1048576, err)) return -1;
+            int bad = config_parse_text(c, (const char *)text.data, text.len, 0, args->config, err);
+            buf_free(&text);
+            if (bad) return -1;
+        }
+    }
+    int N0 = c->N, H0 = c->hidden, lr_given = 0;
+    for (int i = 0; i < args->n_rest; i++) lr_given |= strncmp(args->rest[i], "lr=", 3) == 0;
+    if (apply_overrides(c, args->n_rest, args->rest, NULL, err) || config_validate(c, err)) return -1;
+    if (args->resume && (c->N != N0 || c->hidden != H0))
+        return fail(err, "N and hidden cannot change when resuming (checkpoint has N=%d, hidden=%d)", N0, H0);
+    if (args->resume && c->steps < s->step)
+        return fail(err, "steps=%d is before the checkpoint's step %lld", c->steps, (long long)s->step);
+    if (args->resume && lr_given) s->lr = c->lr; /* lr= restarts the scheduler's rate there */
+    if (!args->resume) {
+        model_build(m, c->N, c->hidden);
+        Rng init_rng = rng_seed((uint64_t)c->seed, STREAM_INIT);
+        model_init(m, c, &init_rng);
+        s->data_rng = rng_seed((uint64_t)c->seed, STREAM_DATA);
+        s->lr = c->lr; /* on resume the scheduler's current rate continues, unless lr= is given */
+        s->beta1_pow = s->beta2_pow = 1.0;
+    }
+    return 0;
+}
+
+/* Stages log.tsv, then checkpoint.bin, and commits them with whatever else is staged (config.txt,
+ * before the first). The log goes first: a kill between the two renames leaves a log ahead of the
+ * checkpoint (a resume keeps its rows up to the checkpoint's step and writes the rest again), never
+ * one that has lost rows. A model that is no longer finite has diverged and is never saved. */
+static int train_save(Outputs *o, const char *out, const Buf *log, const Model *m, const TrainState *s, const Config *c,
+                      int print_hash, Err *err) {
+    char log_path[4200], ckpt_path[4200], why[200];
+    if (model_problem(m, why, sizeof why)) return fail(err, "training diverged at step %lld: %s", (long long)s->step, why);
+    path_join(log_path, sizeof log_path, out, "log.tsv");
+    path_join(ckpt_path, sizeof ckpt_path, out, "checkpoint.bin");
+    Buf ckpt = {0};
+    checkpoint_encode(&ckpt, m, s, c);
+    int rc = out_file(o, log_path, log, 0, err) || out_file(o, ckpt_path, &ckpt, print_hash, err) || outputs_commit(o, err) ? -1 : 0;
+    buf_free(&ckpt);
+    return rc;
+}
+
+/* Trains from s->step to c->steps into out: config.txt, log.tsv and checkpoint.bin appear together
+ * at the first checkpoint (save_every) and are replaced together at every later one; a run that
+ * fails leaves the last checkpoint it committed, or nothing. */
+static int train_run(const char *out, int resumed, int threads, Model *m, TrainState *s, const Config *c, Err *err) {
+    char config_path[4200], log_path[4200];
+    Outputs o = {0};
+    Buf text = {0}, log = {0};
+    config_print(&text, c);
+    int rc = out_dir(&o, out, err);
+    if (rc == 0 && (fwrite(text.data, 1, text.len, stdout) != text.len || fflush(stdout) != 0))
+        rc = fail(err, "cannot write to standard output: %s", strerror(errno));
+    path_join(config_path, sizeof config_path, out, "config.txt");
+    path_join(log_path, sizeof log_path, out, "log.tsv");
+    if (rc == 0) rc = out_file(&o, config_path, &text, 0, err);
+    buf_free(&text);
+    if (rc) {
+        outputs_discard(&o), outputs_free(&o);
+        return -1;
+    }
+    buf_printf(&log, "step\tlr\tsep\tinv\tcap\tiso\ttotal\tw_iso\tdead_states\n");
+    if (resumed) keep_log_rows(&log, log_path, s->step);
+    fprintf(stderr, "gridssl: training %s for steps %lld..%d (N=%d, H=%d, B=%d, T=%d, %zu parameters, %d thread%s) -> %s\n",
+            resumed ? "from checkpoint" : "from scratch", (long long)s->step, c->steps, c->N, c->hidden, c->B, c->T,
+            m->num_params, threads, threads > 1 ? "s" : "", out);
+    Batch bt;
+    Acts a;
+    batch_alloc(&bt, c);
+    acts_alloc(&a, c);
+    double t_start = now_seconds();
+    int64_t step_start = s->step, saved = -1; /* saved: the step of this run's last checkpoint */
+    while (s->step < c->steps) {
+        LossTerms L;
+        if ((rc = train_step(m, s, &a, &bt, c, threads, &L, err))) break;
+        if (s->step % c->log_every == 0 || s->step == c->steps) {
+            buf_printf(&log, "%lld\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%lld\n", (long long)s->step, s->lr,
+                       L.sep, L.inv, L.cap, L.iso, L.total, L.w_iso, (long long)L.dead_states);
+            double elapsed = now_seconds() - t_start;
+            double rate = (double)(s->step - step_start) / (elapsed > 0 ? elapsed : 1e-9);
+            char eta[32];
+            format_duration(eta, sizeof eta, (double)(c->steps - s->step) / rate);
+            fprintf(stderr, "step %lld/%d | sep %.4f inv %.4f cap %.4f iso %.4f (w %.3g) | total %.5f | dead %lld | "
+                    "lr %.2e | %.2f steps/s | ETA %s\n", (long long)s->step, c->steps, L.sep, L.inv, L.cap, L.iso,
+                    L.w_iso, L.total, (long long)L.dead_states, s->lr, rate, eta);
+        }
+        if (s->step % c->save_every == 0 && s->step != c->steps) { /* the last one is saved below */
+            if ((rc = train_save(&o, out, &log, m, s, c, 0, err))) break;
+            saved = s->step;
+        }
+    }
+    acts_free(&a);
+    batch_free(&bt);
+    if (rc == 0) rc = train_save(&o, out, &log, m, s, c, 1, err);
+    if (rc == 0) {
+        char took[32];
+        format_duration(took, sizeof took, now_seconds() - t_start);
+        fprintf(stderr, "gridssl: done in %s; checkpoint %s/checkpoint.bin\n", took, out);
+    } else {
+        outputs_discard(&o);
+        Err cause = *err;
+        if (saved >= 0) fail(err, "%s (%s/checkpoint.bin keeps step %lld)", cause.msg, out, (long long)saved);
+    }
+    outputs_free(&o);
+    buf_free(&log);
+    return rc ? -1 : 0;
+}
+
+static int cmd_train(int argc, char **argv, Err *err) {
+    Args args;
+    Config c;
+    Model m = {0};
+    TrainState s = {0};
+    int rc = parse_args(&args, argc, argv, "--config --out --resume", err);
+    const char *out = args.out ? args.out : "out";
+    if (rc == 0) rc = train_setup(&args, &c, &m, &s, err);
+    if (rc == 0) rc = train_run(out, args.resume != NULL, args.threads, &m, &s, &c, err);
+    model_free(&m);
+    free(args.rest);
+    return rc;
+}
+
+/* The directory part of path ("." if none). */
+static void dir_of(char *out, size_t size, const char *path) {
+    const char *slash = strrchr(path, '/');
+#ifdef _WIN32
+    const char *bslash = strrchr(path, '\\');
+    if (bslash > slash) slash = bslash;
+#endif
+    if (!slash) snprintf(out, size, ".");
+    else snprintf(out, size, "%.*s", (int)(slash - path), path);
+}
+
+/* "2,3,4" -> boxes (at most 16), each a side in metres within [0.1, 1000]. */
+static int parse_boxes(double *boxes, int *count, const char *text, Err *err) {
+    *count = 0;
+    const char *p = text;
+    while (*p) {
+        char *end;
+        errno = 0;
+        double box = strtod(p, &end);
+        if (end == p || (*end && *end != ',') || errno || !(box >= 0.1 && box <= 1000))
+            return fail(err, "--box '%s': expected box sides in metres within [0.1, 1000], separated by commas", text);
+        if (*count == 16) return fail(err, "--box '%s': at most 16 boxes", text);
+        boxes[(*count)++] = box;
+        p = *end ? end + 1 : end;
+    }
+    if (*count == 0) return fail(err, "--box needs at least one box side in metres");
+    return 0;
+}
+
+/* Evaluates and analyses one box into out/box_<side>m (staged in o); its units' scores are copied to
+ * units. */
+static int eval_one_box(Outputs *o, const char *out, const Model *m, const Config *c, EvalPlan plan, UnitScores *units,
+                        int threads, Err *err) {
+    char dir[4200], name[64];
+    double box = plan.box;
+    snprintf(name, sizeof name, "box_%gm", box);
+    path_join(dir, sizeof dir, out, name);
+    if (out_dir(o, dir, err)) return -1;
+    double t0 = now_seconds();
+    Ratemaps rm;
+    eval_ratemaps(&rm, m, c, plan, threads);
+    Analysis an;
+    analysis_run(&an, rm.map, rm.N, rm.n, box, threads);
+    an.walks = rm.walks, an.steps = rm.steps, an.coverage = rm.coverage;
+    size_t bins = (size_t)rm.n * rm.n;
+    for (int k = 0; k < rm.N; k++) { /* stability (SPEC §5): halves of the walks, early vs late steps */
+        an.units[k].split_half_r = pearson(rm.part[0] + k * bins, rm.part[1] + k * bins, bins, SAC_MIN_OVERLAP);
+        an.units[k].early_late_r = pearson(rm.part[2] + k * bins, rm.part[3] + k * bins, bins, SAC_MIN_OVERLAP);
+    }
+    int rc = ratemaps_write(o, dir, rm.map, rm.N, rm.n, err) || analysis_write(o, dir, &an, rm.map, err) ? -1 : 0;
+    if (rc == 0) {
+        int grid_like = 0;
+        for (int k = 0; k < rm.N; k++) grid_like += an.units[k].score60 > GRID_THRESHOLD;
+        fprintf(stderr, "gridssl: %g m box: %d walks x %d steps, %dx%d bins, coverage %.1f%%, %d of %d units grid-like, "
+                "%d module(s)", box, rm.walks, rm.steps, rm.n, rm.n, 100 * rm.coverage, grid_like, rm.N, an.n_modules);
+        for (int i = 0; i < an.n_modules; i++) fprintf(stderr, "%s%.3g m", i ? ", " : ": ", an.modules[i].period_m);
+        fprintf(stderr, " (%.1f s) -> %s\n", now_seconds() - t0, dir);
+        memcpy(units, an.units, (size_t)rm.N * sizeof *units);
+    }
+    analysis_free(&an);
+    ratemaps_free(&rm);
+    return rc;
+}
+
+/* generalisation.csv: each unit's score60 and period in every box. */
+static void generalisation_csv(Buf *b, const UnitScores *units, const EvalPlan *plans, int n_boxes, int N) {
+    buf_printf(b, "unit");
+    for (int i = 0; i < n_boxes; i++) buf_printf(b, ",score60_%gm,period_m_%gm", plans[i].box, plans[i].box);
+    buf_printf(b, "\n");
+    for (int k = 0; k < N; k++) {
+        buf_printf(b, "%d", k);
+        for (int i = 0; i < n_boxes; i++) {
+            const UnitScores *u = &units[(size_t)i * N + k];
+            buf_put(b, ",", 1), put_number(b, u->score60, 0);
+            buf_put(b, ",", 1), put_number(b, u->period_m, 0);
+        }
+        buf_printf(b, "\n");
+    }
+}
+
+/* The default output directory of a command reading `input`: "<input's dir>/<name>". */
+static void default_out(char *out, size_t size, const char *input, const char *name) {
+    char dir[4100];
+    dir_of(dir, sizeof dir, input);
+    snprintf(out, size, "%s/%s", dir, name);
+}
+
+static int cmd_eval(int argc, char **argv, Err *err) {
+    Args args;
+    Config c;
+    Model m;
+    TrainState s;
+    Outputs o = {0};
+    memset(&m, 0, sizeof m);
+    int rc = parse_args(&args, argc, argv, "--out --box", err), n_boxes = 0;
+    double boxes[16];
+    EvalPlan plans[16];
+    const char *ckpt = args.n_rest > 0 ? args.rest[0] : NULL;
+    if (rc == 0 && !ckpt) rc = fail(err, "eval needs a checkpoint: gridssl eval CHECKPOINT [--box 2,3,4] [--out DIR]");
+    if (rc == 0) rc = parse_boxes(boxes, &n_boxes, args.box ? args.box : "2,3,4", err);
+    if (rc == 0) rc = checkpoint_load(ckpt, &m, &s, &c, err);
+    if (rc == 0) rc = apply_overrides(&c, args.n_rest - 1, args.rest + 1, "eval_", err);
+    for (int i = 0; i < n_boxes && rc == 0; i++) rc = eval_plan(&plans[i], &c, m.N, boxes[i], err); /* all, before any work */
+    char out[4200];
+    if (rc == 0) {
+        if (args.out) snprintf(out, sizeof out, "%s", args.out);
+        else default_out(out, sizeof out, ckpt, "eval");
+        rc = out_dir(&o, out, err);
+    }
+    UnitScores *units = rc == 0 ? xcalloc((size_t)n_boxes * m.N, sizeof(UnitScores)) : NULL;
+    for (int i = 0; i < n_boxes && rc == 0; i++) rc = eval_one_box(&o, out, &m, &c, plans[i], units + (size_t)i * m.N, args.threads, err);
+    if (rc == 0) {
+        Buf b = {0};
+        char path[4200];
+        generalisation_csv(&b, units, plans, n_boxes, m.N);
+        path_join(path, sizeof path, out, "generalisation.csv");
+        rc = out_file(&o, path, &b, 1, err) || outputs_commit(&o, err) ? -1 : 0;
+        buf_free(&b);
+    }
+    if (rc) outputs_discard(&o);
+    outputs_free(&o);
+    free(units);
+    model_free(&m);
+    free(args.rest);
+    return rc;
+}
+
+/* gridssl score RATEMAPS.npy --box METRES [--out DIR]: the analysis of any ratemaps. */
+static int cmd_score(int argc, char **argv, Err *err) {
+    Args args;
+    Outputs o = {0};
+    int rc = parse_args(&args, argc, argv, "--out --box", err), N = 0, n = 0, n_boxes = 0;
+    double box = 0;
+    real *maps = NULL;
+    if (rc == 0 && args.n_rest != 1) rc = fail(err, "usage: gridssl score RATEMAPS.npy --box METRES [--out DIR]");
+    if (rc == 0 && !args.box) rc = fail(err, "score needs --box METRES (the side of the box the ratemaps cover)");
+    if (rc == 0) rc = parse_boxes(&box, &n_boxes, args.box, err);
+    if (rc == 0 && n_boxes != 1) rc = fail(err, "score takes one box side, not %d", n_boxes);
+    if (rc == 0) rc = npy_read_maps(args.rest[0], &maps, &N, &n, err);
+    char out[4200];
+    if (rc == 0) {
+        if (args.out) snprintf(out, sizeof out, "%s", args.out);
+        else default_out(out, sizeof out, args.rest[0], "score");
+        rc = out_dir(&o, out, err);
+    }
+    if (rc == 0) {
+        Analysis an;
+        analysis_run(&an, maps, N, n, box, args.threads);
+        rc = analysis_write(&o, out, &an, maps, err) || outputs_commit(&o, err) ? -1 : 0;
+        int grid_like = 0;
+        for (int k = 0; k < N; k++) grid_like += an.units[k].score60 > GRID_THRESHOLD;
+        if (rc == 0) fprintf(stderr, "gridssl: %d maps of %dx%d bins in a %g m box: %d grid-like, %d module(s) -> %s\n",
+                             N, n, n, box, grid_like, an.n_modules, out);
+        analysis_free(&an);
+    }
+    if (rc) outputs_discard(&o);
+    outputs_free(&o);
+    free(maps);
+    free(args.rest);
+    return rc;
+}
+
+static int cmd_dump(int argc, char **argv, Err *err) {
+    Args args;
+    int rc = parse_args(&args, argc, argv, "", err), threads = args.threads;
+    if (rc == 0 && args.n_rest != 2) rc = fail(err, "usage: gridssl dump CHECKPOINT DIR [--threads N]");
+    const char *ckpt = rc ? NULL : args.rest[0], *dir = rc ? NULL : args.rest[1]; /* argv's strings */
+    free(args.rest);
+    if (rc) return -1;
+    Config c;
+    Model m;
+    TrainState s;
+    Outputs o = {0};
+    memset(&m, 0, sizeof m);
+    if (checkpoint_load(ckpt, &m, &s, &c, err)) return -1;
+    rc = -1;
+    Batch bt;
+    Acts a;
+    batch_alloc(&bt, &c);
+    acts_alloc(&a, &c);
+    if (out_dir(&o, dir, err)) goto done;
+    batch_draw(&bt, &s.data_rng, &c); /* the batch training would draw next */
+    memset(m.grads, 0, m.num_params * sizeof(real));
+    LossTerms L = sic_forward(&m, &a, &bt, &c, config_weights(&c, s.step), threads);
+    sic_backward(&m, &a, &bt, &c, &L, 1.0, threads);
+    int64_t B = c.B, T = c.T, N = c.N, H = c.hidden;
+    char path[4200];
+    struct { const char *name; const real *x; int64_t shape[3]; int ndim; } arrays[] = {
+        {"velocities", bt.vel, {bt.V, 2}, 2}, {"positions", bt.pos, {B, T, 2}, 3}, {"g0", a.g0, {N}, 1},
+        {"g", a.g, {B, T, N}, 3}, {"W1", m.p.W1, {H, 2}, 2}, {"b1", m.p.b1, {H}, 1}, {"W2", m.p.W2, {H, H}, 2},
+        {"b2", m.p.b2, {H}, 1}, {"W3", m.p.W3, {N * N, H}, 2}, {"b3", m.p.b3, {N * N}, 1}, {"theta0", m.p.theta0, {N}, 1},
+        {"grad_W1", m.g.W1, {H, 2}, 2}, {"grad_b1", m.g.b1, {H}, 1}, {"grad_W2", m.g.W2, {H, H}, 2},
+        {"grad_b2", m.g.b2, {H}, 1}, {"grad_W3", m.g.W3, {N * N, H}, 2}, {"grad_b3", m.g.b3, {N * N}, 1},
+        {"grad_theta0", m.g.theta0, {N}, 1},
+    };
+    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s.npy", arrays[i].name);
+        path_join(path, sizeof path, dir, name);
+        if (npy_save_real(&o, path, arrays[i].x, arrays[i].shape, arrays[i].ndim, err)) goto done;
+    }
+    int64_t index_shape[2] = {B, T};
+    path_join(path, sizeof path, dir, "index.npy");
+    if (npy_save_i32(&o, path, bt.index, index_shape, 2, err)) goto done;
+    Buf b = {0};
+    double terms[5] = {L.sep, L.inv, L.cap, L.iso, L.total};
+    int64_t terms_shape[1] = {5};
+    npy_header(&b, "<f8", terms_shape, 1);
+    for (int i = 0; i < 5; i++) buf_f64(&b, terms[i]);
+    path_join(path, sizeof path, dir, "losses.npy");
+    int bad = out_file(&o, path, &b, 0, err);
+    b.len = 0;
+    buf_printf(&b, "sep = %.17g\ninv = %.17g\ncap = %.17g\niso = %.17g\ntotal = %.17g\n", L.sep, L.inv, L.cap, L.iso, L.total);
+    buf_printf(&b, "lambda_sep = %.17g\nlambda_inv = %.17g\nlambda_cap = %.17g\nlambda_iso_eff = %.17g\n", L.w_sep,
+               L.w_inv, L.w_cap, L.w_iso);
+    buf_printf(&b, "n_near = %lld\nn_far = %lld\nn_iso = %lld\ndead_states = %lld\n", (long long)L.n_near,
+               (long long)L.n_far, (long long)L.n_iso, (long long)L.dead_states);
+    path_join(path, sizeof path, dir, "losses.txt");
+    bad = bad || out_file(&o, path, &b, 0, err);
+    b.len = 0;
+    config_print(&b, &c);
+    path_join(path, sizeof path, dir, "config.txt");
+    bad = bad || out_file(&o, path, &b, 0, err);
+    buf_free(&b);
+    if (bad) goto done;
+    printf("sep = %.17g\ninv = %.17g\ncap = %.17g\niso = %.17g\ntotal = %.17g\n", L.sep, L.inv, L.cap, L.iso, L.total);
+    rc = outputs_commit(&o, err);
+done:
+    if (rc) outputs_discard(&o);
+    outputs_free(&o);
+    acts_free(&a);
+    batch_free(&bt);
+    model_free(&m);
+    return rc;
+}
+
+/* The machine's peak for gridssl's own arithmetic: multiplies and adds issued separately (contraction
+ * into FMA is off), eight independent chains of eight float lanes per thread. */
+typedef struct { int iters; float *sums; } PeakCtx;
+
+static void peak_task(void *ctx, int task) {
+    const PeakCtx *c = ctx;
+    float acc[8][8];
+    for (int k = 0; k < 64; k++) acc[k / 8][k % 8] = 1.0f + k * 1e-3f;
+    for (int it = 0; it < c->iters; it++)
+        for (int k = 0; k < 8; k++)
+            for (int l = 0; l < 8; l++) acc[k][l] = acc[k][l] * 0.99999f + 1e-5f;
+    float s = 0;
+    for (int k = 0; k < 64; k++) s += acc[k / 8][k % 8];
+    c->sums[task] = s; /* keeps the loop alive */
+}
+
+/* GFLOP/s of peak_task on `threads` threads. */
+static double peak_gflops(int threads) {
+    float sums[MAX_THREADS];
+    PeakCtx c = {20000000, sums};
+    double t0 = now_seconds();
+    parallel_for(threads, threads, peak_task, &c);
+    return 2.0 * 64 * c.iters * threads / (now_seconds() - t0) / 1e9;
+}
+
+/* gridssl bench: times `steps` training steps (after one warm-up step) and prints, tab-separated on
+ * stdout, the median seconds per step, each phase's share of the time and its GFLOP/s (operation
+ * counts in the comments below), and the measured peak. Nothing is written to disk. */
+static int cmd_bench(int argc, char **argv, Err *err) {
+    Args args;
+    Config c;
+    Model m = {0};
+    TrainState s = {0};
+    int rc = parse_args(&args, argc, argv, "--config --steps", err);
+    if (rc == 0) rc = train_setup(&args, &c, &m, &s, err);
+    if (rc) {
+        model_free(&m), free(args.rest);
+        return rc;
+    }
+    Batch bt;
+    Acts a;
+    batch_alloc(&bt, &c);
+    acts_alloc(&a, &c);
+    int steps = args.steps, T = c.T, B = c.B, N = c.N, H = c.hidden, V = bt.V;
+    double M = (double)B * T, *times = xcalloc((size_t)steps, sizeof(double));
+    LossTerms L;
+    rc = train_step(&m, &s, &a, &bt, &c, args.threads, &L, err); /* warm-up: first touch of every buffer */
+    memset(a.phase_seconds, 0, sizeof a.phase_seconds);
+    for (int k = 0; k < steps && rc == 0; k++) {
+        double t0 = now_seconds();
+        rc = train_step(&m, &s, &a, &bt, &c, args.threads, &L, err);
+        times[k] = now_seconds() - t0;
+    }
+    if (rc) {
+        free(times);
+        acts_free(&a), batch_free(&bt), model_free(&m), free(args.rest);
+        return rc;
+    }
+    for (int i = 1; i < steps; i++) /* insertion sort for the median */
+        for (int j = i; j > 0 && times[j - 1] > times[j]; j--) {
+            double t = times[j];
+            times[j] = times[j - 1], times[j - 1] = t;
+        }
+    double median = steps % 2 ? times[steps / 2] : (times[steps / 2 - 1] + times[steps / 2]) / 2, total = 0;
+    double mlp = 2.0 * V * (2.0 * H + (double)H * H + (double)H * N * N); /* multiply + add per weight */
+    double flops[8] = {
+        0,                                        /* batch */
+        mlp,                                      /* W(v) for the V distinct velocities */
+        2.0 * M * N * N,                          /* z = W g */
+        3.0 * N * M * (M - 1) / 2,                /* D = sum (g_i - g_j)^2: subtract, multiply, add */
+        5.0 * N * M * (M - 1),                    /* D again, then acc += q g_j, for every ordered pair */
+        4.0 * M * N * N,                          /* W^T dz and dz (x) g */
+        2.0 * mlp,                                /* d_W and d_in */
+        12.0 * (double)m.num_params};             /* clip + AdamW */
+    for (int p = 0; p < 8; p++) total += a.phase_seconds[p];
+    Buf text = {0}; /* the resolved config, one "cfg<TAB>key = value" line per key */
+    config_print(&text, &c);
+    buf_put(&text, "", 1);
+    for (char *line = (char *)text.data, *end; *line; line = end + 1) {
+        end = strchr(line, '\n');
+        *end = 0;
+        printf("cfg\t%s\n", line);
+    }
+    buf_free(&text);
+    printf("config\tN=%d\thidden=%d\tB=%d\tT=%d\taccum=%d\tthreads=%d\tsteps=%d\tparams=%zu\n", N, H, B, T, c.accum,
+           args.threads, steps, m.num_params);
+    printf("step_seconds_median\t%.6f\n", median);
+    printf("step_seconds_min_max\t%.6f\t%.6f\n", times[0], times[steps - 1]);
+    for (int p = 0; p < 8; p++) {
+        double secs = a.phase_seconds[p] / steps, gf = secs > 0 ? flops[p] * c.accum / secs / 1e9 : 0;
+        printf("phase\t%s\t%.6f\t%.1f%%\t%.2f\n", phase_names[p], secs, 100 * a.phase_seconds[p] / total, gf);
+    }
+    /* peak resident memory of this process (Linux: VmHWM; getrusage would count a parent's pages
+     * inherited through fork) */
+    FILE *status = fopen("/proc/self/status", "r");
+    char line[256];
+    while (status && fgets(line, sizeof line, status))
+        if (strncmp(line, "VmHWM:", 6) == 0) printf("peak_rss_mib\t%.1f\n", strtod(line + 6, NULL) / 1024);
+    if (status) fclose(status);
+    printf("peak_gflops\t1\t%.2f\n", peak_gflops(1));
+    if (args.threads > 1) printf("peak_gflops\t%d\t%.2f\n", args.threads, peak_gflops(args.threads));
+    free(times);
+    acts_free(&a), batch_free(&bt), model_free(&m), free(args.rest);
+    return 0;
+}
+
+/* Central differences resolve gradients to ~1e-9 in double; in float, rounding noise in the loss
+ * swamps small gradients at any step size, so the check lives in the double build only. */
+static int cmd_gradcheck(int argc, char **argv, Err *err) {
+    Args args; /* --threads is accepted like everywhere; the gradient check itself runs on one */
+    int rc = parse_args(&args, argc, argv, "", err), n_rest = args.n_rest;
+    free(args.rest);
+    if (rc) return -1;
+    if (n_rest) return fail(err, "usage: gridssl gradcheck [--threads N]");
+    if (sizeof(real) != 8)
+        return fail(err, "gradcheck needs double precision: run ./gridssl_f64 gradcheck (make builds it)");
+    double h = 1e-5, tol = 1e-6, max_rel;
+    int failures = gradcheck_run(stdout, h, tol, &max_rel);
+    if (failures) return fail(err, "gradcheck: %d block(s) above tolerance %g", failures, tol);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    Err err = {{0}};
+    int rc;
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        print_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("gridssl %s (%s reals)\n", GRIDSSL_VERSION, sizeof(real) == 4 ? "float" : "double");
+        return 0;
+    }
+    if (strcmp(argv[1], "train") == 0) rc = cmd_train(argc - 2, argv + 2, &err);
+    else if (strcmp(argv[1], "eval") == 0) rc = cmd_eval(argc - 2, argv + 2, &err);
+    else if (strcmp(argv[1], "score") == 0) rc = cmd_score(argc - 2, argv + 2, &err);
+    else if (strcmp(argv[1], "dump") == 0) rc = cmd_dump(argc - 2, argv + 2, &err);
+    else if (strcmp(argv[1], "gradcheck") == 0) rc = cmd_gradcheck(argc - 2, argv + 2, &err);
+    else if (strcmp(argv[1], "bench") == 0) rc = cmd_bench(argc - 2, argv + 2, &err);
+    else rc = fail(&err, "unknown command '%s' (gridssl --help lists them)", argv[1]);
+    if (rc) {
+        fflush(stdout);
+        fprintf(stderr, "gridssl: error: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
+#endif
+
+/* ==============================================================================================
+ * APPENDIX A. PORTABLE MATH AND THE PRNG
  * ============================================================================================== */
 
 /* ---- exp, log, sin, cos, atan2 from + - * / -------------------------------------------------------------
@@ -781,7 +3746,7 @@ static inline double gs_atan_k(double t, double dt, int flip)
 static double gs_atan2(double y, double x)
 {
     static const double
-        PI = 0x1.921fb54442d18p+1,
+        PI_RN = 0x1.921fb54442d18p+1,
         PIO2 = 0x1.921fb54442d18p+0,
         PIO2_LO = 0x1.1a62633145c07p-54,
         PIO4 = 0x1.921fb54442d18p-1,
@@ -794,7 +3759,7 @@ static double gs_atan2(double y, double x)
     if (ax > GS_INF_BITS || ay > GS_INF_BITS)
         return gs_nan();
     if (ay == 0)                           /* y = +-0 */
-        return xneg ? (yneg ? -PI : PI) : y;
+        return xneg ? (yneg ? -PI_RN : PI_RN) : y;
     if (ax == 0 || ay == GS_INF_BITS) {    /* x = +-0 or y = +-inf */
         if (ax == GS_INF_BITS)             /* both infinite */
             z = xneg ? PI3O4 : PIO4;
@@ -803,7 +3768,7 @@ static double gs_atan2(double y, double x)
         return yneg ? -z : z;
     }
     if (ax == GS_INF_BITS) {               /* y finite, x = +-inf */
-        z = xneg ? PI : 0.0;
+        z = xneg ? PI_RN : 0.0;
         return yneg ? -z : z;
     }
 
@@ -846,7 +3811,6 @@ static double gs_atan2(double y, double x)
  * pcg32_srandom_r(initstate, initseq): the test suite checks the reference demo's output for
  * (42, 54). gridssl seeds one stream per purpose: rng_seed(seed, STREAM_...).
  */
-enum { STREAM_INIT = 1, STREAM_DATA = 2, STREAM_EVAL = 3, STREAM_CHECK = 4 };
 
 static uint32_t rng_u32(Rng *rng) {
     uint64_t old = rng->state;
@@ -895,6 +3859,10 @@ static void rng_shuffle(Rng *rng, int32_t *a, int n) {
         a[i - 1] = t;
     }
 }
+
+/* ==============================================================================================
+ * APPENDIX B. CHECKSUMS
+ * ============================================================================================== */
 
 /* ---- CRC-32 (IEEE 802.3 polynomial, reflected, as zlib's crc32) ---------------------------------
  * Bitwise rather than table-driven: it runs once per checkpoint, and eight lines are easier to
@@ -964,11 +3932,10 @@ static void sha256_hex(const uint8_t *data, size_t len, char *hex) {
 }
 
 /* ==============================================================================================
- * 2. KERNELS
- * Plain loops, shapes in the comment above each. Two reduction orders exist in gridssl and both are
- * fixed: dot8 (eight interleaved partial sums, lane = index mod 8, folded pairwise) for a dot
- * product along a contiguous row, and "sequential in index order" for everything written as an
- * accumulation (+=) over an outer loop. Neither depends on the compiler, the flags or the threads.
+ * APPENDIX C. THREADS AND THE FAST KERNELS
+ * The fast twins compute the sums of the plain loops in sections 3 and 4 in the same order, bit for
+ * bit (tests/unit.c compares them on odd sizes and 1, 2, 3 threads); they only block, transpose and
+ * vectorise.
  * ============================================================================================== */
 
 /* ---- threads -------------------------------------------------------------------------------------
@@ -978,8 +3945,6 @@ static void sha256_hex(const uint8_t *data, size_t len, char *hex) {
  * computes them in the fixed order stated beside the kernel, so no result depends on which thread
  * ran which task, or on how many threads there are: the tests compare 1, 2 and 3 threads byte for
  * byte. If a thread cannot be created its tasks run on the calling thread. */
-#define MAX_THREADS 256
-typedef void (*TaskFn)(void *ctx, int task);
 typedef struct { TaskFn fn; void *ctx; int n_tasks, stride, first; } Worker;
 
 static void *worker_main(void *arg) {
@@ -1004,60 +3969,6 @@ static void parallel_for(int threads, int n_tasks, TaskFn fn, void *ctx) {
         if (started[w]) pthread_join(ids[w], NULL);
         else worker_main(&workers[w]);
     }
-}
-
-/* a (n) . b (n) -> scalar; lane l sums a_i b_i for i = l mod 8, folded ((0+1)+(2+3))+((4+5)+(6+7)).
- * Eight independent sums let a compiler use SIMD registers without reassociating anything. */
-static real dot8(const real *a, const real *b, int n) {
-    real lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) lane[l] += a[i + l] * b[i + l];
-    for (int l = 0; i < n; i++, l++) lane[l] += a[i] * b[i];
-    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
-}
-
-/* The plain kernels below (linear_forward, linear_backward, and pair_losses_forward/backward in
- * section 6) are the readable reference: training runs their fast twins, which compute the same sums
- * in the same order, and tests/unit.c checks the two agree bit for bit. */
-#if defined(__GNUC__) || defined(__clang__) || defined(__TINYC__)
-#define REFERENCE static __attribute__((unused)) /* used by the tests only */
-#else
-#define REFERENCE static
-#endif
-
-/* out (rows, out_dim) = in (rows, in_dim) . W^T + b;  W (out_dim, in_dim), b (out_dim).
- * out[r][o] = dot8(W[o], in[r]) + b[o]  (nn.Linear) */
-REFERENCE void linear_forward(real *out, const real *in, const real *W, const real *b, int rows, int in_dim, int out_dim) {
-    for (int r = 0; r < rows; r++)
-        for (int o = 0; o < out_dim; o++)
-            out[(size_t)r * out_dim + o] = dot8(W + (size_t)o * in_dim, in + (size_t)r * in_dim, in_dim) + b[o];
-}
-
-/* Backward of linear_forward, accumulating (+=) into d_W (out_dim, in_dim), d_b (out_dim) and, if
- * d_in is not NULL, d_in (rows, in_dim):
- *     d_W[o][i] += sum_r d_out[r][o] in[r][i]      (sequential over r)
- *     d_b[o]    += sum_r d_out[r][o]               (sequential over r)
- *     d_in[r][i] += sum_o d_out[r][o] W[o][i]      (sequential over o, in double: out_dim may be N*N) */
-REFERENCE void linear_backward(real *d_in, real *d_W, real *d_b, const real *d_out, const real *in, const real *W,
-                            int rows, int in_dim, int out_dim) {
-    double *acc = xcalloc((size_t)in_dim, sizeof *acc);
-    for (int r = 0; r < rows; r++) {
-        const real *d_out_r = d_out + (size_t)r * out_dim, *in_r = in + (size_t)r * in_dim;
-        for (int o = 0; o < out_dim; o++) {
-            real *d_W_o = d_W + (size_t)o * in_dim;
-            for (int i = 0; i < in_dim; i++) d_W_o[i] += d_out_r[o] * in_r[i];
-            d_b[o] += d_out_r[o];
-        }
-        if (!d_in) continue;
-        for (int i = 0; i < in_dim; i++) acc[i] = 0.0;
-        for (int o = 0; o < out_dim; o++) {
-            const real *W_o = W + (size_t)o * in_dim;
-            for (int i = 0; i < in_dim; i++) acc[i] += (double)d_out_r[o] * W_o[i];
-        }
-        for (int i = 0; i < in_dim; i++) d_in[(size_t)r * in_dim + i] += (real)acc[i];
-    }
-    free(acc);
 }
 
 /* ---- fast versions of the two linear kernels: the same sums in the same order, bit for bit ------
@@ -1176,641 +4087,6 @@ static void linear_backward_fast(real *d_in, real *d_W, real *d_b, const real *d
     parallel_for(threads, tasks, linear_backward_task, &c);
 }
 
-/* x (n) = max(x, 0), in place. */
-static void relu_forward(real *x, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : 0;
-}
-
-/* fwd: out = max(in, 0) -> d_in = d_out * [out > 0], in place on d (n). */
-static void relu_backward(real *d, const real *out, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!(out[i] > 0)) d[i] = 0;
-}
-
-/* NormReLU (SPEC §2): g (n) = r / |r|, r = max(z, 0). Returns |r|.
- * Dead state: if |r|^2 is below the smallest normal number (every unit rectified to zero, or so
- * close to it that the square underflows) the output is g = 0 and the return value 0; that is the
- * only epsilon. Otherwise no epsilon is added, so |g| = 1 up to rounding. */
-static real normrelu_forward(real *g, const real *z, int n) {
-    for (int i = 0; i < n; i++) g[i] = z[i] > 0 ? z[i] : 0;
-    real sq = dot8(g, g, n);
-    if (sq < REAL_MIN_NORMAL) {
-        for (int i = 0; i < n; i++) g[i] = 0;
-        return 0;
-    }
-    real norm = (real)sqrt((double)sq);
-    for (int i = 0; i < n; i++) g[i] = g[i] / norm;
-    return norm;
-}
-
-/* fwd: g = r/|r| -> d_r = (d_g - g (g . d_g)) / |r|;  r = max(z, 0) -> d_z = d_r [z > 0].
- * Writes (=) d_z (n). A dead state (norm 0) passes no gradient. */
-static void normrelu_backward(real *d_z, const real *d_g, const real *g, const real *z, real norm, int n) {
-    if (norm == 0) {
-        for (int i = 0; i < n; i++) d_z[i] = 0;
-        return;
-    }
-    real g_dot_dg = dot8(g, d_g, n);
-    for (int i = 0; i < n; i++) d_z[i] = z[i] > 0 ? (d_g[i] - g[i] * g_dot_dg) / norm : 0;
-}
-
-/* |a - b|^2 for a, b (n), sequential over the index. */
-static real sq_dist(const real *a, const real *b, int n) {
-    real s = 0;
-    for (int k = 0; k < n; k++) {
-        real d = a[k] - b[k];
-        s += d * d;
-    }
-    return s;
-}
-
-/* ==============================================================================================
- * 3. CONFIG
- * One table lists every key: type, range, default, the paper's value and what it does. The parser,
- * the printer, --help and the README's table all come from it. Defaults = data/default.cfg.
- * ============================================================================================== */
-
-typedef enum { KEY_INT, KEY_REAL, KEY_ENUM } KeyType;
-
-typedef struct {
-    const char *name;
-    KeyType type;
-    size_t offset;     /* into Config */
-    double min, max;   /* inclusive range (enum: index range) */
-    double def;        /* default (enum: index into choices) */
-    const char *choices; /* enum names, '|'-separated, in index order */
-    const char *paper; /* the paper's value, "AMBIGUOUS ..." where SPEC says so, "-" if gridssl's own */
-    const char *doc;
-} ConfigKey;
-
-#define KEY(name, type, min, max, def, choices, paper, doc) \
-    {#name, type, offsetof(Config, name), min, max, def, choices, paper, doc}
-
-static const ConfigKey config_keys[] = {
-    KEY(seed, KEY_INT, 0, 2147483647, 4, NULL, "-", "PRNG seed (initialisation, data; evaluation walks use their own stream)"),
-    KEY(B, KEY_INT, 1, 100000, 32, NULL, "130", "trajectories per batch"),
-    KEY(T, KEY_INT, 1, 100, 20, NULL, "60", "steps per trajectory (<= 100 keeps positions exact in float)"),
-    KEY(permute, KEY_INT, 0, 1, 1, NULL, "1", "1: trajectories permute T shared velocities (SIC); 0: independent velocities (ablation)"),
-    KEY(vmax, KEY_REAL, 1e-6, 1.0, 0.15, NULL, "0.15", "velocity components ~ Uniform(-vmax, vmax), metres per step"),
-    KEY(vel_dist, KEY_ENUM, 0, 2, VEL_DISC, "square|disc|speed", "square", "training velocities uniform in the square [-vmax, vmax]^2, uniform in the disc of radius vmax, or of speed uniform in [0, vmax] and uniform heading"),
-    KEY(N, KEY_INT, 1, 1024, 64, NULL, "128", "recurrent units"),
-    KEY(hidden, KEY_INT, 1, 8192, 256, NULL, "AMBIGUOUS (not given; 256)", "MLP hidden width H"),
-    KEY(init_last_scale, KEY_REAL, 0, 1e3, 1, NULL, "1 (PyTorch default init)", "scales the initial weights and biases of the MLP's last layer"),
-    KEY(sigma_x, KEY_REAL, 1e-9, 1e3, 0.05, NULL, "0.05", "spatial scale (m): pairs closer than sigma_x are 'same place'"),
-    KEY(sigma_g, KEY_REAL, 1e-9, 1e3, 0.4, NULL, "0.4", "neural scale of the separation kernel"),
-    KEY(lambda_sep, KEY_REAL, 0, 1e6, 1.0, NULL, "1.0", "weight of L_sep (separation)"),
-    KEY(lambda_inv, KEY_REAL, 0, 1e6, 0.1, NULL, "0.1", "weight of L_inv (path invariance)"),
-    KEY(lambda_cap, KEY_REAL, 0, 1e6, 0.5, NULL, "0.5", "weight of L_cap (capacity)"),
-    KEY(lambda_iso, KEY_REAL, 0, 1e6, 0.01, NULL, "AMBIGUOUS (not in the paper's table)", "weight of L_iso (conformal isometry), after the ramp"),
-    KEY(iso_vmax, KEY_REAL, 0, 1e3, 0.1, NULL, "AMBIGUOUS (small steps: sigma_x)", "isometry uses steps with speed in (0, iso_vmax); 0 = every step"),
-    KEY(iso_vmin, KEY_REAL, 0, 1e3, 0.05, NULL, "- (0: every step above 0)", "isometry skips steps with speed <= iso_vmin, where |dg|/|v| divides by almost nothing"),
-    KEY(iso_start, KEY_INT, 0, 2147483647, 0, NULL, "- (0: no ramp)", "optimiser step at which lambda_iso starts ramping in"),
-    KEY(iso_ramp_steps, KEY_INT, 0, 2147483647, 3000, NULL, "- (0: no ramp)", "steps over which lambda_iso ramps from 0 to its value (0: full weight at iso_start)"),
-    KEY(capacity, KEY_ENUM, 0, 1, CAPACITY_MEANNORM, "meannorm|kernel", "meannorm", "capacity reading: minus the squared norm of the mean state, or minus the mean Gaussian kernel over all pairs"),
-    KEY(reduction, KEY_ENUM, 0, 1, REDUCTION_MEAN, "mean|sum", "AMBIGUOUS (paper writes sums)", "reduction of L_sep and L_inv over their pairs"),
-    KEY(lr, KEY_REAL, 0, 10, 3e-4, NULL, "2e-5", "AdamW learning rate"),
-    KEY(beta1, KEY_REAL, 0, 0.999999, 0.9, NULL, "0.9", "AdamW beta1"),
-    KEY(beta2, KEY_REAL, 0, 0.999999999, 0.999, NULL, "0.999", "AdamW beta2"),
-    KEY(adam_eps, KEY_REAL, 1e-30, 1, 1e-8, NULL, "1e-8", "AdamW epsilon"),
-    KEY(weight_decay, KEY_REAL, 0, 1e3, 0, NULL, "0", "AdamW decoupled weight decay"),
-    KEY(clip, KEY_REAL, 0, 1e9, 0.1, NULL, "0.1", "global gradient-norm clip (0: off)"),
-    KEY(accum, KEY_INT, 1, 1000, 1, NULL, "2", "batches per optimiser step (gradients averaged)"),
-    KEY(plateau_factor, KEY_REAL, 0, 1, 1, NULL, "AMBIGUOUS (0.5)", "ReduceLROnPlateau: lr *= factor on a plateau (1: off)"),
-    KEY(plateau_patience, KEY_INT, 0, 2147483647, 1000, NULL, "AMBIGUOUS (1000)", "steps without improvement of the smoothed loss before a reduction"),
-    KEY(plateau_threshold, KEY_REAL, 0, 1, 1e-4, NULL, "- (PyTorch's 1e-4)", "relative improvement that resets the patience"),
-    KEY(plateau_ema, KEY_REAL, 0, 0.999999, 0.99, NULL, "AMBIGUOUS (smoothed loss)", "EMA factor of the loss the scheduler watches"),
-    KEY(min_lr, KEY_REAL, 0, 10, 0, NULL, "-", "the scheduler never goes below this"),
-    KEY(lr_drop_step, KEY_INT, 0, 2147483647, 10000, NULL, "- (0: off)", "from this optimiser step on, the learning rate is multiplied by lr_drop_factor (0: never)"),
-    KEY(lr_drop_factor, KEY_REAL, 0, 1, 0.1, NULL, "-", "the one-time learning-rate drop at lr_drop_step"),
-    KEY(steps, KEY_INT, 0, 2147483647, 14000, NULL, "2000000", "optimiser steps"),
-    KEY(log_every, KEY_INT, 1, 2147483647, 100, NULL, "-", "progress line (stderr) and log.tsv row every this many steps"),
-    KEY(save_every, KEY_INT, 1, 2147483647, 1000, NULL, "-", "checkpoint every this many steps (and at the end)"),
-    KEY(eval_walks, KEY_INT, 1, 10000000, 1000, NULL, "AMBIGUOUS (1000)", "evaluation: K walks from the box centre in a 2 m box (times box/2 in others)"),
-    KEY(eval_walk_mult, KEY_INT, 1, 10000, 3, NULL, "AMBIGUOUS (3)", "evaluation: walks have eval_walk_mult * T steps in a 2 m box (times box/2 in others)"),
-    KEY(eval_bin_m, KEY_REAL, 1e-3, 10, 0.05, NULL, "AMBIGUOUS (0.05: 40 x 40 bins in 2 m)", "evaluation: side of a ratemap bin, metres"),
-    KEY(eval_heading_sd, KEY_REAL, 0, 10, 0.3, NULL, "AMBIGUOUS (0.3)", "evaluation: heading random walk, rad per step"),
-    KEY(eval_speed_mean, KEY_REAL, 1e-6, 10, 0.06, NULL, "AMBIGUOUS (0.06)", "evaluation: mean Rayleigh speed, m per step"),
-    KEY(eval_speed_max, KEY_REAL, 1e-6, 10, 0.15, NULL, "AMBIGUOUS (0.15)", "evaluation: speeds are clipped here, m per step"),
-};
-#define NUM_CONFIG_KEYS ((int)(sizeof config_keys / sizeof config_keys[0]))
-
-static const ConfigKey *config_find(const char *name) {
-    for (int i = 0; i < NUM_CONFIG_KEYS; i++)
-        if (strcmp(config_keys[i].name, name) == 0) return &config_keys[i];
-    return NULL;
-}
-
-/* The index-th '|'-separated choice of an enum key, copied into out (size 32). */
-static void enum_choice(const ConfigKey *k, int index, char *out) {
-    const char *p = k->choices;
-    for (int i = 0; i < index && p; i++) {
-        p = strchr(p, '|');
-        if (p) p++;
-    }
-    size_t n = p ? strcspn(p, "|") : 0;
-    if (n > 31) n = 31;
-    memcpy(out, p ? p : "", n);
-    out[n] = 0;
-}
-
-static void config_defaults(Config *c) {
-    memset(c, 0, sizeof *c);
-    for (int i = 0; i < NUM_CONFIG_KEYS; i++) {
-        const ConfigKey *k = &config_keys[i];
-        char *field = (char *)c + k->offset;
-        if (k->type == KEY_REAL) *(double *)field = k->def;
-        else *(int *)field = (int)k->def;
-    }
-}
-
-/* A number as a config writes it: [sign] digits [. digits] [e [sign] digits], with a digit before
- * the exponent. strtod alone would also take hex, "inf", "nan" and leading spaces. */
-static int is_decimal(const char *s) {
-    int digits = 0;
-    if (*s == '+' || *s == '-') s++;
-    for (; *s >= '0' && *s <= '9'; s++) digits++;
-    if (*s == '.')
-        for (s++; *s >= '0' && *s <= '9'; s++) digits++;
-    if (digits && (*s == 'e' || *s == 'E')) {
-        s += s[1] == '+' || s[1] == '-' ? 2 : 1;
-        if (!(*s >= '0' && *s <= '9')) return 0;
-        while (*s >= '0' && *s <= '9') s++;
-    }
-    return digits && *s == 0;
-}
-
-/* Sets one key from its text: a decimal number within the key's range (an integer for integer
- * keys) or one of an enum's names. Errors name the key. */
-static int config_set(Config *c, const char *name, const char *value, Err *err) {
-    const ConfigKey *k = config_find(name);
-    if (!k) return fail(err, "unknown config key '%s' (gridssl --help lists them)", name);
-    char *field = (char *)c + k->offset;
-    if (k->type == KEY_ENUM) {
-        char choice[32];
-        for (int i = 0; i <= (int)k->max; i++) {
-            enum_choice(k, i, choice);
-            if (strcmp(choice, value) == 0) {
-                *(int *)field = i;
-                return 0;
-            }
-        }
-        return fail(err, "config key '%s': '%s' is not one of %s", name, value, k->choices);
-    }
-    if (!is_decimal(value)) return fail(err, "config key '%s': '%s' is not a decimal number", name, value);
-    double x = strtod(value, NULL); /* beyond DBL_MAX: +-HUGE_VAL, below the range: the nearest value */
-    if (!(x >= k->min && x <= k->max))
-        return fail(err, "config key '%s': %s is out of range [%.17g, %.17g]", name, value, k->min, k->max);
-    if (k->type == KEY_INT && x != floor(x)) /* the range check first: only then is the cast defined */
-        return fail(err, "config key '%s': '%s' is not an integer", name, value);
-    if (k->type == KEY_REAL) *(double *)field = x;
-    else *(int *)field = (int)x;
-    return 0;
-}
-
-/* Parses the len bytes of text as "key = value" lines; '#' starts a comment; a key may be set once.
- * require_all (a checkpoint's config) also demands every key. source names the text in errors. */
-static int config_parse_text(Config *c, const char *text, size_t len, int require_all, const char *source, Err *err) {
-    int line_no = 0, set_on_line[NUM_CONFIG_KEYS] = {0};
-    if (len == 0) text = ""; /* an empty file's buffer may be NULL */
-    const char *p = text, *end = text + len, *nul = memchr(text, 0, len);
-    if (nul) {
-        for (const char *q = text; q < nul; q++) line_no += *q == '\n';
-        return fail(err, "%s:%d: NUL byte in the config text", source, line_no + 1);
-    }
-    while (p < end) {
-        line_no++;
-        const char *newline = memchr(p, '\n', (size_t)(end - p));
-        size_t line_len = newline ? (size_t)(newline - p) : (size_t)(end - p);
-        char line[1024];
-        if (line_len >= sizeof line) return fail(err, "%s:%d: line too long", source, line_no);
-        memcpy(line, p, line_len);
-        line[line_len] = 0;
-        p += line_len + (newline != NULL);
-        char *hash = strchr(line, '#');
-        if (hash) *hash = 0;
-        char *s = line;
-        while (*s == ' ' || *s == '\t' || *s == '\r') s++;
-        char *e = s + strlen(s);
-        while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r')) *--e = 0;
-        if (!*s) continue;
-        char *eq = strchr(s, '=');
-        if (!eq) return fail(err, "%s:%d: expected 'key = value', got '%s'", source, line_no, s);
-        char *key_end = eq, *value = eq + 1;
-        while (key_end > s && (key_end[-1] == ' ' || key_end[-1] == '\t')) key_end--;
-        *key_end = 0;
-        while (*value == ' ' || *value == '\t') value++;
-        Err inner;
-        if (config_set(c, s, value, &inner)) return fail(err, "%s:%d: %s", source, line_no, inner.msg);
-        int key = (int)(config_find(s) - config_keys);
-        if (set_on_line[key]) return fail(err, "%s:%d: key '%s' is already set on line %d", source, line_no, s, set_on_line[key]);
-        set_on_line[key] = line_no;
-    }
-    for (int i = 0; i < NUM_CONFIG_KEYS && require_all; i++)
-        if (!set_on_line[i]) return fail(err, "%s: key '%s' is missing (a checkpoint's config lists every key)", source, config_keys[i].name);
-    return 0;
-}
-
-/* No buffer gridssl allocates holds more than 2^28 elements (1 GiB of floats): sizes are computed
- * in double from the config before anything is allocated or written, so a config that is too big
- * is refused at once, and every index fits its type. */
-#define MAX_BUFFER_ELEMENTS 268435456.0
-
-/* The number of parameters of a model with N units and H hidden (the sizes model_build lays out). */
-static double param_count(int N, int H) {
-    double n2 = (double)N * N;
-    return 3.0 * H + (double)H * H + H + n2 * H + n2 + N;
-}
-
-/* Checks that involve several keys: every training buffer's size (model_build, batch_alloc,
- * acts_alloc, pair_ctx). V = distinct velocities per batch: T with permutations, B*T without. */
-static int config_validate(const Config *c, Err *err) {
-    double M = (double)c->B * c->T, V = c->permute ? c->T : M, N = c->N, H = c->hidden;
-    struct { const char *what; double count; } buffers[] = {
-        {"parameters", param_count(c->N, c->hidden)},
-        {"states (B*T*N)", M * N},
-        {"MLP activations (V*hidden, V = B*T when permute=0)", V * H},
-        {"matrices W(v) (V*N*N, V = B*T when permute=0)", V * N * N},
-    };
-    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
-        if (buffers[i].count > MAX_BUFFER_ELEMENTS)
-            return fail(err, "config: N=%d, hidden=%d, B=%d, T=%d, permute=%d need %.0f %s, more than 2^28", c->N,
-                        c->hidden, c->B, c->T, c->permute, buffers[i].count, buffers[i].what);
-    return 0;
-}
-
-/* Appends "key = value" lines (doubles with %.17g, which round-trips) to b. */
-static void config_print(Buf *b, const Config *c) {
-    for (int i = 0; i < NUM_CONFIG_KEYS; i++) {
-        const ConfigKey *k = &config_keys[i];
-        const char *field = (const char *)c + k->offset;
-        if (k->type == KEY_REAL) buf_printf(b, "%s = %.17g\n", k->name, *(const double *)field);
-        else if (k->type == KEY_INT) buf_printf(b, "%s = %d\n", k->name, *(const int *)field);
-        else {
-            char choice[32];
-            enum_choice(k, *(const int *)field, choice);
-            buf_printf(b, "%s = %s\n", k->name, choice);
-        }
-    }
-}
-
-/* ==============================================================================================
- * 4. DATA: one SIC batch (SPEC §1)
- * ============================================================================================== */
-
-/* Velocities live on the grid of multiples of 2^-20 m (about 1 micrometre). The distribution is
- * Uniform(-vmax, vmax) to within that resolution, and it buys exactness: every position (a sum of
- * at most 100 steps of at most 1 m) is a multiple of 2^-20 below 2^7 and so fits float's 24-bit
- * significand exactly. All B trajectories of a batch therefore end at bitwise the same point, and
- * whether a pair is closer than sigma_x never depends on summation order. */
-#define VEL_QUANTUM (1.0 / 1048576.0)
-
-static void batch_alloc(Batch *bt, const Config *c) {
-    bt->B = c->B;
-    bt->T = c->T;
-    bt->V = c->permute ? c->T : c->B * c->T;
-    bt->vel = xcalloc((size_t)bt->V * 2, sizeof(real));
-    bt->index = xcalloc((size_t)c->B * c->T, sizeof(int32_t));
-    bt->pos = xcalloc((size_t)c->B * c->T * 2, sizeof(real));
-}
-
-static void batch_free(Batch *bt) {
-    free(bt->vel);
-    free(bt->index);
-    free(bt->pos);
-}
-
-/* Draws a batch: the V velocities (x then y, in order; vel_dist = disc keeps only those inside the
- * disc of radius vmax, an isotropic distribution without the square's 4-fold symmetry), then, with permute = 1, one Fisher-Yates
- * permutation of 0..T-1 per trajectory; with permute = 0 trajectory b simply uses velocities
- * b*T .. b*T+T-1. Positions are the running sums x_t = x_{t-1} + v_t from x_0 = 0. */
-static void batch_draw(Batch *bt, Rng *rng, const Config *c) {
-    int B = bt->B, T = bt->T;
-    int64_t k_max = (int64_t)(c->vmax / VEL_QUANTUM + 0.5);
-    for (int v = 0; v < bt->V; v++) {
-        int64_t kx, ky;
-        if (c->vel_dist == VEL_SPEED) { /* speed k quanta, heading a; rounded to the quantum grid */
-            double k = (double)rng_below(rng, (uint32_t)(k_max + 1)), a = 6.283185307179586 * rng_uniform(rng);
-            kx = (int64_t)floor(k * gs_cos(a) + 0.5);
-            ky = (int64_t)floor(k * gs_sin(a) + 0.5);
-        } else do { /* vel_dist = disc: rejection from the square, in integers, so the test is exact */
-            kx = (int64_t)rng_below(rng, (uint32_t)(2 * k_max + 1)) - k_max;
-            ky = (int64_t)rng_below(rng, (uint32_t)(2 * k_max + 1)) - k_max;
-        } while (c->vel_dist == VEL_DISC && kx * kx + ky * ky > k_max * k_max);
-        bt->vel[2 * v] = (real)((double)kx * VEL_QUANTUM);
-        bt->vel[2 * v + 1] = (real)((double)ky * VEL_QUANTUM);
-    }
-    for (int b = 0; b < B; b++) {
-        int32_t *idx = bt->index + (size_t)b * T;
-        for (int t = 0; t < T; t++) idx[t] = c->permute ? t : b * T + t;
-        if (c->permute) rng_shuffle(rng, idx, T);
-        real x = 0, y = 0;
-        for (int t = 0; t < T; t++) {
-            x += bt->vel[2 * idx[t]];
-            y += bt->vel[2 * idx[t] + 1];
-            bt->pos[2 * ((size_t)b * T + t)] = x;
-            bt->pos[2 * ((size_t)b * T + t) + 1] = y;
-        }
-    }
-}
-
-/* ==============================================================================================
- * 5. MODEL (SPEC §2): W(v) = MLP(v), g_t = NormReLU(W(v_t) g_{t-1}), g_0 = NormReLU(theta0)
- * ============================================================================================== */
-
-static void model_build(Model *m, int N, int H) {
-    memset(m, 0, sizeof *m);
-    m->N = N;
-    m->H = H;
-    size_t n2 = (size_t)N * N;
-    size_t sizes[NUM_PARAM_TENSORS] = {
-        (size_t)H * 2, (size_t)H,        /* W1 (H, 2), b1 (H) */
-        (size_t)H * H, (size_t)H,        /* W2 (H, H), b2 (H) */
-        n2 * H,        n2,               /* W3 (N*N, H), b3 (N*N) */
-        (size_t)N,                       /* theta0 (N) */
-    };
-    memcpy(m->sizes, sizes, sizeof sizes);
-    for (int i = 0; i < NUM_PARAM_TENSORS; i++) m->num_params += sizes[i];
-    m->params = xcalloc(m->num_params, sizeof(real));
-    m->grads = xcalloc(m->num_params, sizeof(real));
-    m->adam_m = xcalloc(m->num_params, sizeof(real));
-    m->adam_v = xcalloc(m->num_params, sizeof(real));
-    real **named[2][NUM_PARAM_TENSORS] = {
-        {&m->p.W1, &m->p.b1, &m->p.W2, &m->p.b2, &m->p.W3, &m->p.b3, &m->p.theta0},
-        {&m->g.W1, &m->g.b1, &m->g.W2, &m->g.b2, &m->g.W3, &m->g.b3, &m->g.theta0}};
-    real *base[2] = {m->params, m->grads};
-    for (int which = 0; which < 2; which++) {
-        real *it = base[which];
-        for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
-            *named[which][i] = it;
-            it += sizes[i];
-        }
-        if (it != base[which] + m->num_params) abort(); /* the pointer walk must consume the buffer */
-    }
-}
-
-static void model_free(Model *m) {
-    free(m->params);
-    free(m->grads);
-    free(m->adam_m);
-    free(m->adam_v);
-    memset(m, 0, sizeof *m);
-}
-
-static const char *const param_names[NUM_PARAM_TENSORS] = {"W1", "b1", "W2", "b2", "W3", "b3", "theta0"};
-
-/* PyTorch's nn.Linear default: weights and biases ~ Uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)); the last
- * layer's bound is multiplied by init_last_scale; theta0 ~ N(0, 1). Drawn in tensor order. */
-static void model_init(Model *m, const Config *c, Rng *rng) {
-    double bound[NUM_PARAM_TENSORS] = {1 / sqrt(2.0), 1 / sqrt(2.0), 1 / sqrt((double)m->H), 1 / sqrt((double)m->H),
-                                       c->init_last_scale / sqrt((double)m->H), c->init_last_scale / sqrt((double)m->H), 0};
-    real *it = m->params;
-    for (int i = 0; i < NUM_PARAM_TENSORS; i++)
-        for (size_t j = 0; j < m->sizes[i]; j++, it++)
-            *it = (real)(i == 6 ? rng_normal(rng) : (2 * rng_uniform(rng) - 1) * bound[i]);
-}
-
-/* Everything one forward pass keeps for the backward pass, and the gradients of those activations. */
-typedef struct {
-    real *h1, *h2;    /* (V, H)    MLP hidden layers, after ReLU */
-    real *Wv;         /* (V, N*N)  W(v) for each distinct velocity, row-major N x N */
-    real *g0;         /* (N)       NormReLU(theta0) */
-    real norm0;       /*           |max(theta0, 0)| */
-    real *z, *g;      /* (B*T, N)  pre-activations and states g_{b,t}, t = 1..T (row b*T + t-1) */
-    real *norm;       /* (B*T)     |max(z, 0)|, 0 for a dead state */
-    double *iso_s;    /* (B*T)     isometry ratios |g_t - g_{t-1}| / |v_t| */
-    double *g_mean;   /* (N)       mean state, for the meannorm capacity */
-    real *d_g;        /* (B*T, N)  dL/dg from the losses, then the BPTT carries */
-    real *d_z;        /* (B*T, N)  */
-    real *d_g0;       /* (N)       */
-    real *d_Wv;       /* (V, N*N)  */
-    real *d_h1, *d_h2; /* (V, H)   */
-    double phase_seconds[8]; /* wall time spent in each PHASE_ (gridssl bench reports it) */
-} Acts;
-
-enum { PHASE_BATCH, PHASE_MLP, PHASE_RNN, PHASE_PAIRS, PHASE_LOSS_BACKWARD, PHASE_BPTT, PHASE_MLP_BACKWARD, PHASE_OPTIMISER };
-static const char *const phase_names[8] = {"batch", "mlp W(v)", "recurrence", "pair losses", "loss backward",
-                                           "bptt", "mlp backward", "optimiser"};
-
-static void acts_alloc(Acts *a, const Config *c) {
-    size_t M = (size_t)c->B * c->T, N = (size_t)c->N, H = (size_t)c->hidden;
-    size_t V = c->permute ? (size_t)c->T : M;
-    a->h1 = xcalloc(V * H, sizeof(real));
-    a->h2 = xcalloc(V * H, sizeof(real));
-    a->Wv = xcalloc(V * N * N, sizeof(real));
-    a->g0 = xcalloc(N, sizeof(real));
-    a->z = xcalloc(M * N, sizeof(real));
-    a->g = xcalloc(M * N, sizeof(real));
-    a->norm = xcalloc(M, sizeof(real));
-    a->iso_s = xcalloc(M, sizeof(double));
-    a->g_mean = xcalloc(N, sizeof(double));
-    a->d_g = xcalloc(M * N, sizeof(real));
-    a->d_z = xcalloc(M * N, sizeof(real));
-    a->d_g0 = xcalloc(N, sizeof(real));
-    a->d_Wv = xcalloc(V * N * N, sizeof(real));
-    a->d_h1 = xcalloc(V * H, sizeof(real));
-    a->d_h2 = xcalloc(V * H, sizeof(real));
-}
-
-static void acts_free(Acts *a) {
-    void *all[] = {a->h1, a->h2, a->Wv, a->g0, a->z, a->g, a->norm, a->iso_s, a->g_mean,
-                   a->d_g, a->d_z, a->d_g0, a->d_Wv, a->d_h1, a->d_h2};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
-    memset(a, 0, sizeof *a);
-}
-
-/* MLP over V velocities: vel (V, 2) -> h1 = relu(W1 v + b1) (V, H) -> h2 = relu(W2 h1 + b2) (V, H)
- * -> Wv = W3 h2 + b3 (V, N*N). */
-static void mlp_forward(real *h1, real *h2, real *Wv, const real *vel, const ParamTensors *p, int V, int H, int N,
-                        int threads) {
-    linear_forward_fast(h1, vel, p->W1, p->b1, V, 2, H, threads);
-    relu_forward(h1, (size_t)V * H);
-    linear_forward_fast(h2, h1, p->W2, p->b2, V, H, H, threads);
-    relu_forward(h2, (size_t)V * H);
-    linear_forward_fast(Wv, h2, p->W3, p->b3, V, H, N * N, threads);
-}
-
-/* Backward of mlp_forward, from d_Wv (V, N*N) into the parameter gradients d (accumulating). */
-static void mlp_backward(real *d_h1, real *d_h2, const real *d_Wv, const real *vel, const real *h1, const real *h2,
-                         const ParamTensors *p, const ParamTensors *d, int V, int H, int N, int threads) {
-    memset(d_h2, 0, (size_t)V * H * sizeof(real));
-    memset(d_h1, 0, (size_t)V * H * sizeof(real));
-    linear_backward_fast(d_h2, d->W3, d->b3, d_Wv, h2, p->W3, V, H, N * N, threads); /* fwd: Wv = W3 h2 + b3 */
-    relu_backward(d_h2, h2, (size_t)V * H);                                           /* fwd: h2 = relu(.) */
-    linear_backward_fast(d_h1, d->W2, d->b2, d_h2, h1, p->W2, V, H, H, threads);      /* fwd: h2 = W2 h1 + b2 */
-    relu_backward(d_h1, h1, (size_t)V * H);                                           /* fwd: h1 = relu(.) */
-    linear_backward_fast(NULL, d->W1, d->b1, d_h1, vel, p->W1, V, 2, H, threads);     /* fwd: h1 = W1 v + b1 */
-}
-
-/* Recurrence over B trajectories of T steps. For b, t (t = 1..T, row r = b*T + t-1):
- *     z_r = W(v_{index[r]}) g_{b,t-1}      (N x N matrix times N vector, each row a dot8)
- *     g_r = NormReLU(z_r),                 g_{b,0} = g0
- * Trajectories are independent tasks. Returns the number of dead states. */
-typedef struct {
-    real *z, *g, *norm, *d_z, *d_Wv, *d_g, *carry0;
-    const real *g0, *Wv;
-    const int32_t *index;
-    int B, T, N;
-    int64_t *dead; /* (B) */
-} RnnCtx;
-
-static void rnn_forward_task(void *ctx, int b) {
-    const RnnCtx *c = ctx;
-    int T = c->T, N = c->N;
-    size_t n2 = (size_t)N * N;
-    int64_t dead = 0;
-    for (int t = 0; t < T; t++) {
-        size_t r = (size_t)b * T + t;
-        const real *prev = t == 0 ? c->g0 : c->g + (r - 1) * N;
-        const real *W = c->Wv + (size_t)c->index[r] * n2;
-        for (int i = 0; i < N; i++) c->z[r * N + i] = dot8(W + (size_t)i * N, prev, N);
-        c->norm[r] = normrelu_forward(c->g + r * N, c->z + r * N, N);
-        dead += c->norm[r] == 0;
-    }
-    c->dead[b] = dead;
-}
-
-static int64_t rnn_forward(real *z, real *g, real *norm, const real *g0, const real *Wv, const int32_t *index,
-                           int B, int T, int N, int threads) {
-    RnnCtx c = {z, g, norm, NULL, NULL, NULL, NULL, g0, Wv, index, B, T, N, xcalloc((size_t)B, sizeof(int64_t))};
-    parallel_for(threads, B, rnn_forward_task, &c);
-    int64_t dead = 0;
-    for (int b = 0; b < B; b++) dead += c.dead[b];
-    free(c.dead);
-    return dead;
-}
-
-/* Backpropagation through time. In: d_g (B*T, N) = dL/dg_r from the losses (the carries from later
- * steps are added into it as we go), d_g0 (N) likewise. Out: d_z (B*T, N), d_Wv (V, N*N) (+=).
- * pass 1, each trajectory (a task) from its last step back (t = T..1):
- *     fwd: g_r = NormReLU(z_r)          -> d_z_r = normrelu_backward(d_g_r)
- *     fwd: z_r = W g_prev               -> d_g_prev += W^T d_z_r   (sequential over rows i)
- *   the carry into g0 is kept per trajectory and added to d_g0 in order b = 0..B-1;
- * pass 2, tasks = blocks of 16 rows i of W; within one, rows r in order (b, then t ascending):
- *     fwd: z_r = W g_prev               -> d_W(v_index[r]) += d_z_r (x) g_prev
- * So every sum has one order, whatever the number of threads. */
-static void rnn_backward_task(void *ctx, int b) {
-    const RnnCtx *c = ctx;
-    int T = c->T, N = c->N;
-    size_t n2 = (size_t)N * N;
-    real *carry = xcalloc((size_t)N, sizeof(real));
-    for (int t = T - 1; t >= 0; t--) {
-        size_t r = (size_t)b * T + t;
-        normrelu_backward(c->d_z + r * N, c->d_g + r * N, c->g + r * N, c->z + r * N, c->norm[r], N);
-        const real *W = c->Wv + (size_t)c->index[r] * n2;
-        for (int j = 0; j < N; j++) carry[j] = 0;
-        for (int i = 0; i < N; i++) {
-            real dz_i = c->d_z[r * N + i];
-            for (int j = 0; j < N; j++) carry[j] += W[(size_t)i * N + j] * dz_i;
-        }
-        real *d_prev = t == 0 ? c->carry0 + (size_t)b * N : c->d_g + (r - 1) * N;
-        for (int j = 0; j < N; j++) d_prev[j] += carry[j];
-    }
-    free(carry);
-}
-
-static void rnn_dW_task(void *ctx, int task) {
-    const RnnCtx *c = ctx;
-    int T = c->T, N = c->N, i_end = (task + 1) * 16 < N ? (task + 1) * 16 : N;
-    size_t n2 = (size_t)N * N;
-    for (size_t r = 0; r < (size_t)c->B * T; r++) {
-        const real *prev = r % T == 0 ? c->g0 : c->g + (r - 1) * N;
-        real *dW = c->d_Wv + (size_t)c->index[r] * n2;
-        for (int i = task * 16; i < i_end; i++) {
-            real dz_i = c->d_z[r * N + i];
-            for (int j = 0; j < N; j++) dW[(size_t)i * N + j] += dz_i * prev[j];
-        }
-    }
-}
-
-static void rnn_backward(real *d_z, real *d_Wv, real *d_g, real *d_g0, const real *z, const real *g, const real *norm,
-                         const real *g0, const real *Wv, const int32_t *index, int B, int T, int N, int threads) {
-    RnnCtx c = {(real *)z, (real *)g, (real *)norm, d_z, d_Wv, d_g, xcalloc((size_t)B * N, sizeof(real)), g0, Wv, index, B, T, N, NULL};
-    parallel_for(threads, B, rnn_backward_task, &c);
-    for (int b = 0; b < B; b++)
-        for (int j = 0; j < N; j++) d_g0[j] += c.carry0[(size_t)b * N + j];
-    free(c.carry0);
-    parallel_for(threads, (N + 15) / 16, rnn_dW_task, &c);
-}
-
-/* ==============================================================================================
- * 6. LOSSES (SPEC §3)
- * States are pooled over trajectories and times: i = 0..M-1 indexes the rows of g (M = B*T).
- * For an unordered pair i < j: dx^2 = |x_i - x_j|^2, D = dg^2 = |g_i - g_j|^2.
- *     L_sep = mean_{far pairs, dx > sigma_x}  exp(-D / (2 sigma_g^2))
- *     L_inv = mean_{near pairs, dx <= sigma_x} D
- *     L_cap = -|mean_i g_i|^2                          (capacity = meannorm)
- *           = -(2 / (M (M-1))) sum_{i<j} exp(-D / (2 sigma_g^2))   (capacity = kernel)
- *     L_iso = Var_{b,t: iso_vmin < |v| < iso_vmax} |g_{b,t} - g_{b,t-1}| / |v_{b,t}|   (|v| > 0)
- * reduction = sum replaces the two means by plain sums.
- * ============================================================================================== */
-
-/* Far in space: dx^2 > sigma_x^2, in double from the (exact) float positions: the pair mask is exact. */
-static int pair_is_far(const real *xi, const real *xj, double sigma_x2) {
-    double dx = (double)xi[0] - xj[0], dy = (double)xi[1] - xj[1];
-    return dx * dx + dy * dy > sigma_x2;
-}
-
-/* Sums over the unordered pairs, before any weighting or averaging. */
-typedef struct { double sep_sum, inv_sum, ker_sum; int64_t n_near, n_far; } PairSums;
-
-/* Forward of the pair terms over g (M, N), positions pos (M, 2).
- * Order: row i sums its pairs j > i in eight lanes (lane = j mod 8, in double), folded pairwise;
- * the rows are then added in order i = 0..M-1. */
-REFERENCE PairSums pair_losses_forward(const real *g, const real *pos, int M, int N, double sigma_x, double sigma_g) {
-    PairSums s = {0, 0, 0, 0, 0};
-    double sigma_x2 = sigma_x * sigma_x, inv_2sg2 = 1.0 / (2.0 * sigma_g * sigma_g);
-    for (int i = 0; i < M; i++) {
-        double sep[8] = {0}, inv[8] = {0}, ker[8] = {0};
-        for (int j = i + 1; j < M; j++) {
-            double D = (double)sq_dist(g + (size_t)i * N, g + (size_t)j * N, N);
-            double e = gs_exp(-D * inv_2sg2);
-            if (pair_is_far(pos + 2 * (size_t)i, pos + 2 * (size_t)j, sigma_x2)) {
-                sep[j & 7] += e;
-                s.n_far++;
-            } else {
-                inv[j & 7] += D;
-                s.n_near++;
-            }
-            ker[j & 7] += e;
-        }
-        s.sep_sum += ((sep[0] + sep[1]) + (sep[2] + sep[3])) + ((sep[4] + sep[5]) + (sep[6] + sep[7]));
-        s.inv_sum += ((inv[0] + inv[1]) + (inv[2] + inv[3])) + ((inv[4] + inv[5]) + (inv[6] + inv[7]));
-        s.ker_sum += ((ker[0] + ker[1]) + (ker[2] + ker[3])) + ((ker[4] + ker[5]) + (ker[6] + ker[7]));
-    }
-    return s;
-}
-
-/* Backward of the pair terms, accumulating into d_g (M, N). With the total written as
- *     L = sum_{i<j} l_ij(D_ij),   l = c_sep e (far) or c_inv D (near), plus c_ker e (all pairs),
- *     e = exp(-D / (2 sigma_g^2)),
- * each pair's slope is Q_ij = dl/dD = -(c_sep [far] + c_ker) e / (2 sigma_g^2) + c_inv [near], and
- *     dL/dg_i = sum_{j != i} 2 Q_ij (g_i - g_j) = 2 (s_i g_i - sum_j Q_ij g_j),  s_i = sum_j Q_ij.
- * Row i runs over every j != i in ascending order (sequential, in double), so rows are independent
- * and D_ij is recomputed with the very operations of the forward pass. */
-REFERENCE void pair_losses_backward(real *d_g, const real *g, const real *pos, int M, int N, double sigma_x,
-                                 double sigma_g, double c_sep, double c_inv, double c_ker) {
-    double sigma_x2 = sigma_x * sigma_x, inv_2sg2 = 1.0 / (2.0 * sigma_g * sigma_g);
-    double *acc = xcalloc((size_t)N, sizeof *acc);
-    for (int i = 0; i < M; i++) {
-        const real *gi = g + (size_t)i * N;
-        double s_i = 0;
-        for (int k = 0; k < N; k++) acc[k] = 0;
-        for (int j = 0; j < M; j++) {
-            if (j == i) continue;
-            const real *gj = g + (size_t)j * N;
-            double D = (double)sq_dist(gi, gj, N);
-            double e = gs_exp(-D * inv_2sg2);
-            int far = pair_is_far(pos + 2 * (size_t)i, pos + 2 * (size_t)j, sigma_x2);
-            double q = far ? -(c_sep + c_ker) * e * inv_2sg2 : c_inv - c_ker * e * inv_2sg2;
-            s_i += q;
-            for (int k = 0; k < N; k++) acc[k] += q * gj[k];
-        }
-        real *d_gi = d_g + (size_t)i * N;
-        for (int k = 0; k < N; k++) d_gi[k] += (real)(2.0 * (s_i * gi[k] - acc[k]));
-    }
-    free(acc);
-}
-
 /* ---- fast pair kernels: the same sums in the same order as the two functions above, bit for bit --
  * Three changes make them fast without touching a single rounding: (1) the states are also kept
  * transposed, gT (N, Mp) with zero padding after column M-1, so PAIR_CHUNK pair
@@ -1819,19 +4095,6 @@ REFERENCE void pair_losses_backward(real *d_g, const real *g, const real *pos, i
  * blocks are independent tasks for parallel_for, and the forward pass stores each row's folded lane sums so
  * that the rows are added in order 0..M-1 afterwards, whatever thread computed them. The M x M
  * matrix is never formed: memory is O(M N). */
-#define PAIR_CHUNK 32 /* a multiple of 8, so a chunk's lane l is lane (j & 7) of the plain loop */
-
-typedef struct {
-    const real *g, *gT;     /* (M, N) and (N, Mp) */
-    const double *g64;      /* (M, N) g in double, for the backward's accumulations (conversion is exact) */
-    const double *px, *py;  /* (Mp) positions, padded */
-    int M, N, Mp;
-    double sigma_x2, inv_2sg2, c_sep, c_inv, c_ker;
-    double *row_sums;       /* forward: (M, 3) folded sep, inv, kernel sums of each row */
-    int64_t *row_far;       /* forward: (M) far pairs of each row */
-    real *d_g;              /* backward: (M, N) */
-} PairCtx;
-
 /* D[l] = |g_i - g_{j0+l}|^2 for l < PAIR_CHUNK: sq_dist's operations, PAIR_CHUNK pairs side by side. */
 static void sq_dist_chunk(real *D, const real *gi, const real *gT, int Mp, int j0, int N) {
     real acc[PAIR_CHUNK];
@@ -1969,1253 +4232,9 @@ static void pair_losses_backward_fast(real *d_g, PairCtx c, double c_sep, double
     parallel_for(threads, (c.M + PAIR_ROWS - 1) / PAIR_ROWS, pair_backward_task, &c);
 }
 
-/* Capacity, meannorm reading: mean (N) = (1/M) sum_i g_i (sequential over i); returns -|mean|^2. */
-static double meannorm_forward(double *mean, const real *g, int M, int N) {
-    for (int k = 0; k < N; k++) mean[k] = 0;
-    for (int i = 0; i < M; i++)
-        for (int k = 0; k < N; k++) mean[k] += g[(size_t)i * N + k];
-    double sq = 0;
-    for (int k = 0; k < N; k++) {
-        mean[k] /= M;
-        sq += mean[k] * mean[k];
-    }
-    return -sq;
-}
-
-/* fwd: L = -|mean|^2, mean = (1/M) sum_i g_i  ->  dL/dg_i = -2 mean / M, times the weight c. */
-static void meannorm_backward(real *d_g, const double *mean, int M, int N, double c) {
-    for (int i = 0; i < M; i++)
-        for (int k = 0; k < N; k++) d_g[(size_t)i * N + k] += (real)(c * -2.0 * mean[k] / M);
-}
-
-/* The speed |v| of a step (v: 2) if it takes part in the isometry term, else 0: steps with
- * iso_vmin < |v| < iso_vmax (iso_vmax = 0: no upper bound; |v| = 0 never takes part). */
-static double iso_speed(const real *v, double iso_vmin, double iso_vmax) {
-    double speed = sqrt((double)v[0] * v[0] + (double)v[1] * v[1]);
-    return speed > iso_vmin && (iso_vmax == 0 || speed < iso_vmax) ? speed : 0; /* iso_vmin >= 0 */
-}
-
-/* |g_r - g_prev| in double (sequential over k). */
-static double state_step(const real *g_r, const real *prev, int N) {
-    double sq = 0;
-    for (int k = 0; k < N; k++) {
-        double d = (double)g_r[k] - prev[k];
-        sq += d * d;
-    }
-    return sqrt(sq);
-}
-
-/* Conformal isometry: s_r = |g_r - g_prev| / |v_r| over qualifying steps (s (B*T), 0 elsewhere);
- * returns their population variance (two passes: mean, then mean squared deviation) and the count. */
-static double isometry_forward(double *s, int64_t *count, const real *g, const real *g0, const real *vel,
-                               const int32_t *index, int B, int T, int N, double iso_vmin, double iso_vmax) {
-    double sum = 0;
-    int64_t n = 0;
-    for (size_t r = 0; r < (size_t)B * T; r++) {
-        double speed = iso_speed(vel + 2 * (size_t)index[r], iso_vmin, iso_vmax);
-        const real *prev = r % T == 0 ? g0 : g + (r - 1) * N;
-        s[r] = speed > 0 ? state_step(g + r * N, prev, N) / speed : 0;
-        sum += s[r];
-        n += speed > 0;
-    }
-    *count = n;
-    if (n == 0) return 0;
-    double mean = sum / (double)n, var = 0;
-    for (size_t r = 0; r < (size_t)B * T; r++)
-        if (iso_speed(vel + 2 * (size_t)index[r], iso_vmin, iso_vmax) > 0) var += (s[r] - mean) * (s[r] - mean);
-    return var / (double)n;
-}
-
-/* fwd: L = (1/n) sum_r (s_r - mean)^2  ->  dL/ds_r = 2 (s_r - mean) / n  (the mean's own derivative
- * sums to zero); fwd: s_r = |g_r - g_prev| / |v|  ->  ds/dg_r = (g_r - g_prev) / (|g_r - g_prev| |v|),
- * ds/dg_prev = -ds/dg_r. A zero step passes no gradient. Weight c; accumulates into d_g and d_g0. */
-static void isometry_backward(real *d_g, real *d_g0, const double *s, int64_t count, const real *g, const real *g0,
-                              const real *vel, const int32_t *index, int B, int T, int N, double iso_vmin, double iso_vmax, double c) {
-    if (count == 0) return;
-    double mean = 0;
-    for (size_t r = 0; r < (size_t)B * T; r++) mean += s[r];
-    mean /= (double)count;
-    for (size_t r = 0; r < (size_t)B * T; r++) {
-        double speed = iso_speed(vel + 2 * (size_t)index[r], iso_vmin, iso_vmax);
-        if (speed == 0) continue;
-        const real *prev = r % T == 0 ? g0 : g + (r - 1) * N;
-        real *d_prev = r % T == 0 ? d_g0 : d_g + (r - 1) * N;
-        double step = state_step(g + r * N, prev, N);
-        if (step == 0) continue;
-        double coef = c * 2.0 * (s[r] - mean) / (double)count / (step * speed);
-        for (int k = 0; k < N; k++) {
-            real d = (real)(coef * ((double)g[r * N + k] - prev[k]));
-            d_g[r * N + k] += d;
-            d_prev[k] -= d;
-        }
-    }
-}
-
 /* ==============================================================================================
- * 7. TRAINING STEP AND OPTIMISER (SPEC §4)
+ * APPENDIX D. IMAGES
  * ============================================================================================== */
-
-typedef struct { double sep, inv, cap, iso; } LossWeights;
-
-/* lambda_iso ramps linearly from 0 at iso_start to its full value iso_ramp_steps later. */
-static LossWeights config_weights(const Config *c, int64_t step) {
-    double ramp = step < c->iso_start ? 0.0
-                  : c->iso_ramp_steps == 0 ? 1.0
-                  : (double)(step - c->iso_start) / c->iso_ramp_steps;
-    LossWeights w = {c->lambda_sep, c->lambda_inv, c->lambda_cap, c->lambda_iso * (ramp < 1.0 ? ramp : 1.0)};
-    return w;
-}
-
-/* One batch through the model: forward, the four losses, and (if grad_scale != 0) the backward
- * pass, adding grad_scale * dL/dparams into m->grads. L = sum of weight * term. */
-static LossTerms sic_forward_backward(Model *m, Acts *a, const Batch *bt, const Config *c, LossWeights w,
-                                      double grad_scale, int threads) {
-    int B = bt->B, T = bt->T, V = bt->V, N = m->N, H = m->H, M = B * T;
-    LossTerms L;
-    memset(&L, 0, sizeof L);
-    /* forward */
-    double t0 = now_seconds(), t1;
-    mlp_forward(a->h1, a->h2, a->Wv, bt->vel, &m->p, V, H, N, threads);
-    t1 = now_seconds(), a->phase_seconds[PHASE_MLP] += t1 - t0, t0 = t1;
-    a->norm0 = normrelu_forward(a->g0, m->p.theta0, N);
-    L.dead_states = rnn_forward(a->z, a->g, a->norm, a->g0, a->Wv, bt->index, B, T, N, threads);
-    t1 = now_seconds(), a->phase_seconds[PHASE_RNN] += t1 - t0, t0 = t1;
-    PairCtx pairs = pair_ctx(a->g, bt->pos, M, N, c->sigma_x, c->sigma_g); /* shared by both passes */
-    PairSums ps = pair_losses_forward_fast(pairs, threads);
-    int mean = c->reduction == REDUCTION_MEAN;
-    L.n_near = ps.n_near;
-    L.n_far = ps.n_far;
-    L.sep = mean ? (ps.n_far ? ps.sep_sum / (double)ps.n_far : 0) : ps.sep_sum;
-    L.inv = mean ? (ps.n_near ? ps.inv_sum / (double)ps.n_near : 0) : ps.inv_sum;
-    double kernel_norm = M > 1 ? 2.0 / ((double)M * (M - 1)) : 0;
-    L.cap = c->capacity == CAPACITY_KERNEL ? -kernel_norm * ps.ker_sum : meannorm_forward(a->g_mean, a->g, M, N);
-    L.iso = isometry_forward(a->iso_s, &L.n_iso, a->g, a->g0, bt->vel, bt->index, B, T, N, c->iso_vmin, c->iso_vmax);
-    L.w_sep = w.sep, L.w_inv = w.inv, L.w_cap = w.cap, L.w_iso = w.iso;
-    L.total = w.sep * L.sep + w.inv * L.inv + w.cap * L.cap + w.iso * L.iso;
-    t1 = now_seconds(), a->phase_seconds[PHASE_PAIRS] += t1 - t0, t0 = t1;
-    if (grad_scale == 0) {
-        pair_ctx_free(&pairs);
-        return L;
-    }
-
-    /* backward: losses -> d_g, d_g0 */
-    memset(a->d_g, 0, (size_t)M * N * sizeof(real));
-    memset(a->d_g0, 0, (size_t)N * sizeof(real));
-    double c_sep = grad_scale * w.sep * (mean ? (ps.n_far ? 1.0 / (double)ps.n_far : 0) : 1.0);
-    double c_inv = grad_scale * w.inv * (mean ? (ps.n_near ? 1.0 / (double)ps.n_near : 0) : 1.0);
-    double c_ker = c->capacity == CAPACITY_KERNEL ? -grad_scale * w.cap * kernel_norm : 0;
-    pair_losses_backward_fast(a->d_g, pairs, c_sep, c_inv, c_ker, threads);
-    pair_ctx_free(&pairs);
-    if (c->capacity == CAPACITY_MEANNORM) meannorm_backward(a->d_g, a->g_mean, M, N, grad_scale * w.cap);
-    isometry_backward(a->d_g, a->d_g0, a->iso_s, L.n_iso, a->g, a->g0, bt->vel, bt->index, B, T, N, c->iso_vmin, c->iso_vmax,
-                      grad_scale * w.iso);
-    t1 = now_seconds(), a->phase_seconds[PHASE_LOSS_BACKWARD] += t1 - t0, t0 = t1;
-    /* backward through time, then g0 = NormReLU(theta0), then the MLP */
-    memset(a->d_Wv, 0, (size_t)V * N * N * sizeof(real));
-    rnn_backward(a->d_z, a->d_Wv, a->d_g, a->d_g0, a->z, a->g, a->norm, a->g0, a->Wv, bt->index, B, T, N, threads);
-    real *d_theta0 = xcalloc((size_t)N, sizeof(real));
-    normrelu_backward(d_theta0, a->d_g0, a->g0, m->p.theta0, a->norm0, N);
-    for (int k = 0; k < N; k++) m->g.theta0[k] += d_theta0[k];
-    free(d_theta0);
-    t1 = now_seconds(), a->phase_seconds[PHASE_BPTT] += t1 - t0, t0 = t1;
-    mlp_backward(a->d_h1, a->d_h2, a->d_Wv, bt->vel, a->h1, a->h2, &m->p, &m->g, V, H, N, threads);
-    a->phase_seconds[PHASE_MLP_BACKWARD] += now_seconds() - t0;
-    return L;
-}
-
-/* Optimiser and scheduler state: everything besides the parameters that a bit-exact resume needs. */
-typedef struct {
-    int64_t step;               /* optimiser steps taken */
-    Rng data_rng;               /* the batches' stream */
-    double lr;                  /* current learning rate (the scheduler lowers it) */
-    double loss_ema;            /* smoothed total loss the scheduler watches */
-    double best;                /* best loss_ema so far */
-    int64_t bad_steps;          /* steps since best improved */
-    int64_t ema_steps;          /* steps folded into loss_ema */
-    double beta1_pow, beta2_pow; /* beta^step for Adam's bias correction (no pow() needed) */
-} TrainState;
-
-/* Global L2 norm of the gradient buffer (sequential, in double). */
-static double grad_norm(const Model *m) {
-    double sq = 0;
-    for (size_t i = 0; i < m->num_params; i++) sq += (double)m->grads[i] * m->grads[i];
-    return sqrt(sq);
-}
-
-/* AdamW (Loshchilov & Hutter; as torch.optim.AdamW): with g = grad * clip_scale,
- *     m = b1 m + (1-b1) g,  v = b2 v + (1-b2) g^2,
- *     p = p - lr wd p - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps),
- * each element computed in double and rounded once to real; elements are independent, so blocks of
- * them are tasks for parallel_for. */
-typedef struct { Model *m; const Config *c; double lr, clip_scale, bc1, bc2; } AdamCtx;
-#define ADAM_BLOCK 65536
-
-static void adamw_task(void *ctx, int task) {
-    const AdamCtx *a = ctx;
-    Model *m = a->m;
-    const Config *c = a->c;
-    size_t end = (size_t)(task + 1) * ADAM_BLOCK < m->num_params ? (size_t)(task + 1) * ADAM_BLOCK : m->num_params;
-    for (size_t i = (size_t)task * ADAM_BLOCK; i < end; i++) {
-        double g = (double)m->grads[i] * a->clip_scale;
-        double mi = c->beta1 * m->adam_m[i] + (1.0 - c->beta1) * g;
-        double vi = c->beta2 * m->adam_v[i] + (1.0 - c->beta2) * g * g;
-        m->adam_m[i] = (real)mi;
-        m->adam_v[i] = (real)vi;
-        double p = m->params[i];
-        p -= a->lr * c->weight_decay * p;
-        p -= a->lr * (mi / a->bc1) / (sqrt(vi / a->bc2) + c->adam_eps);
-        m->params[i] = (real)p;
-    }
-}
-
-static void adamw_update(Model *m, TrainState *s, const Config *c, double clip_scale, int threads) {
-    s->beta1_pow *= c->beta1;
-    s->beta2_pow *= c->beta2;
-    AdamCtx a = {m, c, s->lr, clip_scale, 1.0 - s->beta1_pow, 1.0 - s->beta2_pow};
-    parallel_for(threads, (int)((m->num_params + ADAM_BLOCK - 1) / ADAM_BLOCK), adamw_task, &a);
-}
-
-/* ReduceLROnPlateau on the smoothed loss. Improvement means ema < best - threshold * |best| (a relative
- * threshold that also works for the negative losses capacity produces; PyTorch's best * (1 - threshold)
- * would not). After more than patience steps without one, lr = max(lr * factor, min_lr). */
-static void plateau_update(TrainState *s, const Config *c, double loss) {
-    s->ema_steps++;
-    s->loss_ema = s->ema_steps == 1 ? loss : c->plateau_ema * s->loss_ema + (1.0 - c->plateau_ema) * loss;
-    if (s->ema_steps == 1 || s->loss_ema < s->best - c->plateau_threshold * fabs(s->best)) {
-        s->best = s->loss_ema;
-        s->bad_steps = 0;
-    } else if (++s->bad_steps > c->plateau_patience) {
-        s->lr = s->lr * c->plateau_factor > c->min_lr ? s->lr * c->plateau_factor : c->min_lr;
-        s->bad_steps = 0;
-    }
-}
-
-/* One optimiser step: accum batches (their gradients averaged), clip, AdamW, scheduler. avg gets the
- * loss terms averaged over the batches (dead states summed). A loss or gradient norm that is not
- * finite means training has diverged: the step is refused before it touches the parameters. */
-static int train_step(Model *m, TrainState *s, Acts *a, Batch *bt, const Config *c, int threads, LossTerms *out, Err *err) {
-    memset(m->grads, 0, m->num_params * sizeof(real));
-    LossWeights w = config_weights(c, s->step);
-    LossTerms avg;
-    memset(&avg, 0, sizeof avg);
-    for (int k = 0; k < c->accum; k++) {
-        double t0 = now_seconds();
-        batch_draw(bt, &s->data_rng, c);
-        a->phase_seconds[PHASE_BATCH] += now_seconds() - t0;
-        LossTerms L = sic_forward_backward(m, a, bt, c, w, 1.0 / c->accum, threads);
-        avg.sep += L.sep / c->accum, avg.inv += L.inv / c->accum, avg.cap += L.cap / c->accum;
-        avg.iso += L.iso / c->accum, avg.total += L.total / c->accum;
-        avg.n_near += L.n_near, avg.n_far += L.n_far, avg.n_iso += L.n_iso, avg.dead_states += L.dead_states;
-        avg.w_sep = L.w_sep, avg.w_inv = L.w_inv, avg.w_cap = L.w_cap, avg.w_iso = L.w_iso;
-    }
-    double t0 = now_seconds(), norm = grad_norm(m);
-    if (!(avg.total - avg.total == 0) || !(norm - norm == 0))
-        return fail(err, "training diverged at step %lld: loss %g, gradient norm %g", (long long)s->step + 1, one_nan(avg.total),
-                    one_nan(norm));
-    adamw_update(m, s, c, c->clip > 0 && norm > c->clip ? c->clip / norm : 1.0, threads);
-    plateau_update(s, c, avg.total);
-    a->phase_seconds[PHASE_OPTIMISER] += now_seconds() - t0;
-    s->step++;
-    /* the annealing step (gridssl's addition): a smaller rate for the last steps lets the lattice
-     * settle, so path integration stops drifting over walks longer than T (README) */
-    if (s->step == c->lr_drop_step) s->lr *= c->lr_drop_factor;
-    *out = avg;
-    return 0;
-}
-
-/* ==============================================================================================
- * 8. FILES: reading, all-or-nothing outputs, .npy, .pgm, checkpoint
- * ============================================================================================== */
-
-/* The largest file a reader accepts: bytes, capped at half the address space (32-bit hosts). */
-static size_t file_limit(double bytes) {
-    return bytes < (double)(SIZE_MAX / 2) ? (size_t)bytes : SIZE_MAX / 2;
-}
-
-/* Reads a whole file into out; one longer than max_bytes is refused (a config that is /dev/zero, a
- * checkpoint far larger than any model). */
-static int read_file(const char *path, Buf *out, size_t max_bytes, Err *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return fail(err, "cannot open %s: %s", path, strerror(errno));
-    uint8_t chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && out->len <= max_bytes) buf_put(out, chunk, n);
-    int bad = ferror(f), too_long = out->len > max_bytes;
-    fclose(f);
-    if (bad) return fail(err, "cannot read %s", path);
-    if (too_long) return fail(err, "%s is longer than %zu bytes", path, max_bytes);
-    return 0;
-}
-
-/* ---- outputs: all or nothing ---------------------------------------------------------------------
- * A command writes each file under "<path>.tmp" and lists it, with every directory it creates;
- * outputs_commit then renames the files into place, in the order written, and outputs_discard
- * removes them and the new directories instead. So a command that fails leaves nothing behind and
- * keeps whatever an earlier run wrote there, and a reader never sees half a file. The renames need
- * no disk space: a full disk stops a command before its commit. The SHA-256 lines of the files
- * marked for it go to stdout at the commit, so a failed command prints none. */
-typedef struct {
-    char **paths; /* final paths, in the order written */
-    int *is_dir;  /* 1: a directory this command created (removed by outputs_discard) */
-    int count, cap;
-    Buf hashes;   /* "<sha256>  <path>\n" lines (sha256sum's format) for stdout at the commit */
-} Outputs;
-
-static void outputs_add(Outputs *o, const char *path, int is_dir) {
-    if (o->count == o->cap) {
-        o->cap = o->cap ? 2 * o->cap : 64;
-        char **paths = realloc(o->paths, (size_t)o->cap * sizeof *paths);
-        int *is_dir_grown = realloc(o->is_dir, (size_t)o->cap * sizeof *is_dir_grown);
-        if (!paths || !is_dir_grown) {
-            fprintf(stderr, "gridssl: error: out of memory listing output files\n");
-            exit(1);
-        }
-        o->paths = paths, o->is_dir = is_dir_grown;
-    }
-    o->paths[o->count] = xcalloc(strlen(path) + 1, 1);
-    memcpy(o->paths[o->count], path, strlen(path));
-    o->is_dir[o->count++] = is_dir;
-}
-
-/* Forgets the list (after a commit or a discard). */
-static void outputs_clear(Outputs *o) {
-    for (int i = 0; i < o->count; i++) free(o->paths[i]);
-    o->count = 0;
-    o->hashes.len = 0;
-}
-
-static void outputs_free(Outputs *o) {
-    outputs_clear(o);
-    free(o->paths), free(o->is_dir), buf_free(&o->hashes);
-    memset(o, 0, sizeof *o);
-}
-
-static void tmp_name(char *tmp, size_t size, const char *path) {
-    snprintf(tmp, size, "%s.tmp", path);
-}
-
-/* Creates dir unless it exists (one level), listing it if created. */
-static int out_dir(Outputs *o, const char *dir, Err *err) {
-    struct stat st;
-    if (strlen(dir) > 4000) return fail(err, "output directory path is longer than 4000 characters");
-    if (stat(dir, &st) == 0) {
-        if (S_ISDIR(st.st_mode)) return 0;
-        return fail(err, "output directory %s exists and is not a directory", dir);
-    }
-#ifdef _WIN32
-    int rc = _mkdir(dir);
-#else
-    int rc = mkdir(dir, 0777);
-#endif
-    if (rc != 0) return fail(err, "cannot create output directory %s: %s", dir, strerror(errno));
-    outputs_add(o, dir, 1);
-    return 0;
-}
-
-/* Writes b to path + ".tmp" and lists path; print_hash: its SHA-256 goes to stdout at the commit.
- * A path written twice before a commit is listed once (the second write replaces the first). */
-static int out_file(Outputs *o, const char *path, const Buf *b, int print_hash, Err *err) {
-    char tmp[4200];
-    if (strlen(path) > 4000) return fail(err, "path too long: %s", path);
-    tmp_name(tmp, sizeof tmp, path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return fail(err, "cannot write %s: %s", path, strerror(errno));
-    int ok = fwrite(b->data, 1, b->len, f) == b->len, e = errno;
-    if (fclose(f) != 0 && ok) ok = 0, e = errno;
-    if (!ok) {
-        remove(tmp);
-        return fail(err, "cannot write %s: %s", path, strerror(e));
-    }
-    int listed = 0;
-    for (int i = 0; i < o->count && !listed; i++) listed = !o->is_dir[i] && strcmp(o->paths[i], path) == 0;
-    if (!listed) outputs_add(o, path, 0);
-    if (print_hash) {
-        char hex[65];
-        sha256_hex(b->data, b->len, hex);
-        buf_printf(&o->hashes, "%s  %s\n", hex, path);
-    }
-    return 0;
-}
-
-/* Removes every listed file's .tmp and every listed directory, newest first. */
-static void outputs_discard(Outputs *o) {
-    for (int i = o->count - 1; i >= 0; i--) {
-        char tmp[4200];
-        tmp_name(tmp, sizeof tmp, o->paths[i]);
-#ifdef _WIN32
-        if (o->is_dir[i]) _rmdir(o->paths[i]);
-#else
-        if (o->is_dir[i]) rmdir(o->paths[i]);
-#endif
-        else remove(tmp);
-    }
-    outputs_clear(o);
-}
-
-/* Prints the hash lines, then (stdout written) renames every listed file into place. On failure
- * everything not yet renamed is discarded. */
-static int outputs_commit(Outputs *o, Err *err) {
-    fwrite(o->hashes.data ? (const char *)o->hashes.data : "", 1, o->hashes.len, stdout);
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        int e = errno;
-        outputs_discard(o);
-        return fail(err, "cannot write to standard output: %s", strerror(e));
-    }
-    for (int i = 0; i < o->count; i++) {
-        if (o->is_dir[i]) continue;
-        char tmp[4200];
-        tmp_name(tmp, sizeof tmp, o->paths[i]);
-#ifdef _WIN32
-        remove(o->paths[i]); /* Windows' rename does not replace an existing file */
-#endif
-        if (rename(tmp, o->paths[i]) != 0) {
-            fail(err, "cannot rename %s into place: %s", tmp, strerror(errno));
-            for (int j = i; j < o->count; j++) /* the rest is discarded; the directories stay (hold renamed files) */
-                if (!o->is_dir[j]) tmp_name(tmp, sizeof tmp, o->paths[j]), remove(tmp);
-            outputs_clear(o);
-            return -1;
-        }
-    }
-    outputs_clear(o);
-    return 0;
-}
-
-/* dir/name into out. out_dir has already refused directories longer than 4000 characters, so the
- * longest name gridssl uses always fits; a truncated path would be caught by the write failing. */
-static void path_join(char *out, size_t size, const char *dir, const char *name) {
-    if (snprintf(out, size, "%s/%s", dir, name) >= (int)size) out[size - 1] = 0;
-}
-
-/* NumPy .npy format 1.0: magic "\x93NUMPY", version 1.0, u16 header length, a Python dict literal
- * padded with spaces to a multiple of 64 bytes ending in '\n', then the data in C order. */
-static void npy_header(Buf *b, const char *descr, const int64_t *shape, int ndim) {
-    char dict[256], dims[160] = "";
-    for (int i = 0; i < ndim; i++) {
-        size_t n = strlen(dims);
-        snprintf(dims + n, sizeof dims - n, "%lld%s", (long long)shape[i], ndim == 1 ? "," : i + 1 < ndim ? ", " : "");
-    }
-    snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", descr, dims);
-    size_t total = 10 + strlen(dict) + 1, pad = (64 - total % 64) % 64;
-    buf_put(b, "\x93NUMPY\x01\x00", 8);
-    uint16_t hlen = (uint16_t)(strlen(dict) + pad + 1);
-    uint8_t le[2] = {(uint8_t)hlen, (uint8_t)(hlen >> 8)};
-    buf_put(b, le, 2);
-    buf_put(b, dict, strlen(dict));
-    for (size_t i = 0; i < pad; i++) buf_put(b, " ", 1);
-    buf_put(b, "\n", 1);
-}
-
-/* Saves reals (float: '<f4', double build: '<f8') with the given shape. */
-static int npy_save_real(Outputs *o, const char *path, const real *x, const int64_t *shape, int ndim, Err *err) {
-    Buf b = {0};
-    npy_header(&b, sizeof(real) == 4 ? "<f4" : "<f8", shape, ndim);
-    size_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
-    for (size_t i = 0; i < n; i++) buf_real(&b, x[i]);
-    int rc = out_file(o, path, &b, 0, err);
-    buf_free(&b);
-    return rc;
-}
-
-static int npy_save_i32(Outputs *o, const char *path, const int32_t *x, const int64_t *shape, int ndim, Err *err) {
-    Buf b = {0};
-    npy_header(&b, "<i4", shape, ndim);
-    size_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
-    for (size_t i = 0; i < n; i++) buf_u32(&b, (uint32_t)x[i]);
-    int rc = out_file(o, path, &b, 0, err);
-    buf_free(&b);
-    return rc;
-}
-
-/* The grid analysis of N maps of n x n bins: the autocorrelograms cost n^4 operations per unit and
- * take N (2n-1)^2 doubles, so n is at most MAX_MAP_BINS and that buffer at most 2^28 elements. */
-#define MAX_MAP_BINS 256
-
-static int analysis_size_check(double N, double n, const char *what, Err *err) {
-    if (!(n >= 2 && n <= MAX_MAP_BINS))
-        return fail(err, "%s: %.0f bins per side; the analysis takes 2 to %d", what, n, MAX_MAP_BINS);
-    if (!(N >= 1 && N * (2 * n - 1) * (2 * n - 1) <= MAX_BUFFER_ELEMENTS))
-        return fail(err, "%s: %.0f units of %.0f x %.0f bins need %.0f autocorrelogram values, more than 2^28", what, N, n, n,
-                    N * (2 * n - 1) * (2 * n - 1));
-    return 0;
-}
-
-/* 1 if a value of the header's dict ends at p: spaces, then ',' or '}'. */
-static int npy_value_ends(const char *p) {
-    while (*p == ' ') p++;
-    return *p == ',' || *p == '}';
-}
-
-/* The dimensions of a .npy shape "(a, b, c)" (a trailing comma allowed, nothing else, and the dict's
- * next entry or end after it): the rank, or -1 if the text is not such a tuple of at most 8 whole
- * numbers. */
-static int npy_shape(const char *p, double *dims) {
-    int rank = 0;
-    while (*p == ' ') p++;
-    if (*p++ != '(') return -1;
-    for (;;) {
-        while (*p == ' ') p++;
-        if (*p == ')') return npy_value_ends(p + 1) ? rank : -1;
-        int digits = 0;
-        double v = 0;
-        for (; *p >= '0' && *p <= '9' && digits < 16; p++, digits++) v = 10 * v + (*p - '0');
-        if (!digits || rank == 8) return -1;
-        dims[rank++] = v;
-        while (*p == ' ') p++;
-        if (*p == ',') p++;
-        else if (*p != ')') return -1;
-    }
-}
-
-/* Reads ratemaps (units, n, n) from a .npy of '<f4' or '<f8' in C order: finite values, NaN for an
- * unvisited bin (infinities, and '<f8' values beyond float's range, are refused). Format versions
- * 1.0 (u16 header length) and 2.0/3.0 (u32); every deviation is a one-line error. */
-static int npy_read_maps(const char *path, real **maps, int *N, int *n, Err *err) {
-    Buf file = {0};
-    *maps = NULL;
-    if (read_file(path, &file, file_limit(8 * MAX_BUFFER_ELEMENTS + 1048576.0), err)) return -1;
-    int rc = -1;
-    const uint8_t *d = file.data;
-    size_t len = file.len;
-    if (len < 10 || memcmp(d, "\x93NUMPY", 6) != 0) {
-        fail(err, "%s is not a .npy file (bad magic)", path);
-        goto done;
-    }
-    size_t header_len = d[6] == 1 ? (size_t)d[8] | (size_t)d[9] << 8
-                                  : len >= 12 ? (size_t)d[8] | (size_t)d[9] << 8 | (size_t)d[10] << 16 | (size_t)d[11] << 24 : 0;
-    size_t data_at = (d[6] == 1 ? 10 : 12) + header_len;
-    if (d[6] < 1 || d[6] > 3 || d[7] != 0 || header_len == 0 || header_len > 65536 || data_at > len) {
-        fail(err, "%s: unsupported or truncated .npy header", path);
-        goto done;
-    }
-    char header[65600];
-    memcpy(header, d + data_at - header_len, header_len);
-    header[header_len] = 0;
-    const char *descr = strstr(header, "'descr':"), *order = strstr(header, "'fortran_order':"), *shape = strstr(header, "'shape':");
-    if (strlen(header) != header_len || !descr || !order || !shape) {
-        fail(err, "%s: .npy header lacks descr, fortran_order or shape", path);
-        goto done;
-    }
-    descr = strchr(descr + 8, '\'');
-    int item = descr && strncmp(descr, "'<f4'", 5) == 0 ? 4 : descr && strncmp(descr, "'<f8'", 5) == 0 ? 8 : 0;
-    if (item && !npy_value_ends(descr + 5)) item = 0; /* "'<f4'x" is no dtype */
-    if (!item) {
-        const char *close = descr ? strchr(descr + 1, '\'') : NULL;
-        int shown = close && close - descr < 40 ? (int)(close - descr + 1) : 1;
-        fail(err, "%s: dtype %.*s is not supported (need '<f4' or '<f8')", path, shown, descr ? descr : "?");
-        goto done;
-    }
-    order += 16;
-    while (*order == ' ') order++;
-    if (strncmp(order, "False", 5) != 0 || !npy_value_ends(order + 5)) {
-        fail(err, "%s: Fortran-ordered arrays are not supported (save with C order)", path);
-        goto done;
-    }
-    double dims[8];
-    int rank = npy_shape(shape + 8, dims);
-    if (rank != 3 || dims[1] != dims[2]) {
-        fail(err, "%s: shape must be (units, n, n)%s", path, rank < 0 ? ", a tuple of whole numbers" : "");
-        goto done;
-    }
-    if (analysis_size_check(dims[0], dims[1], path, err)) goto done;
-    double count = dims[0] * dims[1] * dims[2], have = (double)(len - data_at);
-    if (have != count * item) {
-        fail(err, "%s: %s: %.0f bytes of data, the shape needs %.0f", path, have < count * item ? "truncated" : "trailing bytes",
-             have, count * item);
-        goto done;
-    }
-    *N = (int)dims[0], *n = (int)dims[1];
-    *maps = xcalloc((size_t)count, sizeof(real));
-    Rd r = {d + data_at, len - data_at, 0, 0};
-    for (size_t i = 0; i < (size_t)count; i++) {
-        double x;
-        if (item == 8) x = rd_f64(&r);
-        else {
-            uint32_t u = rd_u32(&r);
-            float f;
-            memcpy(&f, &u, 4);
-            x = f;
-        }
-        if (x == x && !(x >= -FLT_MAX && x <= FLT_MAX)) {
-            fail(err, "%s: value %zu is %g; ratemaps hold finite values within float's range (NaN: unvisited)", path, i, x);
-            free(*maps);
-            *maps = NULL;
-            goto done;
-        }
-        (*maps)[i] = (real)x;
-    }
-    rc = 0;
-done:
-    buf_free(&file);
-    return rc;
-}
-
-/* 8-bit binary PGM (P5), rows top to bottom. */
-static void pgm_encode(Buf *b, const uint8_t *pixels, int width, int height) {
-    buf_printf(b, "P5\n%d %d\n255\n", width, height);
-    buf_put(b, pixels, (size_t)width * height);
-}
-
-/* ---- checkpoint ---------------------------------------------------------------------------------
- * Layout in the manual at the top of this file. Everything a bit-exact resume needs: parameters,
- * Adam moments, the data PRNG, the step, the scheduler and the resolved config. */
-static const uint8_t CHECKPOINT_MAGIC[8] = {'G', 'R', 'I', 'D', 'S', 'S', 'L', 0x1a};
-#define CHECKPOINT_VERSION 1u
-
-static void checkpoint_encode(Buf *b, const Model *m, const TrainState *s, const Config *c) {
-    Buf text = {0};
-    config_print(&text, c);
-    buf_put(b, CHECKPOINT_MAGIC, 8);
-    buf_u32(b, CHECKPOINT_VERSION);
-    buf_u32(b, (uint32_t)sizeof(real));
-    buf_u32(b, (uint32_t)text.len);
-    buf_put(b, text.data, text.len);
-    buf_free(&text);
-    buf_u64(b, (uint64_t)s->step);
-    buf_u64(b, s->data_rng.state);
-    buf_u64(b, s->data_rng.inc);
-    buf_f64(b, s->lr);
-    buf_f64(b, s->loss_ema);
-    buf_f64(b, s->best);
-    buf_u64(b, (uint64_t)s->bad_steps);
-    buf_u64(b, (uint64_t)s->ema_steps);
-    buf_f64(b, s->beta1_pow);
-    buf_f64(b, s->beta2_pow);
-    buf_u64(b, (uint64_t)m->num_params);
-    const real *arrays[3] = {m->params, m->adam_m, m->adam_v};
-    for (int k = 0; k < 3; k++)
-        for (size_t i = 0; i < m->num_params; i++) buf_real(b, arrays[k][i]);
-    buf_u32(b, crc32_update(0, b->data, b->len));
-}
-
-/* 1 if all n values are finite (and, with nonnegative, >= 0); else 0 and the first bad index. */
-static int all_finite(const real *x, size_t n, int nonnegative, size_t *bad) {
-    for (size_t i = 0; i < n; i++)
-        if (!(x[i] - x[i] == 0) || (nonnegative && x[i] < 0)) { /* x - x is NaN for NaN and +-inf */
-            *bad = i;
-            return 0;
-        }
-    return 1;
-}
-
-/* The first parameter or Adam moment that is not finite (or a negative second moment), as one
- * line, or NULL. */
-static const char *model_problem(const Model *m, char *why, size_t size) {
-    const real *arrays[3] = {m->params, m->adam_m, m->adam_v};
-    const char *names[3] = {"parameter", "Adam first moment", "Adam second moment"};
-    size_t bad;
-    for (int k = 0; k < 3; k++)
-        if (!all_finite(arrays[k], m->num_params, k == 2, &bad)) {
-            snprintf(why, size, "%s %zu is %g", names[k], bad, one_nan(arrays[k][bad]));
-            return why;
-        }
-    return NULL;
-}
-
-/* The optimiser state a checkpoint may hold, given its config (whose steps bound the step): the
- * first field that no run of gridssl could have written, as one line, or NULL. */
-static const char *train_state_problem(const TrainState *s, const Config *c, char *why, size_t size) {
-    double lr_max = config_find("lr")->max;
-    if (s->step < 0 || s->step > c->steps) snprintf(why, size, "step %lld is outside [0, steps = %d]", (long long)s->step, c->steps);
-    else if (!(s->data_rng.inc & 1)) snprintf(why, size, "the PCG32 increment is even");
-    else if (!(s->lr >= 0 && s->lr <= lr_max)) snprintf(why, size, "learning rate %g is outside [0, %g]", one_nan(s->lr), lr_max);
-    else if (!(s->loss_ema - s->loss_ema == 0) || !(s->best - s->best == 0)) snprintf(why, size, "the smoothed loss is not finite");
-    else if (s->ema_steps != s->step) snprintf(why, size, "%lld smoothed steps, not the step %lld", (long long)s->ema_steps, (long long)s->step);
-    else if (s->bad_steps < 0 || s->bad_steps > s->step) snprintf(why, size, "%lld steps without improvement at step %lld", (long long)s->bad_steps, (long long)s->step);
-    else if (s->step == 0 ? s->beta1_pow != 1 || s->beta2_pow != 1 : !(s->beta1_pow >= 0 && s->beta1_pow < 1 && s->beta2_pow >= 0 && s->beta2_pow < 1))
-        snprintf(why, size, "beta1^t = %g, beta2^t = %g at step %lld (1 at step 0, then in [0, 1))", one_nan(s->beta1_pow),
-                 one_nan(s->beta2_pow), (long long)s->step);
-    else return NULL;
-    return why;
-}
-
-/* Loads a checkpoint written by checkpoint_encode: its config is parsed into c (then the caller's
- * overrides may be applied), the model is built and filled. The CRC only proves the bytes are the
- * ones written; every field is also checked for what gridssl could have written (a config listing
- * every key, a state train_state_problem accepts, the parameter count of the config, finite
- * parameters and moments), and the model is allocated only once the file's size matches. */
-static int checkpoint_load(const char *path, Model *m, TrainState *s, Config *c, Err *err) {
-    Buf file = {0};
-    memset(m, 0, sizeof *m);
-    if (read_file(path, &file, file_limit(3 * MAX_BUFFER_ELEMENTS * sizeof(real) + 1048576.0), err)) return -1;
-    int rc = -1;
-    Rd r = {file.data, file.len, 0, 0};
-    if (file.len < 8 + 12 + 4 || memcmp(file.data, CHECKPOINT_MAGIC, 8) != 0) {
-        fail(err, "%s is not a gridssl checkpoint (bad magic or too short)", path);
-        goto done;
-    }
-    uint32_t stored_crc = (uint32_t)file.data[file.len - 4] | (uint32_t)file.data[file.len - 3] << 8 |
-                          (uint32_t)file.data[file.len - 2] << 16 | (uint32_t)file.data[file.len - 1] << 24;
-    if (crc32_update(0, file.data, file.len - 4) != stored_crc) {
-        fail(err, "%s is corrupt or truncated (CRC-32 mismatch)", path);
-        goto done;
-    }
-    r.len = file.len - 4;
-    rd_bytes(&r, 8);
-    uint32_t version = rd_u32(&r), real_bytes = rd_u32(&r), text_len = rd_u32(&r);
-    if (version != CHECKPOINT_VERSION) {
-        fail(err, "%s has checkpoint format version %u; this gridssl reads version %u", path, version, CHECKPOINT_VERSION);
-        goto done;
-    }
-    if (real_bytes != sizeof(real)) {
-        fail(err, "%s holds %u-byte reals; this build uses %u-byte reals", path, real_bytes, (unsigned)sizeof(real));
-        goto done;
-    }
-    const uint8_t *text = rd_bytes(&r, text_len);
-    if (!text) {
-        fail(err, "%s is truncated (config text)", path);
-        goto done;
-    }
-    config_defaults(c);
-    char source[4200];
-    snprintf(source, sizeof source, "%s (config)", path);
-    if (config_parse_text(c, (const char *)text, text_len, 1, source, err) || config_validate(c, err)) goto done;
-    s->step = rd_i64(&r);
-    s->data_rng.state = rd_u64(&r);
-    s->data_rng.inc = rd_u64(&r);
-    s->lr = rd_f64(&r);
-    s->loss_ema = rd_f64(&r);
-    s->best = rd_f64(&r);
-    s->bad_steps = rd_i64(&r);
-    s->ema_steps = rd_i64(&r);
-    s->beta1_pow = rd_f64(&r);
-    s->beta2_pow = rd_f64(&r);
-    uint64_t num_params = rd_u64(&r);
-    char why[200];
-    if (r.short_read) {
-        fail(err, "%s is truncated (training state)", path);
-        goto done;
-    }
-    if (train_state_problem(s, c, why, sizeof why)) {
-        fail(err, "%s: %s", path, why);
-        goto done;
-    }
-    if ((double)num_params != param_count(c->N, c->hidden)) {
-        fail(err, "%s has %llu parameters but its config (N=%d, hidden=%d) needs %.0f", path,
-             (unsigned long long)num_params, c->N, c->hidden, param_count(c->N, c->hidden));
-        goto done;
-    }
-    if ((double)(r.len - r.pos) != 3.0 * (double)num_params * sizeof(real)) {
-        fail(err, "%s has the wrong size for its config", path);
-        goto done;
-    }
-    model_build(m, c->N, c->hidden);
-    real *arrays[3] = {m->params, m->adam_m, m->adam_v};
-    for (int k = 0; k < 3; k++)
-        for (size_t i = 0; i < m->num_params; i++) arrays[k][i] = rd_real(&r);
-    if (model_problem(m, why, sizeof why)) {
-        fail(err, "%s: %s", path, why);
-        model_free(m);
-        goto done;
-    }
-    rc = 0;
-done:
-    buf_free(&file);
-    return rc;
-}
-
-/* ==============================================================================================
- * 9. EVALUATION: ratemaps from smooth bounded walks (SPEC §5)
- * ============================================================================================== */
-
-#define PI 3.14159265358979323846
-
-/* Ratemaps of every unit in one box, and the four partial maps behind the stability measures. */
-typedef struct {
-    int N, n;            /* units; bins per side */
-    double box, bin_m;   /* side of the box and of a bin, metres */
-    int walks, steps;    /* K walks of S steps */
-    real *map;           /* (N, n, n) mean state per bin, NaN where unvisited */
-    real *part[4];       /* (N, n, n) each: walks of the first half, of the second half; steps of the
-                            first half (early), of the second half (late) of every walk */
-    int visited_bins;
-    double coverage;     /* fraction of bins visited */
-} Ratemaps;
-
-static real real_nan(void) {
-    return (real)gs_nan();
-}
-
-static void ratemaps_free(Ratemaps *rm) {
-    free(rm->map);
-    for (int k = 0; k < 4; k++) free(rm->part[k]);
-    memset(rm, 0, sizeof *rm);
-}
-
-/* Walks the network through a square box of side `box` centred on the start (SPEC §5) and bins its
- * states. Bins are eval_bin_m wide, n = round(box / eval_bin_m). Boxes larger than the 2 m reference
- * get proportionally more and longer walks (scale = box / 2: K = eval_walks * scale walks of
- * S = eval_walk_mult * T * scale steps), so visits per bin stay about the same and the walks reach
- * the walls (gridssl's choice; SPEC leaves it open). Each walk starts at the centre with state g0 and
- * a uniform heading:
- *     heading += N(0, eval_heading_sd^2);  speed ~ Rayleigh(mean eval_speed_mean), clipped at eval_speed_max
- *     v = speed (cos heading, sin heading); a component that would cross a wall is reversed (and the
- *     heading mirrored), so the network is always told the displacement actually made;
- *     g = NormReLU(W(v) g); the bin of the new position accumulates g.
- * Map row iy = 0 is y = -box/2, column ix = 0 is x = -box/2. The walks have their own PRNG stream,
- * the same for every box. Walks are drawn in order, run through the network EVAL_CHUNK at a time in
- * parallel, and binned in order, so the maps do not depend on the number of threads. */
-#define EVAL_CHUNK 64 /* walks simulated side by side (in parallel), then binned in walk order */
-
-typedef struct {
-    const Model *m;
-    int S;
-    const real *g0;    /* (N) */
-    const real *vel;   /* (EVAL_CHUNK, S, 2) the displacements of each walk */
-    real *states;      /* (EVAL_CHUNK, S, N) the network's state after each step */
-} WalkCtx;
-
-/* One walk through the network: g = NormReLU(W(v_t) g) from g0, for the walk's S displacements. */
-static void walk_task(void *ctx, int w) {
-    const WalkCtx *c = ctx;
-    int N = c->m->N, H = c->m->H;
-    real *h1 = xcalloc((size_t)H, sizeof(real)), *h2 = xcalloc((size_t)H, sizeof(real));
-    real *Wv = xcalloc((size_t)N * N, sizeof(real)), *z = xcalloc((size_t)N, sizeof(real));
-    const real *g = c->g0;
-    for (int t = 0; t < c->S; t++) {
-        const real *v = c->vel + 2 * ((size_t)w * c->S + t);
-        real *next = c->states + ((size_t)w * c->S + t) * N;
-        mlp_forward(h1, h2, Wv, v, &c->m->p, 1, H, N, 1);
-        for (int i = 0; i < N; i++) z[i] = dot8(Wv + (size_t)i * N, g, N);
-        normrelu_forward(next, z, N);
-        g = next;
-    }
-    free(h1), free(h2), free(Wv), free(z);
-}
-
-/* The sizes of one box's evaluation: n bins per side, K walks of S steps, as described above. They
- * are computed in double and refused (one line) if a count would not fit an int or a buffer would
- * exceed 2^28 elements, before anything is allocated or written. */
-typedef struct { double box; int n, walks, steps; } EvalPlan;
-
-static int eval_plan(EvalPlan *p, const Config *c, int N, double box, Err *err) {
-    double scale = box / 2.0, n = floor(box / c->eval_bin_m + 0.5);
-    double K = floor(c->eval_walks * scale + 0.5), S = floor((double)c->eval_walk_mult * c->T * scale + 0.5);
-    n = n < 2 ? 2 : n, K = K < 2 ? 2 : K, S = S < 2 ? 2 : S;
-    char what[64];
-    snprintf(what, sizeof what, "the %g m box (eval_bin_m = %g)", box, c->eval_bin_m);
-    if (analysis_size_check(N, n, what, err)) return -1;
-    if (K > INT32_MAX || (double)EVAL_CHUNK * S * N > MAX_BUFFER_ELEMENTS)
-        return fail(err, "the %g m box: %.0f walks of %.0f steps (eval_walks = %d, eval_walk_mult = %d, T = %d) are more than "
-                    "gridssl evaluates", box, K, S, c->eval_walks, c->eval_walk_mult, c->T);
-    if (5.0 * n * n * N > MAX_BUFFER_ELEMENTS)
-        return fail(err, "the %g m box: %.0f units of %.0f x %.0f bins, more than 2^28 values", box, (double)N, n, n);
-    p->box = box, p->n = (int)n, p->walks = (int)K, p->steps = (int)S;
-    return 0;
-}
-
-static void eval_ratemaps(Ratemaps *rm, const Model *m, const Config *c, EvalPlan plan, int threads) {
-    int N = m->N, n = plan.n, K = plan.walks, S = plan.steps;
-    double box = plan.box;
-    size_t bins = (size_t)n * n;
-    memset(rm, 0, sizeof *rm);
-    rm->N = N, rm->n = n, rm->box = box, rm->bin_m = box / n, rm->walks = K, rm->steps = S;
-    double *acc = xcalloc(5 * bins * N, sizeof(double)); /* [all, half 1, half 2, early, late] */
-    int64_t *visits = xcalloc(5 * bins, sizeof(int64_t));
-    real *g0 = xcalloc((size_t)N, sizeof(real)), *vel = xcalloc((size_t)EVAL_CHUNK * S * 2, sizeof(real));
-    real *states = xcalloc((size_t)EVAL_CHUNK * S * N, sizeof(real));
-    size_t *bin_of = xcalloc((size_t)EVAL_CHUNK * S, sizeof(size_t));
-    normrelu_forward(g0, m->p.theta0, N);
-    Rng rng = rng_seed((uint64_t)c->seed, STREAM_EVAL);
-    double half = box / 2, rayleigh_scale = c->eval_speed_mean / sqrt(PI / 2);
-    WalkCtx wc = {m, S, g0, vel, states};
-    for (int w0 = 0; w0 < K; w0 += EVAL_CHUNK) {
-        int count = K - w0 < EVAL_CHUNK ? K - w0 : EVAL_CHUNK;
-        for (int w = 0; w < count; w++) { /* the walks' paths: the PRNG in walk order */
-            double x = 0, y = 0, heading = (2 * rng_uniform(&rng) - 1) * PI;
-            for (int t = 0; t < S; t++) {
-                heading += c->eval_heading_sd * rng_normal(&rng);
-                while (heading > PI) heading -= 2 * PI;
-                while (heading <= -PI) heading += 2 * PI;
-                double speed = rayleigh_scale * sqrt(-2.0 * gs_log(1.0 - rng_uniform(&rng)));
-                if (speed > c->eval_speed_max) speed = c->eval_speed_max;
-                real *v = vel + 2 * ((size_t)w * S + t);
-                v[0] = (real)(speed * gs_cos(heading)), v[1] = (real)(speed * gs_sin(heading));
-                if (x + v[0] > half || x + v[0] < -half) {
-                    v[0] = -v[0];
-                    heading = heading > 0 ? PI - heading : -PI - heading;
-                }
-                if (y + v[1] > half || y + v[1] < -half) {
-                    v[1] = -v[1];
-                    heading = -heading;
-                }
-                x += v[0];
-                y += v[1];
-                int ix = (int)((x + half) / box * n), iy = (int)((y + half) / box * n);
-                ix = ix < 0 ? 0 : ix >= n ? n - 1 : ix;
-                iy = iy < 0 ? 0 : iy >= n ? n - 1 : iy;
-                bin_of[(size_t)w * S + t] = (size_t)iy * n + ix;
-            }
-        }
-        parallel_for(threads, count, walk_task, &wc); /* the network along each path */
-        for (int w = 0; w < count; w++) /* binned in walk order, step order */
-            for (int t = 0; t < S; t++) {
-                size_t bin = bin_of[(size_t)w * S + t];
-                const real *g = states + ((size_t)w * S + t) * N;
-                int sets[3] = {0, w0 + w < K / 2 ? 1 : 2, t < S / 2 ? 3 : 4};
-                for (int s = 0; s < 3; s++) {
-                    visits[sets[s] * bins + bin]++;
-                    double *a = acc + (sets[s] * bins + bin) * N;
-                    for (int k = 0; k < N; k++) a[k] += g[k];
-                }
-            }
-    }
-    real *maps[5];
-    for (int s = 0; s < 5; s++) {
-        maps[s] = xcalloc((size_t)N * bins, sizeof(real));
-        for (int k = 0; k < N; k++)
-            for (size_t b = 0; b < bins; b++) {
-                int64_t count = visits[s * bins + b];
-                maps[s][(size_t)k * bins + b] = count ? (real)(acc[(s * bins + b) * N + k] / (double)count) : real_nan();
-            }
-    }
-    rm->map = maps[0];
-    for (int k = 0; k < 4; k++) rm->part[k] = maps[k + 1];
-    for (size_t b = 0; b < bins; b++) rm->visited_bins += visits[b] > 0;
-    rm->coverage = (double)rm->visited_bins / (double)bins;
-    free(acc), free(visits), free(g0), free(vel), free(states), free(bin_of);
-}
-
-/* ==============================================================================================
- * 10. GRID ANALYSIS (SPEC §6)
- * Autocorrelograms, gridness, period, orientation, Fourier period, modules; images of all of it.
- * ============================================================================================== */
-
-/* Pearson correlation of a and b (n) over the entries where both are finite; NaN if fewer than
- * min_count such entries or no variance. Sums in double, in index order. */
-static double pearson(const real *a, const real *b, size_t n, size_t min_count) {
-    double sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0;
-    size_t count = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!(a[i] == a[i]) || !(b[i] == b[i])) continue;
-        double x = a[i], y = b[i];
-        sa += x, sb += y, saa += x * x, sbb += y * y, sab += x * y, count++;
-    }
-    if (count < min_count || count < 2) return gs_nan();
-    double cov = count * sab - sa * sb, va = count * saa - sa * sa, vb = count * sbb - sb * sb;
-    return va > 0 && vb > 0 ? cov / sqrt(va * vb) : gs_nan();
-}
-
-#define SAC_MIN_OVERLAP 20 /* SPEC §6: a lag needs >= 20 bins visited in both copies */
-
-/* Spatial autocorrelogram (Sargolini et al. 2006): sac ((2n-1) x (2n-1)), entry (n-1+ty, n-1+tx) =
- * Pearson correlation of R(x, y) with R(x + tx, y + ty) over the bins where both are visited; NaN
- * with fewer than SAC_MIN_OVERLAP such bins. R is (n, n), NaN = unvisited. */
-static void autocorrelogram(double *sac, const real *R, int n) {
-    int size = 2 * n - 1;
-    for (int ty = -(n - 1); ty <= n - 1; ty++)
-        for (int tx = -(n - 1); tx <= n - 1; tx++) {
-            double sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0;
-            int count = 0;
-            for (int y = ty < 0 ? -ty : 0; y < (ty > 0 ? n - ty : n); y++)
-                for (int x = tx < 0 ? -tx : 0; x < (tx > 0 ? n - tx : n); x++) {
-                    real a = R[y * n + x], b = R[(y + ty) * n + x + tx];
-                    if (!(a == a) || !(b == b)) continue;
-                    sa += a, sb += b, saa += (double)a * a, sbb += (double)b * b, sab += (double)a * b, count++;
-                }
-            double cov = count * sab - sa * sb, va = count * saa - sa * sa, vb = count * sbb - sb * sb;
-            double r = count >= SAC_MIN_OVERLAP && va > 0 && vb > 0 ? cov / sqrt(va * vb) : gs_nan();
-            sac[(size_t)(ty + n - 1) * size + tx + n - 1] = r;
-        }
-}
-
-/* out = sac rotated by angle_deg about its centre, same size, bilinear; points that fall outside
- * the array are 0 (as scipy's rotate with cval = 0 in Banino et al.'s scores.py); an interpolation
- * that touches a NaN is NaN. */
-static void sac_rotate(double *out, const double *sac, int size, double angle_deg) {
-    double c = (size - 1) / 2.0, th = angle_deg * PI / 180.0, co = gs_cos(th), si = gs_sin(th);
-    for (int i = 0; i < size; i++)
-        for (int j = 0; j < size; j++) {
-            double x = j - c, y = i - c;
-            double xs = co * x + si * y + c, ys = -si * x + co * y + c; /* inverse rotation */
-            double v = 0;
-            if (xs >= 0 && ys >= 0 && xs <= size - 1 && ys <= size - 1) {
-                int x0 = (int)xs, y0 = (int)ys;
-                int x1 = x0 + 1 < size ? x0 + 1 : x0, y1 = y0 + 1 < size ? y0 + 1 : y0;
-                double fx = xs - x0, fy = ys - y0;
-                v = (1 - fy) * ((1 - fx) * sac[y0 * size + x0] + fx * sac[y0 * size + x1]) +
-                    fy * ((1 - fx) * sac[y1 * size + x0] + fx * sac[y1 * size + x1]);
-            }
-            out[i * size + j] = v;
-        }
-}
-
-typedef struct { double score60, score60_minmax, score90; } Gridness;
-
-/* Gridness (SPEC §6; Banino et al. 2018, DeepMind scores.py): for each annulus r_in < r <= r_out
- * (in bins from the SAC centre; r_in = 0.2 n, r_out = 0.4 n ... 1.0 n in 10 even steps) take the
- * mean m and variance s2 of the SAC over the annulus (s2 + 1e-5, as scores.py), and for each angle
- *     c_a = mean over the annulus of (SAC - m)(rot_a(SAC) - m) / s2,
- * then score60 = (c60 + c120)/2 - (c30 + c90 + c150)/3, score60_minmax = min(c60, c120) -
- * max(c30, c90, c150), score90 = c90 - (c45 + c135)/2, each maximised over the 10 annuli.
- * One difference from scores.py (SPEC §6): NaN entries of the SAC (lags with too little overlap)
- * and of its rotations are left out of the means instead of counting as zeros. */
-static Gridness gridness(const double *sac, int n) {
-    static const double angles[7] = {30, 45, 60, 90, 120, 135, 150};
-    int size = 2 * n - 1;
-    size_t cells = (size_t)size * size;
-    double *rot = xcalloc(7 * cells, sizeof(double));
-    for (int a = 0; a < 7; a++) sac_rotate(rot + a * cells, sac, size, angles[a]);
-    Gridness best = {-HUGE_VAL, -HUGE_VAL, -HUGE_VAL};
-    double centre = n - 1;
-    for (int ring = 0; ring < 10; ring++) {
-        double r_in = 0.2 * n, r_out = (0.4 + 0.6 * ring / 9.0) * n;
-        double sum = 0, sum2 = 0;
-        int count = 0;
-        for (int i = 0; i < size; i++)
-            for (int j = 0; j < size; j++) {
-                double r = sqrt((i - centre) * (i - centre) + (j - centre) * (j - centre)), v = sac[i * size + j];
-                if (r <= r_in || r > r_out || !(v == v)) continue;
-                sum += v, count++;
-            }
-        if (count < 2) continue;
-        double mean = sum / count;
-        for (int i = 0; i < size; i++)
-            for (int j = 0; j < size; j++) {
-                double r = sqrt((i - centre) * (i - centre) + (j - centre) * (j - centre)), v = sac[i * size + j];
-                if (r <= r_in || r > r_out || !(v == v)) continue;
-                sum2 += (v - mean) * (v - mean);
-            }
-        double var = sum2 / count + 1e-5, corr[7];
-        for (int a = 0; a < 7; a++) {
-            double cross = 0;
-            int both = 0;
-            for (int i = 0; i < size; i++)
-                for (int j = 0; j < size; j++) {
-                    double r = sqrt((i - centre) * (i - centre) + (j - centre) * (j - centre));
-                    double v = sac[i * size + j], w = rot[a * cells + (size_t)i * size + j];
-                    if (r <= r_in || r > r_out || !(v == v) || !(w == w)) continue;
-                    cross += (v - mean) * (w - mean), both++;
-                }
-            corr[a] = both ? cross / both / var : 0;
-        }
-        /* corr index: 0:30 1:45 2:60 3:90 4:120 5:135 6:150 */
-        double s60 = (corr[2] + corr[4]) / 2 - (corr[0] + corr[3] + corr[6]) / 3;
-        double lo60 = corr[2] < corr[4] ? corr[2] : corr[4];
-        double hi_off = corr[0] > corr[3] ? corr[0] : corr[3];
-        hi_off = hi_off > corr[6] ? hi_off : corr[6];
-        double s90 = corr[3] - (corr[1] + corr[5]) / 2;
-        if (s60 > best.score60) best.score60 = s60;
-        if (lo60 - hi_off > best.score60_minmax) best.score60_minmax = lo60 - hi_off;
-        if (s90 > best.score90) best.score90 = s90;
-    }
-    free(rot);
-    if (best.score60 == -HUGE_VAL) best.score60 = best.score60_minmax = best.score90 = gs_nan();
-    return best;
-}
-
-/* Period (in bins) and orientation (degrees in [0, 60)) from the SAC's peaks (SPEC §6).
- * A peak is a positive SAC value that is the largest in its 5 x 5 neighbourhood (so ripples of a
- * noisy map do not count) and lies at least 2 bins from the centre; its position is refined to a
- * fraction of a bin by a parabola through it and its neighbours along each axis. The six peaks
- * nearest the centre give period = the median of their distances and orientation = (1/6) arg of
- * sum exp(6 i angle) (the lattice's angle modulo 60 degrees, robust to any one peak). Fewer than
- * three peaks: NaN. */
-static void sac_period(double *period_bins, double *orientation_deg, const double *sac, int n) {
-    int size = 2 * n - 1, max_peaks = 6;
-    double c = n - 1, dist[6], px[6], py[6];
-    int found = 0;
-    for (int i = 2; i < size - 2; i++)
-        for (int j = 2; j < size - 2; j++) {
-            double v = sac[i * size + j];
-            if (!(v > 0)) continue;
-            int is_max = 1;
-            for (int di = -2; di <= 2 && is_max; di++)
-                for (int dj = -2; dj <= 2; dj++) {
-                    double w = sac[(i + di) * size + j + dj];
-                    if ((di || dj) && w == w && (w > v || (w == v && (di < 0 || (di == 0 && dj < 0))))) {
-                        is_max = 0; /* ties go to the first in scan order */
-                        break;
-                    }
-                }
-            double x = j - c, y = i - c, d = sqrt(x * x + y * y);
-            if (!is_max || d < 2) continue;
-            double l = sac[i * size + j - 1], r = sac[i * size + j + 1], u = sac[(i - 1) * size + j], o = sac[(i + 1) * size + j];
-            double cx = l - 2 * v + r, cy = u - 2 * v + o;
-            if (cx < 0 && l == l && r == r) x += 0.5 * (l - r) / cx;
-            if (cy < 0 && u == u && o == o) y += 0.5 * (u - o) / cy;
-            d = sqrt(x * x + y * y);
-            /* insert into the list of the nearest max_peaks, kept sorted by distance */
-            int pos = found < max_peaks ? found++ : max_peaks;
-            while (pos > 0 && dist[pos - 1] > d) {
-                if (pos < max_peaks) dist[pos] = dist[pos - 1], px[pos] = px[pos - 1], py[pos] = py[pos - 1];
-                pos--;
-            }
-            if (pos < max_peaks) dist[pos] = d, px[pos] = x, py[pos] = y;
-        }
-    if (found < 3) {
-        *period_bins = *orientation_deg = gs_nan();
-        return;
-    }
-    *period_bins = found % 2 ? dist[found / 2] : (dist[found / 2 - 1] + dist[found / 2]) / 2;
-    double sx = 0, sy = 0;
-    for (int k = 0; k < found; k++) {
-        double a = 6 * gs_atan2(py[k], px[k]);
-        sx += gs_cos(a), sy += gs_sin(a);
-    }
-    double o = gs_atan2(sy, sx) / 6 * 180 / PI;
-    *orientation_deg = o < 0 ? o + 60 : o;
-}
-
-/* In-place radix-2 FFT of x (2 * len doubles, interleaved re/im), len a power of two.
- * X_k = sum_j x_j exp(-2 pi i jk / len); twiddles from gs_cos/gs_sin. */
-static void fft(double *x, int len) {
-    for (int i = 1, j = 0; i < len; i++) { /* bit-reversal permutation */
-        int bit = len >> 1;
-        for (; j & bit; bit >>= 1) j ^= bit;
-        j ^= bit;
-        if (i < j) {
-            double tr = x[2 * i], ti = x[2 * i + 1];
-            x[2 * i] = x[2 * j], x[2 * i + 1] = x[2 * j + 1];
-            x[2 * j] = tr, x[2 * j + 1] = ti;
-        }
-    }
-    for (int span = 2; span <= len; span <<= 1)
-        for (int k = 0; k < span / 2; k++) {
-            double a = -2 * PI * k / span, wr = gs_cos(a), wi = gs_sin(a);
-            for (int s = 0; s < len; s += span) {
-                double *p = x + 2 * (s + k), *q = x + 2 * (s + k + span / 2);
-                double tr = wr * q[0] - wi * q[1], ti = wr * q[1] + wi * q[0];
-                q[0] = p[0] - tr, q[1] = p[1] - ti;
-                p[0] += tr, p[1] += ti;
-            }
-        }
-}
-
-/* |X(kx, ky)|^2 of a P x P spectrum (interleaved re/im), indices taken modulo P. */
-static double power_at(const double *X, int P, int kx, int ky) {
-    const double *v = X + 2 * ((size_t)((ky + P) % P) * P + (kx + P) % P);
-    return v[0] * v[0] + v[1] * v[1];
-}
-
-/* Second period estimate: the peak of the 2-D Fourier power of the ratemap (SPEC §6). The map minus
- * its mean over visited bins (unvisited bins 0) is zero-padded to P x P, P the power of two >= 4n, so
- * frequencies are sampled every 1/(P bin) cycles per metre; the strongest frequency, periods longer
- * than the box excluded (|k| >= 1/box), is refined by a parabola along each axis. A hexagonal lattice
- * of field spacing L is three plane waves of wavelength L sqrt(3)/2, so the estimate is reported as
- * the spacing 2 / (sqrt(3) |k|) (for a square lattice or a band it is 2/sqrt(3) times the
- * wavelength). Returns metres. */
-static double fourier_period(const real *R, int n, double bin_m) {
-    int P = 1;
-    while (P < 4 * n) P <<= 1;
-    double *grid = xcalloc((size_t)2 * P * P, sizeof(double)), *row = xcalloc((size_t)2 * P, sizeof(double));
-    double mean = 0;
-    int count = 0;
-    for (int b = 0; b < n * n; b++)
-        if (R[b] == R[b]) mean += R[b], count++;
-    mean = count ? mean / count : 0;
-    for (int y = 0; y < n; y++)
-        for (int x = 0; x < n; x++) grid[2 * ((size_t)y * P + x)] = R[y * n + x] == R[y * n + x] ? R[y * n + x] - mean : 0;
-    for (int y = 0; y < P; y++) fft(grid + 2 * (size_t)y * P, P); /* rows */
-    for (int x = 0; x < P; x++) {                                  /* columns */
-        for (int y = 0; y < P; y++) row[2 * y] = grid[2 * ((size_t)y * P + x)], row[2 * y + 1] = grid[2 * ((size_t)y * P + x) + 1];
-        fft(row, P);
-        for (int y = 0; y < P; y++) grid[2 * ((size_t)y * P + x)] = row[2 * y], grid[2 * ((size_t)y * P + x) + 1] = row[2 * y + 1];
-    }
-    double k_min = (double)P / n; /* |k| in index units below which the period exceeds the box */
-    double best = -1;
-    int kx_best = 0, ky_best = 0;
-    for (int y = 0; y < P; y++)
-        for (int x = 0; x < P; x++) {
-            int ky = y < P / 2 ? y : y - P, kx = x < P / 2 ? x : x - P;
-            if (sqrt((double)kx * kx + (double)ky * ky) < k_min) continue;
-            double p = power_at(grid, P, kx, ky);
-            if (p > best) best = p, kx_best = kx, ky_best = ky;
-        }
-    int kx = kx_best, ky = ky_best;
-    double fx = kx, fy = ky;
-    double l = power_at(grid, P, kx - 1, ky), r = power_at(grid, P, kx + 1, ky);
-    double d = power_at(grid, P, kx, ky - 1), u = power_at(grid, P, kx, ky + 1);
-    if (l - 2 * best + r < 0) fx += 0.5 * (l - r) / (l - 2 * best + r);
-    if (d - 2 * best + u < 0) fy += 0.5 * (d - u) / (d - 2 * best + u);
-    free(grid), free(row);
-    double k = sqrt(fx * fx + fy * fy) / (P * bin_m); /* cycles per metre */
-    return best > 0 && k > 0 ? 2.0 / (sqrt(3.0) * k) : gs_nan();
-}
-
-/* Everything gridssl measures about one unit in one box. */
-typedef struct {
-    double score60, score60_minmax, score90, period_m, orientation_deg, fourier_period_m, mean_rate;
-    double split_half_r, early_late_r; /* NaN when not measured (gridssl score) */
-    int module;                        /* 1.. by increasing period; 0 = not grid-like */
-} UnitScores;
-
-typedef struct { int units; double period_m, orientation_deg, orientation_spread_deg; } Module;
-
-#define GRID_THRESHOLD 0.3 /* "grid-like" means score60 > 0.3 (SPEC §6) */
-#define MODULE_GAP 1.2     /* sorted periods more than 20 % apart start a new module */
-
-/* SAC, gridness, period, orientation and Fourier period of each of N maps (n, n); sacs receives
- * the autocorrelograms (N, 2n-1, 2n-1). */
-typedef struct { UnitScores *u; double *sacs; const real *maps; int n; double bin_m; } AnalyseCtx;
-
-/* One unit: its SAC, gridness, period, orientation, Fourier period and mean rate. */
-static void analyse_task(void *ctx, int k) {
-    const AnalyseCtx *c = ctx;
-    int n = c->n;
-    size_t bins = (size_t)n * n, cells = (size_t)(2 * n - 1) * (2 * n - 1);
-    const real *R = c->maps + k * bins;
-    double *sac = c->sacs + k * cells, period_bins, sum = 0;
-    UnitScores *u = &c->u[k];
-    autocorrelogram(sac, R, n);
-    Gridness gs = gridness(sac, n);
-    u->score60 = gs.score60, u->score60_minmax = gs.score60_minmax, u->score90 = gs.score90;
-    sac_period(&period_bins, &u->orientation_deg, sac, n);
-    u->period_m = period_bins * c->bin_m;
-    u->fourier_period_m = fourier_period(R, n, c->bin_m);
-    int count = 0;
-    for (size_t b = 0; b < bins; b++)
-        if (R[b] == R[b]) sum += R[b], count++;
-    u->mean_rate = count ? sum / count : gs_nan();
-    u->split_half_r = u->early_late_r = gs_nan();
-    u->module = 0;
-}
-
-static void analyse_maps(UnitScores *u, double *sacs, const real *maps, int N, int n, double bin_m, int threads) {
-    AnalyseCtx c = {u, sacs, maps, n, bin_m};
-    parallel_for(threads, N, analyse_task, &c);
-}
-
-/* Modules (SPEC §6): the periods of the grid-like units (score60 > GRID_THRESHOLD, finite period),
- * sorted; a new module starts wherever one period exceeds the previous by more than MODULE_GAP
- * (single linkage on log-period: deterministic, no k to choose). Modules are numbered 1.. by
- * increasing period; each gets its median period and the circular mean and spread of its units'
- * orientations (on the 60-degree circle). Returns the number of modules; modules has room for N. */
-static int assign_modules(UnitScores *u, Module *modules, int N) {
-    int *order = xcalloc((size_t)N, sizeof(int)), count = 0;
-    for (int k = 0; k < N; k++)
-        if (u[k].score60 > GRID_THRESHOLD && u[k].period_m == u[k].period_m) order[count++] = k;
-    for (int i = 1; i < count; i++) /* insertion sort by period, ties by unit */
-        for (int j = i; j > 0 && u[order[j - 1]].period_m > u[order[j]].period_m; j--) {
-            int t = order[j];
-            order[j] = order[j - 1], order[j - 1] = t;
-        }
-    int n_modules = 0, start = 0;
-    for (int i = 0; i <= count; i++) {
-        if (i < count && (i == 0 || u[order[i]].period_m <= MODULE_GAP * u[order[i - 1]].period_m)) continue;
-        if (i == start) continue;
-        Module *md = &modules[n_modules++];
-        int size = i - start;
-        md->units = size;
-        md->period_m = size % 2 ? u[order[start + size / 2]].period_m
-                                : (u[order[start + size / 2 - 1]].period_m + u[order[start + size / 2]].period_m) / 2;
-        double sx = 0, sy = 0;
-        for (int j = start; j < i; j++) {
-            u[order[j]].module = n_modules;
-            double a = u[order[j]].orientation_deg * 6 * PI / 180;
-            if (a == a) sx += gs_cos(a), sy += gs_sin(a);
-        }
-        double resultant = sqrt(sx * sx + sy * sy) / size;
-        double o = gs_atan2(sy, sx) / 6 * 180 / PI;
-        md->orientation_deg = o < 0 ? o + 60 : o;
-        /* circular standard deviation on the 60-degree circle; + 0.0 turns sqrt(-0) into 0 */
-        md->orientation_spread_deg = resultant > 0 ? sqrt(-2 * gs_log(resultant < 1 ? resultant : 1)) / 6 * 180 / PI + 0.0 : gs_nan();
-        start = i;
-    }
-    free(order);
-    return n_modules;
-}
 
 /* ---- images ------------------------------------------------------------------------------------ */
 
@@ -3248,7 +4267,6 @@ static void map_pixels(uint8_t *out, const double *v, int n, int colour) {
 
 /* The tiles listed in order (count of them, each n x n, drawn scale x scale pixels per value) in a
  * grid of ceil(sqrt(count)) columns with 2-pixel gaps: grey (grey background) or colour (white). */
-typedef struct { int width, height; uint8_t *grey, *rgb; } Image;
 
 static Image tile_montage(const double *tiles, int n, const int *order, int count, int colour, int scale) {
     int cols = 1, gap = 2, depth = colour ? 3 : 1, side = n * scale;
@@ -3386,938 +4404,6 @@ static Image period_histogram(const UnitScores *u, int N, double max_m) {
     return im;
 }
 
-/* ---- one box's analysis, and its files -------------------------------------------------------- */
-
-typedef struct {
-    int N, n;
-    double box, bin_m, coverage;
-    int walks, steps;   /* of the evaluation walks; 0 when the maps came from elsewhere (gridssl score) */
-    UnitScores *units;  /* (N) */
-    double *sacs;       /* (N, 2n-1, 2n-1) */
-    Module *modules;    /* (N) room; n_modules used */
-    int n_modules;
-} Analysis;
-
-static void analysis_run(Analysis *an, const real *maps, int N, int n, double box, int threads) {
-    memset(an, 0, sizeof *an);
-    an->N = N, an->n = n, an->box = box, an->bin_m = box / n;
-    an->units = xcalloc((size_t)N, sizeof(UnitScores));
-    an->sacs = xcalloc((size_t)N * (2 * n - 1) * (2 * n - 1), sizeof(double));
-    an->modules = xcalloc((size_t)N, sizeof(Module));
-    analyse_maps(an->units, an->sacs, maps, N, n, an->bin_m, threads);
-    an->n_modules = assign_modules(an->units, an->modules, N);
-    int visited = 0;
-    for (int b = 0; b < n * n; b++) {
-        int any = 0;
-        for (int k = 0; k < N && !any; k++) any = maps[(size_t)k * n * n + b] == maps[(size_t)k * n * n + b];
-        visited += any;
-    }
-    an->coverage = (double)visited / ((double)n * n);
-}
-
-static void analysis_free(Analysis *an) {
-    free(an->units), free(an->sacs), free(an->modules);
-    memset(an, 0, sizeof *an);
-}
-
-/* A number for CSV/JSON: %.9g (deterministic: printf rounds correctly on every supported libc), and
- * one spelling for NaN whatever its sign bit: "nan" in CSV, null in JSON. */
-static void put_number(Buf *b, double x, int json) {
-    if (x == x) buf_printf(b, "%.9g", x);
-    else buf_printf(b, json ? "null" : "nan");
-}
-
-/* Units ordered by module (1, 2, ..., then the non-grid units) and, within one, by falling score60. */
-static void montage_order(int *order, const UnitScores *u, int N) {
-    for (int k = 0; k < N; k++) order[k] = k;
-    for (int i = 1; i < N; i++)
-        for (int j = i; j > 0; j--) {
-            const UnitScores *a = &u[order[j - 1]], *b = &u[order[j]];
-            int ma = a->module ? a->module : N + 1, mb = b->module ? b->module : N + 1;
-            double sa = a->score60 == a->score60 ? a->score60 : -HUGE_VAL, sb = b->score60 == b->score60 ? b->score60 : -HUGE_VAL;
-            if (ma < mb || (ma == mb && sa >= sb)) break;
-            int t = order[j];
-            order[j] = order[j - 1], order[j - 1] = t;
-        }
-}
-
-/* Writes scores.csv, summary.json, sac_NNN.pgm, autocorrelograms.pgm, montage.ppm, montage.png and
- * period_histogram.png into dir; prints the SHA-256 of the tables and montages. */
-static int analysis_write(Outputs *o, const char *dir, const Analysis *an, const real *maps, Err *err) {
-    int N = an->N, n = an->n, size = 2 * n - 1, rc = -1;
-    char path[4200], name[64];
-    Buf b = {0};
-    /* scores.csv */
-    buf_printf(&b, "unit,score60,score90,period_m,orientation_deg,fourier_period_m,module,coverage,mean_rate,"
-                   "score60_minmax,split_half_r,early_late_r\n");
-    for (int k = 0; k < N; k++) {
-        const UnitScores *u = &an->units[k];
-        double row[11] = {u->score60, u->score90, u->period_m, u->orientation_deg, u->fourier_period_m, u->module,
-                          an->coverage, u->mean_rate, u->score60_minmax, u->split_half_r, u->early_late_r};
-        buf_printf(&b, "%d", k);
-        for (int i = 0; i < 11; i++) buf_put(&b, ",", 1), put_number(&b, row[i], 0);
-        buf_put(&b, "\n", 1);
-    }
-    path_join(path, sizeof path, dir, "scores.csv");
-    if (out_file(o, path, &b, 1, err)) goto done;
-    /* summary.json */
-    int grid_like = 0, hexagonal = 0, stable = 0;
-    for (int k = 0; k < N; k++) {
-        const UnitScores *u = &an->units[k];
-        if (!(u->score60 > GRID_THRESHOLD)) continue;
-        grid_like++;
-        hexagonal += u->score60 > u->score90;
-        stable += u->early_late_r >= 0.8;
-    }
-    b.len = 0;
-    buf_printf(&b, "{\n  \"box_m\": "), put_number(&b, an->box, 1);
-    buf_printf(&b, ",\n  \"bins\": %d,\n  \"bin_m\": ", n), put_number(&b, an->bin_m, 1);
-    buf_printf(&b, ",\n  \"walks\": %d,\n  \"steps_per_walk\": %d,\n  \"coverage\": ", an->walks, an->steps);
-    put_number(&b, an->coverage, 1);
-    buf_printf(&b, ",\n  \"units\": %d,\n  \"grid_like\": %d,\n  \"grid_threshold\": ", N, grid_like);
-    put_number(&b, GRID_THRESHOLD, 1);
-    buf_printf(&b, ",\n  \"fraction_grid_like\": "), put_number(&b, (double)grid_like / N, 1);
-    buf_printf(&b, ",\n  \"grid_like_hexagonal\": %d,\n  \"grid_like_early_late_r_at_least_0.8\": %d", hexagonal, stable);
-    buf_printf(&b, ",\n  \"n_modules\": %d,\n  \"modules\": [", an->n_modules);
-    for (int i = 0; i < an->n_modules; i++) {
-        const Module *md = &an->modules[i];
-        buf_printf(&b, "%s\n    {\"module\": %d, \"units\": %d, \"period_m\": ", i ? "," : "", i + 1, md->units);
-        put_number(&b, md->period_m, 1);
-        buf_printf(&b, ", \"orientation_deg\": "), put_number(&b, md->orientation_deg, 1);
-        buf_printf(&b, ", \"orientation_spread_deg\": "), put_number(&b, md->orientation_spread_deg, 1);
-        buf_printf(&b, "}");
-    }
-    buf_printf(&b, "%s],\n  \"period_ratios\": [", an->n_modules ? "\n  " : "");
-    for (int i = 1; i < an->n_modules; i++) {
-        if (i > 1) buf_printf(&b, ", ");
-        put_number(&b, an->modules[i].period_m / an->modules[i - 1].period_m, 1);
-    }
-    buf_printf(&b, "]\n}\n");
-    path_join(path, sizeof path, dir, "summary.json");
-    if (out_file(o, path, &b, 1, err)) goto done;
-    /* autocorrelograms: one grey PGM per unit (-1 -> 1, +1 -> 255, NaN black) and a montage */
-    uint8_t *pix = xcalloc((size_t)size * size, 1);
-    for (int k = 0; k < N; k++) {
-        const double *sac = an->sacs + (size_t)k * size * size;
-        for (int i = 0; i < size; i++)
-            for (int j = 0; j < size; j++) {
-                double v = sac[(size_t)(size - 1 - i) * size + j];
-                pix[(size_t)i * size + j] = v == v ? (uint8_t)(128 + (int)(127 * (v < -1 ? -1 : v > 1 ? 1 : v) + (v < 0 ? -0.5 : 0.5))) : 0;
-            }
-        b.len = 0;
-        pgm_encode(&b, pix, size, size);
-        snprintf(name, sizeof name, "sac_%03d.pgm", k);
-        path_join(path, sizeof path, dir, name);
-        if (out_file(o, path, &b, 0, err)) {
-            free(pix);
-            goto done;
-        }
-    }
-    free(pix);
-    int *order = xcalloc((size_t)N, sizeof(int));
-    montage_order(order, an->units, N);
-    Image sac_montage = tile_montage(an->sacs, size, order, N, 0, 1);
-    b.len = 0;
-    pgm_encode(&b, sac_montage.grey, sac_montage.width, sac_montage.height);
-    image_free(&sac_montage);
-    path_join(path, sizeof path, dir, "autocorrelograms.pgm");
-    if (out_file(o, path, &b, 0, err)) {
-        free(order);
-        goto done;
-    }
-    /* colour montage of the ratemaps, sorted by module then score */
-    double *tiles = xcalloc((size_t)N * n * n, sizeof(double));
-    for (size_t i = 0; i < (size_t)N * n * n; i++) tiles[i] = maps[i];
-    Image montage = tile_montage(tiles, n, order, N, 1, n < 40 ? 120 / n : 3); /* tiles of ~120 px */
-    free(tiles), free(order);
-    b.len = 0;
-    ppm_encode(&b, &montage);
-    path_join(path, sizeof path, dir, "montage.ppm");
-    int bad = out_file(o, path, &b, 0, err);
-    b.len = 0;
-    png_encode(&b, &montage);
-    image_free(&montage);
-    path_join(path, sizeof path, dir, "montage.png");
-    if (bad || out_file(o, path, &b, 1, err)) goto done;
-    Image hist = period_histogram(an->units, N, an->box > 2 ? an->box : 2);
-    b.len = 0;
-    png_encode(&b, &hist);
-    image_free(&hist);
-    path_join(path, sizeof path, dir, "period_histogram.png");
-    if (out_file(o, path, &b, 0, err)) goto done;
-    rc = 0;
-done:
-    buf_free(&b);
-    return rc;
-}
-
-/* The ratemaps themselves: ratemaps.npy, unit_NNN.pgm and montage.pgm (units in order, grey). */
-static int ratemaps_write(Outputs *o, const char *dir, const real *maps, int N, int n, Err *err) {
-    size_t bins = (size_t)n * n;
-    char path[4200], name[32];
-    Buf b = {0};
-    int64_t shape[3] = {N, n, n};
-    npy_header(&b, "<f4", shape, 3);
-    for (size_t i = 0; i < (size_t)N * bins; i++) buf_f32(&b, (float)maps[i]);
-    path_join(path, sizeof path, dir, "ratemaps.npy");
-    int rc = out_file(o, path, &b, 1, err);
-    double *tiles = xcalloc((size_t)N * bins, sizeof(double));
-    int *order = xcalloc((size_t)N, sizeof(int));
-    uint8_t *pix = xcalloc(bins, 1);
-    for (size_t i = 0; i < (size_t)N * bins; i++) tiles[i] = maps[i];
-    for (int k = 0; k < N && rc == 0; k++) {
-        order[k] = k;
-        map_pixels(pix, tiles + (size_t)k * bins, n, 0);
-        b.len = 0;
-        pgm_encode(&b, pix, n, n);
-        snprintf(name, sizeof name, "unit_%03d.pgm", k);
-        path_join(path, sizeof path, dir, name);
-        rc = out_file(o, path, &b, 0, err);
-    }
-    free(pix);
-    if (rc == 0) {
-        Image montage = tile_montage(tiles, n, order, N, 0, 1);
-        b.len = 0;
-        pgm_encode(&b, montage.grey, montage.width, montage.height);
-        image_free(&montage);
-        path_join(path, sizeof path, dir, "montage.pgm");
-        rc = out_file(o, path, &b, 1, err);
-    }
-    free(tiles), free(order);
-    buf_free(&b);
-    return rc;
-}
-
-/* ==============================================================================================
- * 11. GRADIENT CHECK (SPEC §3)
- * Central differences (L(p + h) - L(p - h)) / 2h for every parameter, against the hand-written
- * backward pass, on a small model (N = 6, H = 5, B = 3, T = 4), with the SIC batch and with the
- * permute = 0 ablation. Per parameter block, the relative
- * error |a - f| / max(|a|, |f|) (vector 2-norms) must be below tol; a block whose gradient is
- * trivially zero fails, so the check cannot pass by having nothing to compare.
- * ============================================================================================== */
-
-typedef struct { const char *term; int capacity, reduction, permute; LossWeights w; } GradCase;
-
-/* Returns the number of failed blocks; prints one line per block and the largest error to out.
- * Sets *max_rel to the largest relative error seen. */
-static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
-    Config c;
-    config_defaults(&c);
-    c.N = 6, c.hidden = 5, c.B = 3, c.T = 4, c.iso_vmin = 0.06, c.iso_vmax = 0.13; /* some steps in, some out */
-    Model m;
-    model_build(&m, c.N, c.hidden);
-    Rng rng = rng_seed(7, STREAM_CHECK);
-    model_init(&m, &c, &rng);
-    /* two batches: the SIC permutations, and the permute = 0 ablation (B*T distinct velocities) */
-    Batch batches[2];
-    Acts acts[2];
-    for (int permute = 1; permute >= 0; permute--) {
-        c.permute = permute;
-        batch_alloc(&batches[permute], &c);
-        acts_alloc(&acts[permute], &c);
-        batch_draw(&batches[permute], &rng, &c);
-    }
-    const LossWeights all = {1.0, 0.1, 0.5, 0.3};
-    const GradCase cases[] = {
-        {"sep", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {1, 0, 0, 0}}, {"sep", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {1, 0, 0, 0}},
-        {"inv", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 1, 0, 0}}, {"inv", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {0, 1, 0, 0}},
-        {"cap", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 1, 0}}, {"cap", CAPACITY_KERNEL, REDUCTION_MEAN, 1, {0, 0, 1, 0}},
-        {"iso", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 1}},
-        {"total", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, all}, {"total", CAPACITY_MEANNORM, REDUCTION_SUM, 1, all},
-        {"total", CAPACITY_KERNEL, REDUCTION_MEAN, 1, all},   {"total", CAPACITY_KERNEL, REDUCTION_SUM, 1, all},
-        {"total", CAPACITY_MEANNORM, REDUCTION_MEAN, 0, all},
-    };
-    const char *cap_names[2] = {"meannorm", "kernel"}, *red_names[2] = {"mean", "sum"};
-    int failures = 0;
-    *max_rel = 0;
-    real *analytic = xcalloc(m.num_params, sizeof(real));
-    for (int permute = 1; permute >= 0; permute--) {
-        c.permute = permute;
-        LossTerms probe = sic_forward_backward(&m, &acts[permute], &batches[permute], &c, all, 0, 1);
-        fprintf(out, "gradcheck: N=%d H=%d B=%d T=%d permute=%d: %lld near / %lld far pairs, %lld isometry steps, "
-                "%lld dead; h=%g, tol %g\n", c.N, c.hidden, c.B, c.T, permute, (long long)probe.n_near,
-                (long long)probe.n_far, (long long)probe.n_iso, (long long)probe.dead_states, h, tol);
-        if (probe.n_near == 0 || probe.n_far == 0 || probe.n_iso < 2 || probe.dead_states) {
-            fprintf(out, "FAIL gradcheck batch (permute=%d) does not exercise every term\n", permute);
-            failures++;
-        }
-    }
-    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
-        const GradCase *gc = &cases[ci];
-        c.capacity = gc->capacity, c.reduction = gc->reduction, c.permute = gc->permute;
-        Acts *a = &acts[gc->permute];
-        const Batch *bt = &batches[gc->permute];
-        memset(m.grads, 0, m.num_params * sizeof(real));
-        sic_forward_backward(&m, a, bt, &c, gc->w, 1.0, 1);
-        memcpy(analytic, m.grads, m.num_params * sizeof(real));
-        size_t offset = 0;
-        for (int blk = 0; blk < NUM_PARAM_TENSORS; blk++) {
-            double diff2 = 0, a2 = 0, f2 = 0;
-            for (size_t i = offset; i < offset + m.sizes[blk]; i++) {
-                real keep = m.params[i];
-                m.params[i] = keep + (real)h;
-                double up = sic_forward_backward(&m, a, bt, &c, gc->w, 0, 1).total;
-                m.params[i] = keep - (real)h;
-                double down = sic_forward_backward(&m, a, bt, &c, gc->w, 0, 1).total;
-                m.params[i] = keep;
-                double f = (up - down) / (2 * h), an = analytic[i];
-                diff2 += (an - f) * (an - f), a2 += an * an, f2 += f * f;
-            }
-            offset += m.sizes[blk];
-            double scale = sqrt(a2 > f2 ? a2 : f2), rel = scale > 0 ? sqrt(diff2) / scale : 0;
-            int ok = rel < tol && sqrt(a2) > 1e-10;
-            failures += !ok;
-            *max_rel = rel > *max_rel ? rel : *max_rel;
-            fprintf(out, "%s gradcheck %-5s capacity=%-8s reduction=%-4s permute=%d %-6s rel %.3e  |grad| %.3e%s\n",
-                    ok ? "ok  " : "FAIL", gc->term, cap_names[gc->capacity], red_names[gc->reduction], gc->permute,
-                    param_names[blk], rel, sqrt(a2), sqrt(a2) > 1e-10 ? "" : "  (trivially zero)");
-        }
-    }
-    fprintf(out, "gradcheck: largest relative error %.3e (tol %g)\n", *max_rel, tol);
-    free(analytic);
-    for (int k = 0; k < 2; k++) acts_free(&acts[k]), batch_free(&batches[k]);
-    model_free(&m);
-    return failures;
-}
-
-/* ==============================================================================================
- * 12. COMMAND LINE (left out when tests/unit.c includes this file with GRIDSSL_TESTING)
- * ============================================================================================== */
-#ifndef GRIDSSL_TESTING
-
-static void print_usage(FILE *f) {
-    fprintf(f,
-            "gridssl %s - self-supervised grid cells (Schaeffer et al. 2023), bit-reproducible\n\n"
-            "usage:\n"
-            "  gridssl train [--config FILE] [key=value ...] [--out DIR] [--resume FILE]\n"
-            "  gridssl eval CHECKPOINT [--box 2,3,4] [--out DIR] [eval_key=value ...]\n"
-            "  gridssl score RATEMAPS.npy --box METRES [--out DIR]\n"
-            "  gridssl dump CHECKPOINT DIR\n"
-            "  gridssl gradcheck\n"
-            "  gridssl bench [--config FILE] [key=value ...] [--steps K]   (seconds per step, per phase)\n"
-            "  every command takes --threads N (default: all cores; results never depend on it)\n"
-            "  gridssl --help | --version\n\n"
-            "config keys (key = value lines in FILE, '#' comments; key=value arguments override):\n",
-            GRIDSSL_VERSION);
-    for (int i = 0; i < NUM_CONFIG_KEYS; i++) {
-        const ConfigKey *k = &config_keys[i];
-        char def[64];
-        if (k->type == KEY_ENUM) enum_choice(k, (int)k->def, def);
-        else snprintf(def, sizeof def, "%.10g", k->def);
-        char range[96];
-        if (k->type == KEY_ENUM) snprintf(range, sizeof range, "%s", k->choices);
-        else snprintf(range, sizeof range, "[%.10g, %.10g]", k->min, k->max);
-        fprintf(f, "  %-18s default %-10s %-24s paper: %s\n      %s\n", k->name, def, range, k->paper, k->doc);
-    }
-}
-
-/* Applies key=value arguments in order. allow_prefix limits which keys may be set (NULL: any). */
-static int apply_overrides(Config *c, int argc, char **argv, const char *allow_prefix, Err *err) {
-    for (int i = 0; i < argc; i++) {
-        char key[128];
-        const char *eq = strchr(argv[i], '=');
-        if (!eq || eq == argv[i] || (size_t)(eq - argv[i]) >= sizeof key)
-            return fail(err, "unexpected argument '%s' (expected key=value)", argv[i]);
-        memcpy(key, argv[i], (size_t)(eq - argv[i]));
-        key[eq - argv[i]] = 0;
-        if (allow_prefix && config_find(key) && strncmp(key, allow_prefix, strlen(allow_prefix)) != 0)
-            return fail(err, "key '%s' cannot be changed here (only %s* keys)", key, allow_prefix);
-        if (config_set(c, key, eq + 1, err)) return -1;
-    }
-    return 0;
-}
-
-/* Splits argv into --options (with a value each) and the rest (key=value). */
-typedef struct { const char *config, *out, *resume, *box; char **rest; int n_rest, threads, steps; } Args;
-
-/* The default for --threads: every core the system reports. Results never depend on it. */
-static int default_threads(void) {
-#ifdef _WIN32
-    const char *env = getenv("NUMBER_OF_PROCESSORS");
-    long k = env ? strtol(env, NULL, 10) : 1;
-#else
-    long k = sysconf(_SC_NPROCESSORS_ONLN);
-#endif
-    return k < 1 ? 1 : k > MAX_THREADS ? MAX_THREADS : (int)k;
-}
-
-static int parse_args(Args *a, int argc, char **argv, const char *allowed, Err *err) {
-    memset(a, 0, sizeof *a);
-    a->rest = xcalloc((size_t)argc + 1, sizeof(char *));
-    a->threads = default_threads();
-    a->steps = 5;
-    for (int i = 0; i < argc; i++) {
-        const char *opt = argv[i];
-        if (strncmp(opt, "--", 2) != 0) {
-            a->rest[a->n_rest++] = argv[i];
-            continue;
-        }
-        if (strcmp(opt, "--threads") == 0) {
-            char *end = NULL;
-            long k = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
-            if (i + 1 >= argc || end == argv[i + 1] || *end || k < 1 || k > MAX_THREADS)
-                return fail(err, "--threads needs a whole number in [1, %d]", MAX_THREADS);
-            a->threads = (int)k;
-            i++;
-            continue;
-        }
-        if (strcmp(opt, "--steps") == 0 && strstr(allowed, "--steps")) {
-            char *end = NULL;
-            long k = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
-            if (i + 1 >= argc || end == argv[i + 1] || *end || k < 1 || k > 100000)
-                return fail(err, "--steps needs a whole number in [1, 100000]");
-            a->steps = (int)k;
-            i++;
-            continue;
-        }
-        const char **slot = strcmp(opt, "--config") == 0 ? &a->config : strcmp(opt, "--out") == 0 ? &a->out
-                          : strcmp(opt, "--resume") == 0 ? &a->resume : strcmp(opt, "--box") == 0 ? &a->box : NULL;
-        if (!slot || !strstr(allowed, opt)) return fail(err, "unknown option '%s'", opt);
-        if (i + 1 >= argc) return fail(err, "option %s needs a value", opt);
-        *slot = argv[++i];
-    }
-    return 0;
-}
-
-static void format_duration(char *out, size_t size, double seconds) {
-    long s = seconds > 0 && seconds < 1e9 ? (long)(seconds + 0.5) : 0;
-    if (s >= 3600) snprintf(out, size, "%ldh%02ldm", s / 3600, s / 60 % 60);
-    else snprintf(out, size, "%ldm%02lds", s / 60, s % 60);
-}
-
-/* The rows of an earlier log.tsv up to and including step (kept when resuming into the same dir). */
-static void keep_log_rows(Buf *log, const char *path, int64_t step) {
-    Buf old = {0};
-    Err ignored;
-    if (read_file(path, &old, file_limit(1e15), &ignored)) return;
-    buf_put(&old, "", 1);
-    char *line = (char *)old.data;
-    while (line && *line) {
-        char *next = strchr(line, '\n');
-        if (next) *next++ = 0;
-        if (line[0] != 's' && strtoll(line, NULL, 10) <= step) buf_printf(log, "%s\n", line);
-        line = next;
-    }
-    buf_free(&old);
-}
-
-/* The config and starting state of a training run: a checkpoint's (--resume) or a fresh model from
- * the defaults or --config, then the key=value overrides. Nothing is written here. */
-static int train_setup(const Args *args, Config *c, Model *m, TrainState *s, Err *err) {
-    if (args->resume && args->config)
-        return fail(err, "--config and --resume cannot be combined (a checkpoint carries its config; override keys instead)");
-    if (args->resume) {
-        if (checkpoint_load(args->resume, m, s, c, err)) return -1;
-    } else {
-        config_defaults(c);
-        if (args->config) {
-            Buf text = {0};
-            if (read_file(args->config, &text, 1048576, err)) return -1;
-            int bad = config_parse_text(c, (const char *)text.data, text.len, 0, args->config, err);
-            buf_free(&text);
-            if (bad) return -1;
-        }
-    }
-    int N0 = c->N, H0 = c->hidden, lr_given = 0;
-    for (int i = 0; i < args->n_rest; i++) lr_given |= strncmp(args->rest[i], "lr=", 3) == 0;
-    if (apply_overrides(c, args->n_rest, args->rest, NULL, err) || config_validate(c, err)) return -1;
-    if (args->resume && (c->N != N0 || c->hidden != H0))
-        return fail(err, "N and hidden cannot change when resuming (checkpoint has N=%d, hidden=%d)", N0, H0);
-    if (args->resume && c->steps < s->step)
-        return fail(err, "steps=%d is before the checkpoint's step %lld", c->steps, (long long)s->step);
-    if (args->resume && lr_given) s->lr = c->lr; /* lr= restarts the scheduler's rate there */
-    if (!args->resume) {
-        model_build(m, c->N, c->hidden);
-        Rng init_rng = rng_seed((uint64_t)c->seed, STREAM_INIT);
-        model_init(m, c, &init_rng);
-        s->data_rng = rng_seed((uint64_t)c->seed, STREAM_DATA);
-        s->lr = c->lr; /* on resume the scheduler's current rate continues, unless lr= is given */
-        s->beta1_pow = s->beta2_pow = 1.0;
-    }
-    return 0;
-}
-
-/* Stages log.tsv, then checkpoint.bin, and commits them with whatever else is staged (config.txt,
- * before the first). The log goes first: a kill between the two renames leaves a log ahead of the
- * checkpoint (a resume keeps its rows up to the checkpoint's step and writes the rest again), never
- * one that has lost rows. A model that is no longer finite has diverged and is never saved. */
-static int train_save(Outputs *o, const char *out, const Buf *log, const Model *m, const TrainState *s, const Config *c,
-                      int print_hash, Err *err) {
-    char log_path[4200], ckpt_path[4200], why[200];
-    if (model_problem(m, why, sizeof why)) return fail(err, "training diverged at step %lld: %s", (long long)s->step, why);
-    path_join(log_path, sizeof log_path, out, "log.tsv");
-    path_join(ckpt_path, sizeof ckpt_path, out, "checkpoint.bin");
-    Buf ckpt = {0};
-    checkpoint_encode(&ckpt, m, s, c);
-    int rc = out_file(o, log_path, log, 0, err) || out_file(o, ckpt_path, &ckpt, print_hash, err) || outputs_commit(o, err) ? -1 : 0;
-    buf_free(&ckpt);
-    return rc;
-}
-
-/* Trains from s->step to c->steps into out: config.txt, log.tsv and checkpoint.bin appear together
- * at the first checkpoint (save_every) and are replaced together at every later one; a run that
- * fails leaves the last checkpoint it committed, or nothing. */
-static int train_run(const char *out, int resumed, int threads, Model *m, TrainState *s, const Config *c, Err *err) {
-    char config_path[4200], log_path[4200];
-    Outputs o = {0};
-    Buf text = {0}, log = {0};
-    config_print(&text, c);
-    int rc = out_dir(&o, out, err);
-    if (rc == 0 && (fwrite(text.data, 1, text.len, stdout) != text.len || fflush(stdout) != 0))
-        rc = fail(err, "cannot write to standard output: %s", strerror(errno));
-    path_join(config_path, sizeof config_path, out, "config.txt");
-    path_join(log_path, sizeof log_path, out, "log.tsv");
-    if (rc == 0) rc = out_file(&o, config_path, &text, 0, err);
-    buf_free(&text);
-    if (rc) {
-        outputs_discard(&o), outputs_free(&o);
-        return -1;
-    }
-    buf_printf(&log, "step\tlr\tsep\tinv\tcap\tiso\ttotal\tw_iso\tdead_states\n");
-    if (resumed) keep_log_rows(&log, log_path, s->step);
-    fprintf(stderr, "gridssl: training %s for steps %lld..%d (N=%d, H=%d, B=%d, T=%d, %zu parameters, %d thread%s) -> %s\n",
-            resumed ? "from checkpoint" : "from scratch", (long long)s->step, c->steps, c->N, c->hidden, c->B, c->T,
-            m->num_params, threads, threads > 1 ? "s" : "", out);
-    Batch bt;
-    Acts a;
-    batch_alloc(&bt, c);
-    acts_alloc(&a, c);
-    double t_start = now_seconds();
-    int64_t step_start = s->step, saved = -1; /* saved: the step of this run's last checkpoint */
-    while (s->step < c->steps) {
-        LossTerms L;
-        if ((rc = train_step(m, s, &a, &bt, c, threads, &L, err))) break;
-        if (s->step % c->log_every == 0 || s->step == c->steps) {
-            buf_printf(&log, "%lld\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%lld\n", (long long)s->step, s->lr,
-                       L.sep, L.inv, L.cap, L.iso, L.total, L.w_iso, (long long)L.dead_states);
-            double elapsed = now_seconds() - t_start;
-            double rate = (double)(s->step - step_start) / (elapsed > 0 ? elapsed : 1e-9);
-            char eta[32];
-            format_duration(eta, sizeof eta, (double)(c->steps - s->step) / rate);
-            fprintf(stderr, "step %lld/%d | sep %.4f inv %.4f cap %.4f iso %.4f (w %.3g) | total %.5f | dead %lld | "
-                    "lr %.2e | %.2f steps/s | ETA %s\n", (long long)s->step, c->steps, L.sep, L.inv, L.cap, L.iso,
-                    L.w_iso, L.total, (long long)L.dead_states, s->lr, rate, eta);
-        }
-        if (s->step % c->save_every == 0 && s->step != c->steps) { /* the last one is saved below */
-            if ((rc = train_save(&o, out, &log, m, s, c, 0, err))) break;
-            saved = s->step;
-        }
-    }
-    acts_free(&a);
-    batch_free(&bt);
-    if (rc == 0) rc = train_save(&o, out, &log, m, s, c, 1, err);
-    if (rc == 0) {
-        char took[32];
-        format_duration(took, sizeof took, now_seconds() - t_start);
-        fprintf(stderr, "gridssl: done in %s; checkpoint %s/checkpoint.bin\n", took, out);
-    } else {
-        outputs_discard(&o);
-        Err cause = *err;
-        if (saved >= 0) fail(err, "%s (%s/checkpoint.bin keeps step %lld)", cause.msg, out, (long long)saved);
-    }
-    outputs_free(&o);
-    buf_free(&log);
-    return rc ? -1 : 0;
-}
-
-static int cmd_train(int argc, char **argv, Err *err) {
-    Args args;
-    Config c;
-    Model m = {0};
-    TrainState s = {0};
-    int rc = parse_args(&args, argc, argv, "--config --out --resume", err);
-    const char *out = args.out ? args.out : "out";
-    if (rc == 0) rc = train_setup(&args, &c, &m, &s, err);
-    if (rc == 0) rc = train_run(out, args.resume != NULL, args.threads, &m, &s, &c, err);
-    model_free(&m);
-    free(args.rest);
-    return rc;
-}
-
-/* The directory part of path ("." if none). */
-static void dir_of(char *out, size_t size, const char *path) {
-    const char *slash = strrchr(path, '/');
-#ifdef _WIN32
-    const char *bslash = strrchr(path, '\\');
-    if (bslash > slash) slash = bslash;
-#endif
-    if (!slash) snprintf(out, size, ".");
-    else snprintf(out, size, "%.*s", (int)(slash - path), path);
-}
-
-/* "2,3,4" -> boxes (at most 16), each a side in metres within [0.1, 1000]. */
-static int parse_boxes(double *boxes, int *count, const char *text, Err *err) {
-    *count = 0;
-    const char *p = text;
-    while (*p) {
-        char *end;
-        errno = 0;
-        double box = strtod(p, &end);
-        if (end == p || (*end && *end != ',') || errno || !(box >= 0.1 && box <= 1000))
-            return fail(err, "--box '%s': expected box sides in metres within [0.1, 1000], separated by commas", text);
-        if (*count == 16) return fail(err, "--box '%s': at most 16 boxes", text);
-        boxes[(*count)++] = box;
-        p = *end ? end + 1 : end;
-    }
-    if (*count == 0) return fail(err, "--box needs at least one box side in metres");
-    return 0;
-}
-
-/* Evaluates and analyses one box into out/box_<side>m (staged in o); its units' scores are copied to
- * units. */
-static int eval_one_box(Outputs *o, const char *out, const Model *m, const Config *c, EvalPlan plan, UnitScores *units,
-                        int threads, Err *err) {
-    char dir[4200], name[64];
-    double box = plan.box;
-    snprintf(name, sizeof name, "box_%gm", box);
-    path_join(dir, sizeof dir, out, name);
-    if (out_dir(o, dir, err)) return -1;
-    double t0 = now_seconds();
-    Ratemaps rm;
-    eval_ratemaps(&rm, m, c, plan, threads);
-    Analysis an;
-    analysis_run(&an, rm.map, rm.N, rm.n, box, threads);
-    an.walks = rm.walks, an.steps = rm.steps, an.coverage = rm.coverage;
-    size_t bins = (size_t)rm.n * rm.n;
-    for (int k = 0; k < rm.N; k++) { /* stability (SPEC §5): halves of the walks, early vs late steps */
-        an.units[k].split_half_r = pearson(rm.part[0] + k * bins, rm.part[1] + k * bins, bins, SAC_MIN_OVERLAP);
-        an.units[k].early_late_r = pearson(rm.part[2] + k * bins, rm.part[3] + k * bins, bins, SAC_MIN_OVERLAP);
-    }
-    int rc = ratemaps_write(o, dir, rm.map, rm.N, rm.n, err) || analysis_write(o, dir, &an, rm.map, err) ? -1 : 0;
-    if (rc == 0) {
-        int grid_like = 0;
-        for (int k = 0; k < rm.N; k++) grid_like += an.units[k].score60 > GRID_THRESHOLD;
-        fprintf(stderr, "gridssl: %g m box: %d walks x %d steps, %dx%d bins, coverage %.1f%%, %d of %d units grid-like, "
-                "%d module(s)", box, rm.walks, rm.steps, rm.n, rm.n, 100 * rm.coverage, grid_like, rm.N, an.n_modules);
-        for (int i = 0; i < an.n_modules; i++) fprintf(stderr, "%s%.3g m", i ? ", " : ": ", an.modules[i].period_m);
-        fprintf(stderr, " (%.1f s) -> %s\n", now_seconds() - t0, dir);
-        memcpy(units, an.units, (size_t)rm.N * sizeof *units);
-    }
-    analysis_free(&an);
-    ratemaps_free(&rm);
-    return rc;
-}
-
-/* generalisation.csv: each unit's score60 and period in every box. */
-static void generalisation_csv(Buf *b, const UnitScores *units, const EvalPlan *plans, int n_boxes, int N) {
-    buf_printf(b, "unit");
-    for (int i = 0; i < n_boxes; i++) buf_printf(b, ",score60_%gm,period_m_%gm", plans[i].box, plans[i].box);
-    buf_printf(b, "\n");
-    for (int k = 0; k < N; k++) {
-        buf_printf(b, "%d", k);
-        for (int i = 0; i < n_boxes; i++) {
-            const UnitScores *u = &units[(size_t)i * N + k];
-            buf_put(b, ",", 1), put_number(b, u->score60, 0);
-            buf_put(b, ",", 1), put_number(b, u->period_m, 0);
-        }
-        buf_printf(b, "\n");
-    }
-}
-
-/* The default output directory of a command reading `input`: "<input's dir>/<name>". */
-static void default_out(char *out, size_t size, const char *input, const char *name) {
-    char dir[4100];
-    dir_of(dir, sizeof dir, input);
-    snprintf(out, size, "%s/%s", dir, name);
-}
-
-static int cmd_eval(int argc, char **argv, Err *err) {
-    Args args;
-    Config c;
-    Model m;
-    TrainState s;
-    Outputs o = {0};
-    memset(&m, 0, sizeof m);
-    int rc = parse_args(&args, argc, argv, "--out --box", err), n_boxes = 0;
-    double boxes[16];
-    EvalPlan plans[16];
-    const char *ckpt = args.n_rest > 0 ? args.rest[0] : NULL;
-    if (rc == 0 && !ckpt) rc = fail(err, "eval needs a checkpoint: gridssl eval CHECKPOINT [--box 2,3,4] [--out DIR]");
-    if (rc == 0) rc = parse_boxes(boxes, &n_boxes, args.box ? args.box : "2,3,4", err);
-    if (rc == 0) rc = checkpoint_load(ckpt, &m, &s, &c, err);
-    if (rc == 0) rc = apply_overrides(&c, args.n_rest - 1, args.rest + 1, "eval_", err);
-    for (int i = 0; i < n_boxes && rc == 0; i++) rc = eval_plan(&plans[i], &c, m.N, boxes[i], err); /* all, before any work */
-    char out[4200];
-    if (rc == 0) {
-        if (args.out) snprintf(out, sizeof out, "%s", args.out);
-        else default_out(out, sizeof out, ckpt, "eval");
-        rc = out_dir(&o, out, err);
-    }
-    UnitScores *units = rc == 0 ? xcalloc((size_t)n_boxes * m.N, sizeof(UnitScores)) : NULL;
-    for (int i = 0; i < n_boxes && rc == 0; i++) rc = eval_one_box(&o, out, &m, &c, plans[i], units + (size_t)i * m.N, args.threads, err);
-    if (rc == 0) {
-        Buf b = {0};
-        char path[4200];
-        generalisation_csv(&b, units, plans, n_boxes, m.N);
-        path_join(path, sizeof path, out, "generalisation.csv");
-        rc = out_file(&o, path, &b, 1, err) || outputs_commit(&o, err) ? -1 : 0;
-        buf_free(&b);
-    }
-    if (rc) outputs_discard(&o);
-    outputs_free(&o);
-    free(units);
-    model_free(&m);
-    free(args.rest);
-    return rc;
-}
-
-/* gridssl score RATEMAPS.npy --box METRES [--out DIR]: the analysis of any ratemaps. */
-static int cmd_score(int argc, char **argv, Err *err) {
-    Args args;
-    Outputs o = {0};
-    int rc = parse_args(&args, argc, argv, "--out --box", err), N = 0, n = 0, n_boxes = 0;
-    double box = 0;
-    real *maps = NULL;
-    if (rc == 0 && args.n_rest != 1) rc = fail(err, "usage: gridssl score RATEMAPS.npy --box METRES [--out DIR]");
-    if (rc == 0 && !args.box) rc = fail(err, "score needs --box METRES (the side of the box the ratemaps cover)");
-    if (rc == 0) rc = parse_boxes(&box, &n_boxes, args.box, err);
-    if (rc == 0 && n_boxes != 1) rc = fail(err, "score takes one box side, not %d", n_boxes);
-    if (rc == 0) rc = npy_read_maps(args.rest[0], &maps, &N, &n, err);
-    char out[4200];
-    if (rc == 0) {
-        if (args.out) snprintf(out, sizeof out, "%s", args.out);
-        else default_out(out, sizeof out, args.rest[0], "score");
-        rc = out_dir(&o, out, err);
-    }
-    if (rc == 0) {
-        Analysis an;
-        analysis_run(&an, maps, N, n, box, args.threads);
-        rc = analysis_write(&o, out, &an, maps, err) || outputs_commit(&o, err) ? -1 : 0;
-        int grid_like = 0;
-        for (int k = 0; k < N; k++) grid_like += an.units[k].score60 > GRID_THRESHOLD;
-        if (rc == 0) fprintf(stderr, "gridssl: %d maps of %dx%d bins in a %g m box: %d grid-like, %d module(s) -> %s\n",
-                             N, n, n, box, grid_like, an.n_modules, out);
-        analysis_free(&an);
-    }
-    if (rc) outputs_discard(&o);
-    outputs_free(&o);
-    free(maps);
-    free(args.rest);
-    return rc;
-}
-
-static int cmd_dump(int argc, char **argv, Err *err) {
-    Args args;
-    int rc = parse_args(&args, argc, argv, "", err), threads = args.threads;
-    if (rc == 0 && args.n_rest != 2) rc = fail(err, "usage: gridssl dump CHECKPOINT DIR [--threads N]");
-    const char *ckpt = rc ? NULL : args.rest[0], *dir = rc ? NULL : args.rest[1]; /* argv's strings */
-    free(args.rest);
-    if (rc) return -1;
-    Config c;
-    Model m;
-    TrainState s;
-    Outputs o = {0};
-    memset(&m, 0, sizeof m);
-    if (checkpoint_load(ckpt, &m, &s, &c, err)) return -1;
-    rc = -1;
-    Batch bt;
-    Acts a;
-    batch_alloc(&bt, &c);
-    acts_alloc(&a, &c);
-    if (out_dir(&o, dir, err)) goto done;
-    batch_draw(&bt, &s.data_rng, &c); /* the batch training would draw next */
-    memset(m.grads, 0, m.num_params * sizeof(real));
-    LossTerms L = sic_forward_backward(&m, &a, &bt, &c, config_weights(&c, s.step), 1.0, threads);
-    int64_t B = c.B, T = c.T, N = c.N, H = c.hidden;
-    char path[4200];
-    struct { const char *name; const real *x; int64_t shape[3]; int ndim; } arrays[] = {
-        {"velocities", bt.vel, {bt.V, 2}, 2}, {"positions", bt.pos, {B, T, 2}, 3}, {"g0", a.g0, {N}, 1},
-        {"g", a.g, {B, T, N}, 3}, {"W1", m.p.W1, {H, 2}, 2}, {"b1", m.p.b1, {H}, 1}, {"W2", m.p.W2, {H, H}, 2},
-        {"b2", m.p.b2, {H}, 1}, {"W3", m.p.W3, {N * N, H}, 2}, {"b3", m.p.b3, {N * N}, 1}, {"theta0", m.p.theta0, {N}, 1},
-        {"grad_W1", m.g.W1, {H, 2}, 2}, {"grad_b1", m.g.b1, {H}, 1}, {"grad_W2", m.g.W2, {H, H}, 2},
-        {"grad_b2", m.g.b2, {H}, 1}, {"grad_W3", m.g.W3, {N * N, H}, 2}, {"grad_b3", m.g.b3, {N * N}, 1},
-        {"grad_theta0", m.g.theta0, {N}, 1},
-    };
-    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) {
-        char name[64];
-        snprintf(name, sizeof name, "%s.npy", arrays[i].name);
-        path_join(path, sizeof path, dir, name);
-        if (npy_save_real(&o, path, arrays[i].x, arrays[i].shape, arrays[i].ndim, err)) goto done;
-    }
-    int64_t index_shape[2] = {B, T};
-    path_join(path, sizeof path, dir, "index.npy");
-    if (npy_save_i32(&o, path, bt.index, index_shape, 2, err)) goto done;
-    Buf b = {0};
-    double terms[5] = {L.sep, L.inv, L.cap, L.iso, L.total};
-    int64_t terms_shape[1] = {5};
-    npy_header(&b, "<f8", terms_shape, 1);
-    for (int i = 0; i < 5; i++) buf_f64(&b, terms[i]);
-    path_join(path, sizeof path, dir, "losses.npy");
-    int bad = out_file(&o, path, &b, 0, err);
-    b.len = 0;
-    buf_printf(&b, "sep = %.17g\ninv = %.17g\ncap = %.17g\niso = %.17g\ntotal = %.17g\n", L.sep, L.inv, L.cap, L.iso, L.total);
-    buf_printf(&b, "lambda_sep = %.17g\nlambda_inv = %.17g\nlambda_cap = %.17g\nlambda_iso_eff = %.17g\n", L.w_sep,
-               L.w_inv, L.w_cap, L.w_iso);
-    buf_printf(&b, "n_near = %lld\nn_far = %lld\nn_iso = %lld\ndead_states = %lld\n", (long long)L.n_near,
-               (long long)L.n_far, (long long)L.n_iso, (long long)L.dead_states);
-    path_join(path, sizeof path, dir, "losses.txt");
-    bad = bad || out_file(&o, path, &b, 0, err);
-    b.len = 0;
-    config_print(&b, &c);
-    path_join(path, sizeof path, dir, "config.txt");
-    bad = bad || out_file(&o, path, &b, 0, err);
-    buf_free(&b);
-    if (bad) goto done;
-    printf("sep = %.17g\ninv = %.17g\ncap = %.17g\niso = %.17g\ntotal = %.17g\n", L.sep, L.inv, L.cap, L.iso, L.total);
-    rc = outputs_commit(&o, err);
-done:
-    if (rc) outputs_discard(&o);
-    outputs_free(&o);
-    acts_free(&a);
-    batch_free(&bt);
-    model_free(&m);
-    return rc;
-}
-
-/* The machine's peak for gridssl's own arithmetic: multiplies and adds issued separately (contraction
- * into FMA is off), eight independent chains of eight float lanes per thread. */
-typedef struct { int iters; float *sums; } PeakCtx;
-
-static void peak_task(void *ctx, int task) {
-    const PeakCtx *c = ctx;
-    float acc[8][8];
-    for (int k = 0; k < 64; k++) acc[k / 8][k % 8] = 1.0f + k * 1e-3f;
-    for (int it = 0; it < c->iters; it++)
-        for (int k = 0; k < 8; k++)
-            for (int l = 0; l < 8; l++) acc[k][l] = acc[k][l] * 0.99999f + 1e-5f;
-    float s = 0;
-    for (int k = 0; k < 64; k++) s += acc[k / 8][k % 8];
-    c->sums[task] = s; /* keeps the loop alive */
-}
-
-/* GFLOP/s of peak_task on `threads` threads. */
-static double peak_gflops(int threads) {
-    float sums[MAX_THREADS];
-    PeakCtx c = {20000000, sums};
-    double t0 = now_seconds();
-    parallel_for(threads, threads, peak_task, &c);
-    return 2.0 * 64 * c.iters * threads / (now_seconds() - t0) / 1e9;
-}
-
-/* gridssl bench: times `steps` training steps (after one warm-up step) and prints, tab-separated on
- * stdout, the median seconds per step, each phase's share of the time and its GFLOP/s (operation
- * counts in the comments below), and the measured peak. Nothing is written to disk. */
-static int cmd_bench(int argc, char **argv, Err *err) {
-    Args args;
-    Config c;
-    Model m = {0};
-    TrainState s = {0};
-    int rc = parse_args(&args, argc, argv, "--config --steps", err);
-    if (rc == 0) rc = train_setup(&args, &c, &m, &s, err);
-    if (rc) {
-        model_free(&m), free(args.rest);
-        return rc;
-    }
-    Batch bt;
-    Acts a;
-    batch_alloc(&bt, &c);
-    acts_alloc(&a, &c);
-    int steps = args.steps, T = c.T, B = c.B, N = c.N, H = c.hidden, V = bt.V;
-    double M = (double)B * T, *times = xcalloc((size_t)steps, sizeof(double));
-    LossTerms L;
-    rc = train_step(&m, &s, &a, &bt, &c, args.threads, &L, err); /* warm-up: first touch of every buffer */
-    memset(a.phase_seconds, 0, sizeof a.phase_seconds);
-    for (int k = 0; k < steps && rc == 0; k++) {
-        double t0 = now_seconds();
-        rc = train_step(&m, &s, &a, &bt, &c, args.threads, &L, err);
-        times[k] = now_seconds() - t0;
-    }
-    if (rc) {
-        free(times);
-        acts_free(&a), batch_free(&bt), model_free(&m), free(args.rest);
-        return rc;
-    }
-    for (int i = 1; i < steps; i++) /* insertion sort for the median */
-        for (int j = i; j > 0 && times[j - 1] > times[j]; j--) {
-            double t = times[j];
-            times[j] = times[j - 1], times[j - 1] = t;
-        }
-    double median = steps % 2 ? times[steps / 2] : (times[steps / 2 - 1] + times[steps / 2]) / 2, total = 0;
-    double mlp = 2.0 * V * (2.0 * H + (double)H * H + (double)H * N * N); /* multiply + add per weight */
-    double flops[8] = {
-        0,                                        /* batch */
-        mlp,                                      /* W(v) for the V distinct velocities */
-        2.0 * M * N * N,                          /* z = W g */
-        3.0 * N * M * (M - 1) / 2,                /* D = sum (g_i - g_j)^2: subtract, multiply, add */
-        5.0 * N * M * (M - 1),                    /* D again, then acc += q g_j, for every ordered pair */
-        4.0 * M * N * N,                          /* W^T dz and dz (x) g */
-        2.0 * mlp,                                /* d_W and d_in */
-        12.0 * (double)m.num_params};             /* clip + AdamW */
-    for (int p = 0; p < 8; p++) total += a.phase_seconds[p];
-    Buf text = {0}; /* the resolved config, one "cfg<TAB>key = value" line per key */
-    config_print(&text, &c);
-    buf_put(&text, "", 1);
-    for (char *line = (char *)text.data, *end; *line; line = end + 1) {
-        end = strchr(line, '\n');
-        *end = 0;
-        printf("cfg\t%s\n", line);
-    }
-    buf_free(&text);
-    printf("config\tN=%d\thidden=%d\tB=%d\tT=%d\taccum=%d\tthreads=%d\tsteps=%d\tparams=%zu\n", N, H, B, T, c.accum,
-           args.threads, steps, m.num_params);
-    printf("step_seconds_median\t%.6f\n", median);
-    printf("step_seconds_min_max\t%.6f\t%.6f\n", times[0], times[steps - 1]);
-    for (int p = 0; p < 8; p++) {
-        double secs = a.phase_seconds[p] / steps, gf = secs > 0 ? flops[p] * c.accum / secs / 1e9 : 0;
-        printf("phase\t%s\t%.6f\t%.1f%%\t%.2f\n", phase_names[p], secs, 100 * a.phase_seconds[p] / total, gf);
-    }
-    /* peak resident memory of this process (Linux: VmHWM; getrusage would count a parent's pages
-     * inherited through fork) */
-    FILE *status = fopen("/proc/self/status", "r");
-    char line[256];
-    while (status && fgets(line, sizeof line, status))
-        if (strncmp(line, "VmHWM:", 6) == 0) printf("peak_rss_mib\t%.1f\n", strtod(line + 6, NULL) / 1024);
-    if (status) fclose(status);
-    printf("peak_gflops\t1\t%.2f\n", peak_gflops(1));
-    if (args.threads > 1) printf("peak_gflops\t%d\t%.2f\n", args.threads, peak_gflops(args.threads));
-    free(times);
-    acts_free(&a), batch_free(&bt), model_free(&m), free(args.rest);
-    return 0;
-}
-
-/* Central differences resolve gradients to ~1e-9 in double; in float, rounding noise in the loss
- * swamps small gradients at any step size, so the check lives in the double build only. */
-static int cmd_gradcheck(int argc, char **argv, Err *err) {
-    Args args; /* --threads is accepted like everywhere; the gradient check itself runs on one */
-    int rc = parse_args(&args, argc, argv, "", err), n_rest = args.n_rest;
-    free(args.rest);
-    if (rc) return -1;
-    if (n_rest) return fail(err, "usage: gridssl gradcheck [--threads N]");
-    if (sizeof(real) != 8)
-        return fail(err, "gradcheck needs double precision: run ./gridssl_f64 gradcheck (make builds it)");
-    double h = 1e-5, tol = 1e-6, max_rel;
-    int failures = gradcheck_run(stdout, h, tol, &max_rel);
-    if (failures) return fail(err, "gradcheck: %d block(s) above tolerance %g", failures, tol);
-    return 0;
-}
-
-int main(int argc, char **argv) {
-    Err err = {{0}};
-    int rc;
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        print_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    if (strcmp(argv[1], "--version") == 0) {
-        printf("gridssl %s (%s reals)\n", GRIDSSL_VERSION, sizeof(real) == 4 ? "float" : "double");
-        return 0;
-    }
-    if (strcmp(argv[1], "train") == 0) rc = cmd_train(argc - 2, argv + 2, &err);
-    else if (strcmp(argv[1], "eval") == 0) rc = cmd_eval(argc - 2, argv + 2, &err);
-    else if (strcmp(argv[1], "score") == 0) rc = cmd_score(argc - 2, argv + 2, &err);
-    else if (strcmp(argv[1], "dump") == 0) rc = cmd_dump(argc - 2, argv + 2, &err);
-    else if (strcmp(argv[1], "gradcheck") == 0) rc = cmd_gradcheck(argc - 2, argv + 2, &err);
-    else if (strcmp(argv[1], "bench") == 0) rc = cmd_bench(argc - 2, argv + 2, &err);
-    else rc = fail(&err, "unknown command '%s' (gridssl --help lists them)", argv[1]);
-    if (rc) {
-        fflush(stdout);
-        fprintf(stderr, "gridssl: error: %s\n", err.msg);
-        return 1;
-    }
-    return 0;
-}
-#endif
 
 /*
  * LICENSE (MIT)
