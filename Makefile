@@ -11,7 +11,7 @@
 #   make debug        -O0 -g build, e.g. valgrind --leak-check=full ./gridssl_debug train --config data/tiny.cfg
 #   make asan         address + undefined-behaviour sanitizers
 #
-# Determinism (SPEC §9) is part of the build: no -ffast-math, no FMA contraction, SSE2 (never x87)
+# Determinism (DETERMINISM in gridssl.c's manual) is part of the build: no -ffast-math, no FMA contraction, SSE2 (never x87)
 # on 32-bit x86, float arithmetic in float on s390x (gcc's C11 mode would promote it to double).
 # CFLAGS may change optimisation freely; it never changes the bytes gridssl writes.
 CC ?= cc

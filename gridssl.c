@@ -3,7 +3,9 @@
  * Self-supervised learning of representations for space, in one C file: the recipe that makes a
  * recurrent network grow grid cells (Schaeffer, Khona, Ma, Eyzaguirre, Koyejo, Fiete, NeurIPS 2023,
  * arXiv 2311.02316), written to be read top to bottom and to give the same bytes on every machine.
- * ../shared/SPEC.md (in the steering repository) is the method; section numbers "SPEC §n" refer to it.
+ * The method is written beside its code: each section's banner states the equations it implements
+ * and the paper's figure or table they come from, and METHOD NOTES below say what gridssl chose
+ * where the paper is silent, and why. "Section n" means a numbered section of this file.
  *
  * BUILD
  *     make                 ./gridssl (float; trains) and ./gridssl_f64 (double; gradient check), with
@@ -23,7 +25,7 @@
  *         resets the current learning rate, which otherwise continues where the scheduler left it).
  *         DIR defaults to "out".
  *     gridssl eval CHECKPOINT [--box 2,3,4] [--out DIR] [eval_key=value ...]
- *         Walks the trained network through square boxes (SPEC §5) and analyses every unit (SPEC §6).
+ *         Walks the trained network through square boxes (section 7) and analyses every unit (section 8).
  *         Per box, in DIR/box_<L>m: ratemaps.npy (<f4, shape (N, n, n), NaN = unvisited bin),
  *         unit_NNN.pgm, montage.pgm, montage.png/.ppm (colour, sorted by module then score),
  *         sac_NNN.pgm, autocorrelograms.pgm, period_histogram.png, scores.csv, summary.json; and
@@ -61,7 +63,60 @@
  *     commits config.txt, log.tsv and checkpoint.bin together at each checkpoint, so a train that fails
  *     later (a full disk, a diverged loss) keeps its last checkpoint. make fuzz checks all of this.
  *
- * DETERMINISM (SPEC §9)
+ * METHOD NOTES
+ *     The paper (its Fig. 3 and hyperparameter table) fixes the data, the network, the four losses
+ *     and sigma_x = 0.05 m, sigma_g = 0.4, lambda_sep 1, lambda_inv 0.1, lambda_cap 0.5, AdamW with
+ *     lr 2e-5, clip 0.1, 2 accumulated batches and 2e6 steps (data/paper.cfg). Where it is silent the
+ *     config key marks the choice "AMBIGUOUS" (--help, README) and this is what gridssl does:
+ *     hidden = 256           the MLP's width is not given; 256 costs little beside the N*N-wide last
+ *                            layer, and 512 changed nothing on the seed tried (H512_s1 in recipes.tsv).
+ *     reduction = mean       the paper writes sums over pairs; at its M = 7800 states a sum holds ~3e7
+ *                            pairs and would drown the O(1) capacity and isometry terms, whose effect
+ *                            the paper's ablations (Fig. 7) show. Means keep all four terms O(1);
+ *                            reduction = sum is the literal reading.
+ *     capacity = meannorm    L_cap = -|mean g|^2; on the unit sphere this is (1/2M^2) sum_ij |g_i-g_j|^2
+ *                            - 1, the pull of the whole code together that the paper describes.
+ *                            capacity = kernel (minus the mean Gaussian kernel) is offered as a variant.
+ *     lambda_iso = 0.01      not in the paper's table. At weight 1 from the first step the isometry
+ *                            term (~100 times the others at initialisation) collapsed small networks
+ *                            within ~250 steps in a PyTorch prototype; ramped to 0.1, gridssl's runs
+ *                            grew no lattice or only a few grid-like units (disc_default, isomin02_s4,
+ *                            isomin02np_s2 in recipes.tsv): a variance is also lowered by making every
+ *                            step small. So gridssl ramps it in (iso_start, iso_ramp_steps) to 0.01.
+ *     iso_vmax = 0.1         the paper applies isometry to small steps; gridssl's reading is steps
+ *                            shorter than iso_vmax (paper.cfg: sigma_x = 0.05). The default band
+ *                            5-10 cm holds ~7 of a batch's 20 distinct velocities (2-5 cm held ~2).
+ *     plateau_factor 0.5, plateau_patience 1000, plateau_ema 0.99: the paper names ReduceLROnPlateau
+ *                            but not its settings; these are PyTorch-like values on a smoothed loss
+ *                            (the raw loss of one batch is too noisy to watch). The default turns the
+ *                            scheduler off (factor 1): the isometry ramp raises the loss by design and
+ *                            the scheduler read that as a plateau, cutting the rate 4-32 times.
+ *     eval_*                 the paper evaluates on smooth walks without giving their generator,
+ *                            counts or bins. gridssl walks from the centre (where g0 sits) with a
+ *                            heading random walk (sd 0.3 rad/step), Rayleigh speeds (mean 6 cm,
+ *                            clipped at 15 cm) and reflecting walls; 1000 walks of 3 T steps in 5 cm
+ *                            bins of a 2 m box. Walks much longer than T let path integration drift,
+ *                            which smears lattices and can raise score60 without any real tuning
+ *                            (one network's median score60 went from -0.22 at 60 steps to +0.54 at
+ *                            500), hence 3 T and the early/late stability beside every score.
+ *     gridssl's additions (data/paper.cfg leaves every one off):
+ *     vel_dist = disc        velocities uniform in a disc instead of the paper's square, whose 4-fold
+ *                            symmetry may favour square lattices: with it the seed tried grew
+ *                            axis-aligned squares (square_noiso: 53 of 64 units square-like), and
+ *                            every hexagonal network of the default grew with the disc.
+ *     vel_dist = speed       uniform speed and heading, for experiments.
+ *     init_last_scale        scales the MLP's last layer at initialisation (1: PyTorch's default).
+ *     iso_vmin = 0.05        isometry skips steps slower than this: |dg|/|v| divides by almost nothing
+ *                            as |v| -> 0, and without a floor a few near-zero steps owned the term
+ *                            (L_iso of 100-1000 where the typical value is ~1).
+ *     iso_start, iso_ramp_steps   the isometry ramp above (3000 steps in the default).
+ *     lr_drop_step, lr_drop_factor   one drop of the learning rate (x0.1 at step 10 000 in the
+ *                            default): the lattice settles and stops drifting over long walks.
+ *     plateau_threshold, min_lr      the scheduler's details (PyTorch's 1e-4; no floor).
+ *     The default (data/default.cfg) is a CPU-sized recipe found by measurement (data/recipes.tsv),
+ *     not the paper's scale: N 64, H 256, B 32, T 20, 14 000 steps at lr 3e-4 then 3e-5.
+ *
+ * DETERMINISM
  *     Same config and seed give the same bytes on every conforming platform: no libm transcendental
  *     (gs_exp, gs_log, gs_sin, gs_cos, gs_atan2 below use + - * / and sqrt only), an integer PRNG,
  *     every reduction in one fixed order (stated beside it) whatever the number of threads,
@@ -103,7 +158,7 @@
 #pragma STDC FP_CONTRACT OFF /* clang contracts a*b+c by default; gcc obeys -ffp-contract=off */
 #endif
 
-/* Determinism guards (SPEC §9): refuse builds whose floating point is not plain IEEE binary32/64. */
+/* Determinism guards (DETERMINISM above): refuse builds whose floating point is not plain IEEE binary32/64. */
 #if defined(__TINYC__) && defined(__x86_64__)
 /* tcc's float.h omits FLT_EVAL_METHOD; on x86-64 tcc computes float and double in SSE registers. */
 #elif !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
@@ -340,7 +395,7 @@ typedef struct {
     double min, max;   /* inclusive range (enum: index range) */
     double def;        /* default (enum: index into choices) */
     const char *choices; /* enum names, '|'-separated, in index order */
-    const char *paper; /* the paper's value, "AMBIGUOUS ..." where SPEC says so, "-" if gridssl's own */
+    const char *paper; /* the paper's value, "AMBIGUOUS ..." where it is silent (METHOD NOTES), "-" if gridssl's own */
     const char *doc;
 } ConfigKey;
 
@@ -555,7 +610,7 @@ static void config_print(Buf *b, const Config *c) {
 }
 
 /* ==============================================================================================
- * 2. DATA: one SIC batch (SPEC §1)
+ * 2. DATA: one SIC batch (the paper's Fig. 3d)
  * ============================================================================================== */
 
 /* Velocities live on the grid of multiples of 2^-20 m (about 1 micrometre). The distribution is
@@ -615,7 +670,7 @@ static void batch_draw(Batch *bt, Rng *rng, const Config *c) {
 }
 
 /* ==============================================================================================
- * 3. MODEL (SPEC §2): W(v) = MLP(v), g_t = NormReLU(W(v_t) g_{t-1}), g_0 = NormReLU(theta0)
+ * 3. MODEL (the paper's Fig. 3c): W(v) = MLP(v), g_t = NormReLU(W(v_t) g_{t-1}), g_0 = NormReLU(theta0)
  * Plain loops, shapes in the comment above each. Two reduction orders exist in gridssl and both are
  * fixed: dot8 (eight interleaved partial sums, lane = index mod 8, folded pairwise) for a dot
  * product along a contiguous row, and "sequential in index order" for everything written as an
@@ -687,7 +742,7 @@ static void relu_backward(real *d, const real *out, size_t n) {
         if (!(out[i] > 0)) d[i] = 0;
 }
 
-/* NormReLU (SPEC §2): g (n) = r / |r|, r = max(z, 0). Returns |r|.
+/* NormReLU (section 3): g (n) = r / |r|, r = max(z, 0). Returns |r|.
  * Dead state: if |r|^2 is below the smallest normal number (every unit rectified to zero, or so
  * close to it that the square underflows) the output is g = 0 and the return value 0; that is the
  * only epsilon. Otherwise no epsilon is added, so |g| = 1 up to rounding. */
@@ -952,7 +1007,7 @@ static void rnn_backward(real *d_z, real *d_Wv, real *d_g, real *d_g0, const rea
 }
 
 /* ==============================================================================================
- * 4. LOSSES (SPEC §3)
+ * 4. LOSSES (the paper's Fig. 3a-b and its loss equations; weights from its hyperparameter table)
  * States are pooled over trajectories and times: i = 0..M-1 indexes the rows of g (M = B*T).
  * For an unordered pair i < j: dx^2 = |x_i - x_j|^2, D = dg^2 = |g_i - g_j|^2.
  *     L_sep = mean_{far pairs, dx > sigma_x}  exp(-D / (2 sigma_g^2))
@@ -1134,7 +1189,7 @@ static void isometry_backward(real *d_g, real *d_g0, const double *s, int64_t co
 }
 
 /* ==============================================================================================
- * 5. TRAINING STEP AND OPTIMISER (SPEC §4)
+ * 5. TRAINING STEP AND OPTIMISER (the paper's optimiser settings; METHOD NOTES for the scheduler)
  * ============================================================================================== */
 
 typedef struct { double sep, inv, cap, iso; } LossWeights;
@@ -1792,7 +1847,7 @@ done:
 }
 
 /* ==============================================================================================
- * 7. EVALUATION: ratemaps from smooth bounded walks (SPEC §5)
+ * 7. EVALUATION: ratemaps from smooth bounded walks (the paper's Figs. 4-5; METHOD NOTES, eval_*)
  * ============================================================================================== */
 
 #define PI 3.14159265358979323846
@@ -1819,11 +1874,11 @@ static void ratemaps_free(Ratemaps *rm) {
     memset(rm, 0, sizeof *rm);
 }
 
-/* Walks the network through a square box of side `box` centred on the start (SPEC §5) and bins its
+/* Walks the network through a square box of side `box` centred on the start and bins its
  * states. Bins are eval_bin_m wide, n = round(box / eval_bin_m). Boxes larger than the 2 m reference
  * get proportionally more and longer walks (scale = box / 2: K = eval_walks * scale walks of
  * S = eval_walk_mult * T * scale steps), so visits per bin stay about the same and the walks reach
- * the walls (gridssl's choice; SPEC leaves it open). Each walk starts at the centre with state g0 and
+ * the walls (gridssl's choice; the paper leaves it open). Each walk starts at the centre with state g0 and
  * a uniform heading:
  *     heading += N(0, eval_heading_sd^2);  speed ~ Rayleigh(mean eval_speed_mean), clipped at eval_speed_max
  *     v = speed (cos heading, sin heading); a component that would cross a wall is reversed (and the
@@ -1954,7 +2009,7 @@ static void eval_ratemaps(Ratemaps *rm, const Model *m, const Config *c, EvalPla
 }
 
 /* ==============================================================================================
- * 8. GRID ANALYSIS (SPEC §6)
+ * 8. GRID ANALYSIS (Sargolini et al. 2006; Banino et al. 2018's gridness as the paper's Fig. 4 uses it)
  * Autocorrelograms, gridness, period, orientation, Fourier period, modules; images of all of it.
  * ============================================================================================== */
 
@@ -1973,7 +2028,7 @@ static double pearson(const real *a, const real *b, size_t n, size_t min_count) 
     return va > 0 && vb > 0 ? cov / sqrt(va * vb) : gs_nan();
 }
 
-#define SAC_MIN_OVERLAP 20 /* SPEC §6: a lag needs >= 20 bins visited in both copies */
+#define SAC_MIN_OVERLAP 20 /* a lag needs >= 20 bins visited in both copies */
 
 /* Spatial autocorrelogram (Sargolini et al. 2006): sac ((2n-1) x (2n-1)), entry (n-1+ty, n-1+tx) =
  * Pearson correlation of R(x, y) with R(x + tx, y + ty) over the bins where both are visited; NaN
@@ -2019,13 +2074,13 @@ static void sac_rotate(double *out, const double *sac, int size, double angle_de
 
 typedef struct { double score60, score60_minmax, score90; } Gridness;
 
-/* Gridness (SPEC §6; Banino et al. 2018, DeepMind scores.py): for each annulus r_in < r <= r_out
+/* Gridness (Banino et al. 2018, DeepMind scores.py): for each annulus r_in < r <= r_out
  * (in bins from the SAC centre; r_in = 0.2 n, r_out = 0.4 n ... 1.0 n in 10 even steps) take the
  * mean m and variance s2 of the SAC over the annulus (s2 + 1e-5, as scores.py), and for each angle
  *     c_a = mean over the annulus of (SAC - m)(rot_a(SAC) - m) / s2,
  * then score60 = (c60 + c120)/2 - (c30 + c90 + c150)/3, score60_minmax = min(c60, c120) -
  * max(c30, c90, c150), score90 = c90 - (c45 + c135)/2, each maximised over the 10 annuli.
- * One difference from scores.py (SPEC §6): NaN entries of the SAC (lags with too little overlap)
+ * One difference from scores.py: NaN entries of the SAC (lags with too little overlap)
  * and of its rotations are left out of the means instead of counting as zeros. */
 static Gridness gridness(const double *sac, int n) {
     static const double angles[7] = {30, 45, 60, 90, 120, 135, 150};
@@ -2081,7 +2136,7 @@ static Gridness gridness(const double *sac, int n) {
     return best;
 }
 
-/* Period (in bins) and orientation (degrees in [0, 60)) from the SAC's peaks (SPEC §6).
+/* Period (in bins) and orientation (degrees in [0, 60)) from the SAC's peaks.
  * A peak is a positive SAC value that is the largest in its 5 x 5 neighbourhood (so ripples of a
  * noisy map do not count) and lies at least 2 bins from the centre; its position is refined to a
  * fraction of a bin by a parabola through it and its neighbours along each axis. The six peaks
@@ -2165,7 +2220,7 @@ static double power_at(const double *X, int P, int kx, int ky) {
     return v[0] * v[0] + v[1] * v[1];
 }
 
-/* Second period estimate: the peak of the 2-D Fourier power of the ratemap (SPEC §6). The map minus
+/* Second period estimate: the peak of the 2-D Fourier power of the ratemap. The map minus
  * its mean over visited bins (unvisited bins 0) is zero-padded to P x P, P the power of two >= 4n, so
  * frequencies are sampled every 1/(P bin) cycles per metre; the strongest frequency, periods longer
  * than the box excluded (|k| >= 1/box), is refined by a parabola along each axis. A hexagonal lattice
@@ -2219,7 +2274,7 @@ typedef struct {
 
 typedef struct { int units; double period_m, orientation_deg, orientation_spread_deg; } Module;
 
-#define GRID_THRESHOLD 0.3 /* "grid-like" means score60 > 0.3 (SPEC §6) */
+#define GRID_THRESHOLD 0.3 /* "grid-like" means score60 > 0.3, the usual threshold */
 #define MODULE_GAP 1.2     /* sorted periods more than 20 % apart start a new module */
 
 /* SAC, gridness, period, orientation and Fourier period of each of N maps (n, n); sacs receives
@@ -2253,7 +2308,7 @@ static void analyse_maps(UnitScores *u, double *sacs, const real *maps, int N, i
     parallel_for(threads, N, analyse_task, &c);
 }
 
-/* Modules (SPEC §6): the periods of the grid-like units (score60 > GRID_THRESHOLD, finite period),
+/* Modules: the periods of the grid-like units (score60 > GRID_THRESHOLD, finite period),
  * sorted; a new module starts wherever one period exceeds the previous by more than MODULE_GAP
  * (single linkage on log-period: deterministic, no k to choose). Modules are numbered 1.. by
  * increasing period; each gets its median period and the circular mean and spread of its units'
@@ -2498,7 +2553,7 @@ static int ratemaps_write(Outputs *o, const char *dir, const real *maps, int N, 
 }
 
 /* ==============================================================================================
- * 9. GRADIENT CHECK (SPEC §3)
+ * 9. GRADIENT CHECK (of section 4's hand-written backward passes)
  * Central differences (L(p + h) - L(p - h)) / 2h for every parameter, against the hand-written
  * backward pass, on a small model (N = 6, H = 5, B = 3, T = 4), with the SIC batch and with the
  * permute = 0 ablation. Per parameter block, the relative
@@ -2890,7 +2945,7 @@ static int eval_one_box(Outputs *o, const char *out, const Model *m, const Confi
     analysis_run(&an, rm.map, rm.N, rm.n, box, threads);
     an.walks = rm.walks, an.steps = rm.steps, an.coverage = rm.coverage;
     size_t bins = (size_t)rm.n * rm.n;
-    for (int k = 0; k < rm.N; k++) { /* stability (SPEC §5): halves of the walks, early vs late steps */
+    for (int k = 0; k < rm.N; k++) { /* stability (section 7): halves of the walks, early vs late steps */
         an.units[k].split_half_r = pearson(rm.part[0] + k * bins, rm.part[1] + k * bins, bins, SAC_MIN_OVERLAP);
         an.units[k].early_late_r = pearson(rm.part[2] + k * bins, rm.part[3] + k * bins, bins, SAC_MIN_OVERLAP);
     }

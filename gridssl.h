@@ -35,18 +35,18 @@ enum { REDUCTION_MEAN = 0, REDUCTION_SUM = 1 };
 enum { VEL_SQUARE = 0, VEL_DISC = 1, VEL_SPEED = 2 };
 
 typedef struct {
-    /* data (SPEC §1) */
+    /* data (gridssl.c section 2) */
     int seed;            /* PRNG seed for initialisation and data */
     int B;               /* trajectories per batch */
     int T;               /* steps per trajectory */
     int permute;         /* 1: trajectories are permutations of T shared velocities; 0: ablation */
     double vmax;         /* velocities ~ Uniform(-vmax, vmax)^2, metres per step */
     int vel_dist;        /* VEL_SQUARE (paper) or VEL_DISC (isotropic: uniform in the disc of radius vmax) */
-    /* model (SPEC §2) */
+    /* model (gridssl.c section 3) */
     int N;               /* recurrent units */
     int hidden;          /* MLP hidden width H */
     double init_last_scale; /* multiplies the initial weights and biases of the MLP's last layer */
-    /* losses (SPEC §3) */
+    /* losses (gridssl.c section 4) */
     double sigma_x, sigma_g;
     double lambda_sep, lambda_inv, lambda_cap, lambda_iso;
     double iso_vmax;     /* isometry uses steps with 0 < |v| < iso_vmax; 0 = every step */
@@ -55,7 +55,7 @@ typedef struct {
     int iso_ramp_steps;  /* steps over which lambda_iso ramps from 0 to its value; 0 = a jump */
     int capacity;        /* CAPACITY_MEANNORM or CAPACITY_KERNEL */
     int reduction;       /* REDUCTION_MEAN or REDUCTION_SUM, for L_sep and L_inv */
-    /* optimiser (SPEC §4) */
+    /* optimiser (gridssl.c section 5) */
     double lr, beta1, beta2, adam_eps, weight_decay, clip;
     int accum;           /* batches per optimiser step (gradients averaged) */
     double plateau_factor;    /* ReduceLROnPlateau: lr *= factor ... */
@@ -66,7 +66,7 @@ typedef struct {
     int lr_drop_step;         /* from this step on lr *= lr_drop_factor (gridssl's addition; 0: off) */
     double lr_drop_factor;
     int steps, log_every, save_every;
-    /* evaluation (SPEC §5) */
+    /* evaluation (gridssl.c section 7) */
     int eval_walks;      /* K walks from the box centre (2 m box; scaled by box/2) */
     int eval_walk_mult;  /* walks have eval_walk_mult * T steps (2 m box; scaled by box/2) */
     double eval_bin_m;   /* side of a ratemap bin, metres */
@@ -101,7 +101,7 @@ typedef struct {
     ParamTensors p, g;                      /* named views into params and grads */
 } Model;
 
-/* One SIC batch (SPEC §1). V distinct velocities (V = T with permutations, B*T without); step t of
+/* One SIC batch (gridssl.c section 2). V distinct velocities (V = T with permutations, B*T without); step t of
  * trajectory b uses velocity index[b*T + t]. Positions are stored for t = 1..T. */
 typedef struct {
     int B, T, V;

@@ -34,6 +34,11 @@ done
 check "--help lists the config keys (more than 40)" test $(echo $keys | wc -w) -gt 40
 if [ -z "$missing" ]; then ok "README.md, default.cfg and paper.cfg give every key --help lists"; else fail "undocumented keys:$missing"; fi
 
+# the repository stands on its own: no file points at a document outside it (the pattern is split so
+# that this file does not match itself)
+outside=$(grep -l -E '\.\./sha''red|SP''EC' Makefile README.md gridssl.c gridssl.h tests/*.c tests/*.sh tests/*.py data/* ref_outputs/*.sha256 .ci/run 2> /dev/null)
+if [ -z "$outside" ]; then ok "no file refers to a document outside the repository"; else fail "files refer outside the repository: $outside"; fi
+
 # ---- the reference job: train tiny, evaluate, compare with the golden hashes ------------------
 # ref_outputs/tiny.sha256 guards against regressions; the truth of the numbers behind it comes
 # from the unit tests (gradients, closed forms, reference vectors) and make crosscheck.

@@ -8,7 +8,7 @@ Only numpy and the standard library; the arrays are read with numpy.load, so a p
 proves that numpy reads gridssl's .npy files as they are. Every size, sigma, weight and mode comes
 from DUMPDIR/config.txt (N, hidden, B, T, permute, sigma_x, sigma_g, lambda_*, iso_vmax,
 capacity, reduction); the weights of the loss come from losses.txt, which logs the ones actually
-applied (lambda_iso_eff is the isometry weight after its ramp). SPEC.md sections 1-3 define the
+applied (lambda_iso_eff is the isometry weight after its ramp). gridssl.c sections 2-4 define the
 model and the losses; the code below is written from them, not from gridssl's C.
 
 One line per check, "ok   NAME  ERROR (tol TOL)" or "FAIL NAME  ERROR (tol TOL)", then
@@ -145,7 +145,7 @@ def as64(params):
 
 
 # ------------------------------------------------------------------------------------------------
-# the model, float64 (SPEC.md section 2)
+# the model, float64 (gridssl.c section 3)
 
 def relu(z):
     return np.maximum(z, 0.0)
@@ -192,7 +192,7 @@ def rollout(p, vel, index, n, signs=None):
 
 
 # ------------------------------------------------------------------------------------------------
-# the losses, float64 (SPEC.md section 3)
+# the losses, float64 (gridssl.c section 4)
 
 def pair_sums(G, X, sigma_x, sigma_g):
     """Sums over unordered pairs i<j, row block by row block (never an M x M temporary).

@@ -6,7 +6,7 @@
 Each DUMPDIR is `gridssl dump CHECKPOINT DIR` of a trained network: one training batch (its
 positions.npy), the network's loss terms on it (losses.txt) and the config (config.txt). On the
 SAME positions this script evaluates the separation + invariance + capacity part of the loss
-(SPEC section 3: mean reduction, capacity = meannorm; sigma_x, sigma_g and lambdas from config.txt)
+(gridssl.c section 4: mean reduction, capacity = meannorm; sigma_x, sigma_g and lambdas from config.txt)
 for idealised codes written down as functions of position instead of learned:
 
     module(lam, kappa, theta): n units, unit u fires r_u(x) = exp(kappa (sum_j cos(k_j.(x - p_u)) - 3)),
@@ -61,7 +61,7 @@ def code(X, mods, a, square=False):
 
 
 class Loss:
-    """sep + inv + cap of SPEC section 3 (mean over qualifying unordered pairs, meannorm capacity)."""
+    """sep + inv + cap of gridssl.c section 4 (mean over qualifying unordered pairs, meannorm capacity)."""
 
     def __init__(self, X, cfg):
         dx = np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1))

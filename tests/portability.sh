@@ -1,5 +1,5 @@
 #!/bin/sh
-# tests/portability.sh - what `make portability` runs: the determinism matrix of SPEC §9.
+# tests/portability.sh - what `make portability` runs: the determinism matrix (DETERMINISM in gridssl.c's manual).
 #
 # Every cell builds gridssl with one compiler, libc and target (through the Makefile, so its
 # per-target flags are what is tested), runs the reference job (train data/tiny.cfg, then eval in

@@ -136,7 +136,7 @@ static void test_portable_math(void) {
           "exact special values: exp(0) = 1, log(1) = 0, sin(0) = 0, cos(0) = 1, exp(-800) = 0");
 }
 
-/* ---- NormReLU (SPEC §2) */
+/* ---- NormReLU (gridssl.c section 3) */
 static void test_normrelu(void) {
     Rng rng = rng_seed(3, STREAM_CHECK);
     real z[37], g[37];
@@ -176,7 +176,7 @@ static void test_normrelu(void) {
     check(dead == B * T, "rnn_forward counts dead states (%lld of %d)", (long long)dead, B * T);
 }
 
-/* ---- data invariants (SPEC §1) */
+/* ---- data invariants (gridssl.c section 2) */
 static void test_batch_invariants(void) {
     Config c;
     config_defaults(&c);
@@ -329,7 +329,7 @@ static void test_fast_kernels(void) {
     free(g), free(pos), free(want_dg), free(got_dg);
 }
 
-/* ---- closed forms for each loss term (SPEC §3), on hand-made states of N = 2 units.
+/* ---- closed forms for each loss term (gridssl.c section 4), on hand-made states of N = 2 units.
  * States and positions:
  *     g1 = (1, 0) at (0, 0);   g2 = (0, 1) at (1, 0);   g3 = (0.6, 0.8) at (0, 0.03)
  * Pairs (sigma_x = 0.05, sigma_g = 0.4, so 2 sigma_g^2 = 0.32):
@@ -536,7 +536,7 @@ static void test_npy_header(void) {
 }
 
 
-/* ---- grid analysis (SPEC §6) on synthetic ratemaps whose answers are known ------------------------
+/* ---- grid analysis (gridssl.c section 8) on synthetic ratemaps whose answers are known ------------------------
  * A hexagonal lattice of period L (distance between neighbouring fields) and orientation a is the
  * rectified sum of three plane waves with |k| = 4 pi / (sqrt(3) L) at angles a + 30 + 60 j degrees
  * (the reciprocal lattice); a square lattice is the sum of two waves, |k| = 2 pi / L, at a and a + 90.
@@ -805,7 +805,7 @@ static void test_png(void) {
 }
 
 #ifdef GRIDSSL_DOUBLE
-/* ---- gradients (SPEC §3): central differences, every block, every term, both readings. */
+/* ---- gradients (gridssl.c section 4): central differences, every block, every term, both readings. */
 static void test_gradcheck(void) {
     double max_rel;
     FILE *sink = fopen("tests/gradcheck_f64.txt", "w");
