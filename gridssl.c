@@ -594,12 +594,26 @@ static int config_validate(const Config *c, Err *err) {
     return 0;
 }
 
-/* Appends "key = value" lines (doubles with %.17g, which round-trips) to b. */
+/* x in the fewest significant digits (15, 16 or 17) that read back to exactly x: 0.15, not
+ * 0.14999999999999999. printf and strtod round correctly on every supported libc, so the digits
+ * chosen are the same everywhere. */
+static void shortest_real(char *out, size_t size, double x) {
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(out, size, "%.*g", digits, x);
+        if (strtod(out, NULL) == x) return;
+    }
+}
+
+/* Appends "key = value" lines to b, each real in its shortest exact form (shortest_real). */
 static void config_print(Buf *b, const Config *c) {
     for (int i = 0; i < NUM_CONFIG_KEYS; i++) {
         const ConfigKey *k = &config_keys[i];
         const char *field = (const char *)c + k->offset;
-        if (k->type == KEY_REAL) buf_printf(b, "%s = %.17g\n", k->name, *(const double *)field);
+        char number[40];
+        if (k->type == KEY_REAL) {
+            shortest_real(number, sizeof number, *(const double *)field);
+            buf_printf(b, "%s = %s\n", k->name, number);
+        }
         else if (k->type == KEY_INT) buf_printf(b, "%s = %d\n", k->name, *(const int *)field);
         else {
             char choice[32];
@@ -4469,5 +4483,9 @@ static Image period_histogram(const UnitScores *u, int N, double max_m) {
  * sublicense, and/or sell copies of the Software, and to permit persons to whom the Software is
  * furnished to do so, subject to the following conditions: The above copyright notice and this
  * permission notice shall be included in all copies or substantial portions of the Software.
- * THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED.
+ * THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING BUT
+ * NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND
+ * NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES
+ * OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN
+ * CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
  */

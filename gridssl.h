@@ -1,9 +1,9 @@
-/* gridssl.h - the public types and entry points of gridssl.c.
- *
- * gridssl is one C file; this header is what a test, a port or an embedding program needs to
- * call into it: the precision switch, the configuration, the model's parameter layout, the batch,
- * the loss terms, and the functions that train, evaluate and check. The manual is the comment at
- * the top of gridssl.c.
+/* gridssl.h - the types gridssl.c shares with its tests and ports: the precision switch (real),
+ * the configuration (Config), the PRNG state (Rng), the model's flat parameter buffer with its named
+ * views (Model, ParamTensors), one batch (Batch) and the loss terms (LossTerms). It declares no
+ * functions: gridssl is one file, and a program that calls into it includes gridssl.c (as
+ * tests/unit.c does, with GRIDSSL_TESTING to leave out main). The manual is the comment at the top
+ * of gridssl.c.
  */
 #ifndef GRIDSSL_H
 #define GRIDSSL_H

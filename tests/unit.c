@@ -221,7 +221,8 @@ static void test_batch_invariants(void) {
             check(permutations && same_multiset, "permute=1: every trajectory uses each of the T velocities once");
         } else {
             check(!same_end, "permute=0: trajectories no longer share an end point");
-            check(!permutations || !same_multiset, "permute=0: trajectories no longer share their velocities");
+            /* the velocity values themselves (not the index layout, which differs by construction) */
+            check(!same_multiset, "permute=0: trajectories no longer share their velocities (the multisets differ)");
         }
         batch_free(&bt);
     }
@@ -371,8 +372,9 @@ static void test_closed_forms(void) {
 
 /* ---- config: the built-in defaults are data/default.cfg, and values round-trip through text. */
 static void test_config(void) {
-    Config builtin, from_file, round_trip;
+    Config builtin, from_file, round_trip, builtin_defaults;
     config_defaults(&builtin);
+    config_defaults(&builtin_defaults);
     config_defaults(&from_file);
     Buf text = {0};
     Err err;
@@ -430,6 +432,13 @@ static void test_config(void) {
     size_t first_len = (size_t)(second_line - (const char *)text.data);
     check(config_parse_text(&c, second_line, text.len - first_len, 1, "ckpt", &err) != 0 && strstr(err.msg, "key 'seed' is missing"),
           "a checkpoint's config without one key is refused: %s", err.msg);
+    /* what a person reads is what they wrote: reals in their shortest exact form */
+    text.len = 0;
+    config_print(&text, &builtin_defaults);
+    buf_put(&text, "", 1);
+    check(strstr((const char *)text.data, "\neval_speed_max = 0.15\n") && strstr((const char *)text.data, "\nsigma_g = 0.4\n") &&
+          strstr((const char *)text.data, "\nlr = 0.0003\n") && strstr((const char *)text.data, "\nadam_eps = 1e-08\n"),
+          "config_print writes 0.15, 0.4, 0.0003 and 1e-08, not their 17-digit expansions");
     /* one error line whatever the value held (a newline in a key=value argument) */
     check(config_set(&c, "N", "1\n2", &err) != 0 && !strchr(err.msg, '\n') && strstr(err.msg, "'1?2'"),
           "control characters in an error message become '?': %s", err.msg);
@@ -573,9 +582,11 @@ static void test_grid_scores(void) {
     const int n = 40;
     const double box = 2.0;
     real R[40 * 40];
-    /* Thresholds: an ideal hexagonal SAC gives c60 = c120 = 1 and c30 = c90 = c150 near -0.5, i.e.
-     * score60 ~ 1.5; the finite box and the 5 cm bins cost some of that, so "high" is > 0.8, far above
-     * the 0.3 that calls a unit grid-like. The same holds for score90 of a square lattice. */
+    /* An ideal hexagonal SAC gives c60 = c120 = 1 and c30 = c90 = c150 near -0.5, i.e. score60 ~ 1.5;
+     * the finite box, the 5 cm bins and the annuli cost some of that. The thresholds sit a little below
+     * what this analysis measures on these maps (score60 >= 0.920, SAC period within 0.51 %,
+     * orientation within 0.24 degrees, Fourier period within 3.24 %, square score90 >= 1.068), so a
+     * change that costs the scores a few percent fails here (scaling every score60 by 0.95 would). */
     const double periods[3] = {0.3, 0.5, 0.8}, orients[4] = {0, 7, 23, 41}, phases[3][2] = {{0, 0}, {0.13, -0.07}, {-0.21, 0.17}};
     double min60 = HUGE_VAL, max_period_err = 0, max_orient_err = 0, max_fourier_err = 0;
     for (int p = 0; p < 3; p++)
@@ -590,10 +601,10 @@ static void test_grid_scores(void) {
                 max_orient_err = oe > max_orient_err || !(oe == oe) ? oe : max_orient_err;
                 max_fourier_err = fe > max_fourier_err || !(fe == fe) ? fe : max_fourier_err;
             }
-    check(min60 > 0.8, "hexagonal lattices (periods 0.3, 0.5, 0.8 m; 4 orientations; 3 phases): score60 >= %.3f > 0.8", min60);
-    check(max_period_err < 0.05, "hexagonal lattices: SAC period within %.2f%% (< 5%%)", 100 * max_period_err);
-    check(max_orient_err < 3, "hexagonal lattices: orientation within %.2f degrees (< 3)", max_orient_err);
-    check(max_fourier_err < 0.05, "hexagonal lattices: Fourier period within %.2f%% (< 5%%)", 100 * max_fourier_err);
+    check(min60 > 0.9, "hexagonal lattices (periods 0.3, 0.5, 0.8 m; 4 orientations; 3 phases): score60 >= %.3f > 0.9", min60);
+    check(max_period_err < 0.01, "hexagonal lattices: SAC period within %.2f%% (< 1%%)", 100 * max_period_err);
+    check(max_orient_err < 0.5, "hexagonal lattices: orientation within %.2f degrees (< 0.5)", max_orient_err);
+    check(max_fourier_err < 0.04, "hexagonal lattices: Fourier period within %.2f%% (< 4%%)", 100 * max_fourier_err);
     double min90 = HUGE_VAL, max60 = -HUGE_VAL;
     for (int p = 0; p < 3; p++)
         for (int o = 0; o < 4; o++) {
@@ -602,7 +613,7 @@ static void test_grid_scores(void) {
             min90 = u.score90 < min90 ? u.score90 : min90;
             max60 = u.score60 > max60 ? u.score60 : max60;
         }
-    check(min90 > 0.8 && max60 < 0, "square lattices: score90 >= %.3f > 0.8 and score60 <= %.3f < 0", min90, max60);
+    check(min90 > 1.0 && max60 < -0.2, "square lattices: score90 >= %.3f > 1.0 and score60 <= %.3f < -0.2", min90, max60);
     /* Noise: every bin i.i.d. uniform. Its SAC is ~0 off the centre, so the score should be near 0. */
     Rng rng = rng_seed(21, STREAM_CHECK);
     int quiet = 0;
@@ -613,7 +624,7 @@ static void test_grid_scores(void) {
         quiet += fabs(u.score60) < 0.3;
         worst = fabs(u.score60) > worst ? fabs(u.score60) : worst;
     }
-    check(quiet >= 95, "noise maps: |score60| < 0.3 in %d of 100 (largest %.3f)", quiet, worst);
+    check(quiet >= 95 && worst < 0.25, "noise maps: |score60| < 0.3 in %d of 100 (largest %.3f < 0.25)", quiet, worst);
     /* A single Gaussian bump (sigma 0.2 m) off-centre is a place field, not a grid. */
     for (int iy = 0; iy < n; iy++)
         for (int ix = 0; ix < n; ix++) {
@@ -621,7 +632,7 @@ static void test_grid_scores(void) {
             R[iy * n + ix] = (real)exp(-(x * x + y * y) / (2 * 0.04));
         }
     UnitScores bump = score_one(R, n, box);
-    check(bump.score60 < 0.3, "a single Gaussian bump is not grid-like (score60 %.3f)", bump.score60);
+    check(bump.score60 < 0.1, "a single Gaussian bump is not grid-like (score60 %.3f < 0.1)", bump.score60);
     /* Holes: 20 % of the bins unvisited (NaN) must not move the period. */
     double max_hole_err = 0;
     int hole_bins = 0;
@@ -633,7 +644,7 @@ static void test_grid_scores(void) {
         double e = fabs(u.period_m / periods[p] - 1);
         max_hole_err = e > max_hole_err || !(e == e) ? e : max_hole_err;
     }
-    check(max_hole_err < 0.05, "lattices with %.0f%% of bins unvisited: period within %.2f%% (< 5%%)",
+    check(max_hole_err < 0.01, "lattices with %.0f%% of bins unvisited: period within %.2f%% (< 1%%)",
           100.0 * hole_bins / (3 * n * n), 100 * max_hole_err);
 }
 
