@@ -1362,7 +1362,7 @@ static int train_step(Model *m, TrainState *s, Acts *a, Batch *bt, const Config 
     a->phase_seconds[PHASE_OPTIMISER] += now_seconds() - t0;
     s->step++;
     /* the annealing step (gridssl's addition): a smaller rate for the last steps lets the lattice
-     * settle, so path integration stops drifting over walks longer than T (README) */
+     * settle, so path integration stops drifting over walks longer than T (data/recipes.md, "Drift") */
     if (s->step == c->lr_drop_step) s->lr *= c->lr_drop_factor;
     *out = avg;
     return 0;

@@ -40,6 +40,9 @@ if [ -z "$missing" ]; then ok "README.md, default.cfg and paper.cfg give every k
 # that this file does not match itself)
 outside=$(grep -l -E '\.\./sha''red|SP''EC' Makefile README.md gridssl.c gridssl.h tests/*.c tests/*.sh tests/*.py data/* ref_outputs/*.sha256 .ci/run 2> /dev/null)
 if [ -z "$outside" ]; then ok "no file refers to a document outside the repository"; else fail "files refer outside the repository: $outside"; fi
+# ... nor tells the story of its own making (its stages, its tickets): it says what is, and why
+history=$(grep -l -i -E 'sess''ion|the iss''ue|iss''ue [0-9#]' Makefile README.md gridssl.c gridssl.h tests/*.c tests/*.sh tests/*.py data/* ref_outputs/*.md .ci/run 2> /dev/null)
+if [ -z "$history" ]; then ok "no file numbers the stages of the project's history"; else fail "files tell the project's history: $history"; fi
 
 # ---- the reference job: train tiny, evaluate, compare with the golden hashes ------------------
 # ref_outputs/tiny.sha256 guards against regressions; the truth of the numbers behind it comes

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Does the loss itself prefer several grid modules at CPU scale? (README, "Why one module")
+"""Does the loss itself prefer several grid modules at CPU scale? (data/recipes.md, "Modules")
 
     /usr/bin/python3 tests/ideal_codes.py DUMPDIR [DUMPDIR ...]
 
