@@ -625,6 +625,12 @@ static void config_print(Buf *b, const Config *c) {
 
 /* ==============================================================================================
  * 2. DATA: one SIC batch (the paper's Fig. 3d)
+ *     v_1 .. v_T  i.i.d. Uniform(-vmax, vmax)^2 per step (vel_dist = square, the paper's; disc and
+ *                 speed are gridssl's additions, METHOD NOTES)
+ *     pi_b        a uniformly random permutation of 1..T for each trajectory b = 1..B
+ *     x_{b,t}     = x_{b,t-1} + v_{pi_b(t)},  x_{b,0} = 0:  every trajectory ends at the same point and
+ *                 they cross often, which is what makes path invariance learnable
+ *     permute = 0 (ablation): B*T independent velocities instead of permutations
  * ============================================================================================== */
 
 /* Velocities live on the grid of multiples of 2^-20 m (about 1 micrometre). The distribution is
@@ -907,7 +913,8 @@ static void acts_free(Acts *a) {
 }
 
 /* MLP over V velocities: vel (V, 2) -> h1 = relu(W1 v + b1) (V, H) -> h2 = relu(W2 h1 + b2) (V, H)
- * -> Wv = W3 h2 + b3 (V, N*N). */
+ * -> Wv = W3 h2 + b3 (V, N*N). Each layer is linear_forward; its fast twin runs (appendix C; equal bit
+ * for bit: tests/unit.c, "linear_forward_fast == linear_forward"). */
 static void mlp_forward(real *h1, real *h2, real *Wv, const real *vel, const ParamTensors *p, int V, int H, int N,
                         int threads) {
     linear_forward_fast(h1, vel, p->W1, p->b1, V, 2, H, threads);
@@ -917,7 +924,8 @@ static void mlp_forward(real *h1, real *h2, real *Wv, const real *vel, const Par
     linear_forward_fast(Wv, h2, p->W3, p->b3, V, H, N * N, threads);
 }
 
-/* Backward of mlp_forward, from d_Wv (V, N*N) into the parameter gradients d (accumulating). */
+/* Backward of mlp_forward, from d_Wv (V, N*N) into the parameter gradients d (accumulating); each
+ * layer is linear_backward's fast twin (tests/unit.c, "linear_backward_fast == linear_backward"). */
 static void mlp_backward(real *d_h1, real *d_h2, const real *d_Wv, const real *vel, const real *h1, const real *h2,
                          const ParamTensors *p, const ParamTensors *d, int V, int H, int N, int threads) {
     memset(d_h2, 0, (size_t)V * H * sizeof(real));
