@@ -3,6 +3,7 @@
 #   make test         unit tests (float and double builds) + command-line tests; ends "N passed, N failed"
 #   make fuzz         10 000 mutated configs, checkpoints and .npy files against the promises on bad input
 #   make crosscheck   numpy recomputes one dumped batch (needs python3-numpy; not part of make test)
+#   make seeds        seed statistics of a recipe: make seeds ARGS="--seeds 1-10 --screen lambda_iso=0.02"
 #   make demo         train the default, evaluate it, say where the montage is
 #   make demo-check   the default run must give ref_outputs/default_seed4.* (the README's picture)
 #   make bench        seconds per step, per phase, GFLOP/s, RSS, and PyTorch's time for the same step
@@ -69,6 +70,9 @@ portability: gridssl
 bench: gridssl
 	$(PYTHON) tests/bench.py
 
+seeds: gridssl # a recipe over seeds, side by side: one table row per seed (tests/seeds.sh says how)
+	sh tests/seeds.sh $(ARGS)
+
 demo: gridssl # the default run, end to end, and where to look
 	./gridssl train --out out
 	./gridssl eval out/checkpoint.bin
@@ -86,4 +90,4 @@ asan: gridssl.c gridssl.h
 clean:
 	rm -rf gridssl gridssl_f64 gridssl_debug gridssl_asan tests/unit_f32 tests/unit_f64 tests/fuzz tests/build tests/out tests/out_demo
 
-.PHONY: all test fuzz crosscheck portability bench demo demo-check debug asan clean
+.PHONY: all test fuzz crosscheck seeds portability bench demo demo-check debug asan clean
