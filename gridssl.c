@@ -1105,6 +1105,11 @@ REFERENCE void pair_losses_backward(real *d_g, const real *g, const real *pos, i
     free(acc);
 }
 
+/* 2 / (M (M-1)): the mean over the M (M-1) / 2 unordered pairs, as a factor (0 without pairs). */
+static double pair_mean_factor(int M) {
+    return M > 1 ? 2.0 / ((double)M * (M - 1)) : 0;
+}
+
 /* The pair terms from their sums, as the banner writes them: with reduction = mean
  *     L_sep = sep_sum / n_far,   L_inv = inv_sum / n_near     (0 when there is no such pair),
  * with reduction = sum the sums themselves; capacity = kernel: L_cap = -(2 / (M (M-1))) ker_sum. */
@@ -1114,7 +1119,7 @@ static void pair_terms(LossTerms *L, PairSums ps, int M, const Config *c) {
     L->n_far = ps.n_far;
     L->sep = mean ? (ps.n_far ? ps.sep_sum / (double)ps.n_far : 0) : ps.sep_sum;
     L->inv = mean ? (ps.n_near ? ps.inv_sum / (double)ps.n_near : 0) : ps.inv_sum;
-    if (c->capacity == CAPACITY_KERNEL) L->cap = -(M > 1 ? 2.0 / ((double)M * (M - 1)) : 0) * ps.ker_sum;
+    if (c->capacity == CAPACITY_KERNEL) L->cap = -pair_mean_factor(M) * ps.ker_sum;
 }
 
 /* Their backward: the slopes dL/d(pair sum) the pair kernels apply, each times the term's weight and
@@ -1122,10 +1127,9 @@ static void pair_terms(LossTerms *L, PairSums ps, int M, const Config *c) {
 static void pair_slopes(double *c_sep, double *c_inv, double *c_ker, const LossTerms *L, int M, const Config *c,
                         double grad_scale) {
     int mean = c->reduction == REDUCTION_MEAN;
-    double kernel_norm = M > 1 ? 2.0 / ((double)M * (M - 1)) : 0;
     *c_sep = grad_scale * L->w_sep * (mean ? (L->n_far ? 1.0 / (double)L->n_far : 0) : 1.0);
     *c_inv = grad_scale * L->w_inv * (mean ? (L->n_near ? 1.0 / (double)L->n_near : 0) : 1.0);
-    *c_ker = c->capacity == CAPACITY_KERNEL ? -grad_scale * L->w_cap * kernel_norm : 0;
+    *c_ker = c->capacity == CAPACITY_KERNEL ? -grad_scale * L->w_cap * pair_mean_factor(M) : 0;
 }
 
 /* Capacity, meannorm reading: mean (N) = (1/M) sum_i g_i (sequential over i); returns -|mean|^2. */

@@ -77,11 +77,10 @@ static char *printable(const char *text, size_t len, char *out, size_t size) {
 }
 
 /* ---- files ------------------------------------------------------------------------------------- */
+/* The whole file (gridssl's own reader, without its size limit). */
 static int slurp(const char *path, Buf *out) {
-    FILE *f = fopen(path, "rb");
-    char chunk[65536];
-    for (size_t n; f && (n = fread(chunk, 1, sizeof chunk, f)) > 0;) buf_put(out, chunk, n);
-    return f ? fclose(f) : -1;
+    Err err;
+    return read_file(path, out, SIZE_MAX / 2, &err);
 }
 
 static void spit(const char *path, const void *data, size_t len) {
