@@ -362,16 +362,19 @@ typedef struct {
     const double *px, *py;  /* (Mp) positions, padded */
     int M, N, Mp;
     double sigma_x2, inv_2sg2, c_sep, c_inv, c_ker;
-    double *row_sums;       /* forward: (M, 3) folded sep, inv, kernel sums of each row */
-    int64_t *row_far;       /* forward: (M) far pairs of each row */
+    double dist_scale, dist_r2, c_dist; /* L_dist (section 4); dist_r2 = 0: no pair takes part */
+    double *row_sums;       /* forward: (M, 4) folded sep, inv, kernel, dist sums of each row */
+    int64_t *row_far, *row_dist; /* forward: (M) far pairs and L_dist pairs of each row */
     real *d_g;              /* backward: (M, N) */
 } PairCtx;
 /* Sums over the unordered pairs, before any weighting or averaging. */
-typedef struct { double sep_sum, inv_sum, ker_sum; int64_t n_near, n_far; } PairSums;
-static PairCtx pair_ctx(const real *g, const real *pos, int M, int N, double sigma_x, double sigma_g);
+typedef struct { double sep_sum, inv_sum, ker_sum, dist_sum; int64_t n_near, n_far, n_dist; } PairSums;
+static PairCtx pair_ctx(const real *g, const real *pos, int M, int N, double sigma_x, double sigma_g, double dist_scale,
+                        double dist_rmax);
 static void pair_ctx_free(PairCtx *c);
 static PairSums pair_losses_forward_fast(PairCtx c, int threads);
-static void pair_losses_backward_fast(real *d_g, PairCtx c, double c_sep, double c_inv, double c_ker, int threads);
+static void pair_losses_backward_fast(real *d_g, PairCtx c, double c_sep, double c_inv, double c_ker, double c_dist,
+                                      int threads);
 /* D. images: colour map, montages, PPM and PNG writers, the period histogram */
 typedef struct { int width, height; uint8_t *grey, *rgb; } Image;
 static void map_pixels(uint8_t *out, const double *v, int n, int colour);
@@ -422,6 +425,9 @@ static const ConfigKey config_keys[] = {
     KEY(iso_vmin, KEY_REAL, 0, 1e3, 0.05, NULL, "- (0: every step above 0)", "isometry skips steps with speed <= iso_vmin, where |dg|/|v| divides by almost nothing"),
     KEY(iso_start, KEY_INT, 0, 2147483647, 0, NULL, "- (0: no ramp)", "optimiser step at which lambda_iso starts ramping in"),
     KEY(iso_ramp_steps, KEY_INT, 0, 2147483647, 3000, NULL, "- (0: no ramp)", "steps over which lambda_iso ramps from 0 to its value (0: full weight at iso_start)"),
+    KEY(lambda_dist, KEY_REAL, 0, 1e6, 0, NULL, "- (0: off)", "weight of L_dist (isometry at a fixed scale over far pairs within dist_rmax; gridssl's addition), ramped in with lambda_iso"),
+    KEY(dist_scale, KEY_REAL, 0, 1e6, 8, NULL, "-", "L_dist's scale s: the code should move s |dx| for a displacement dx (per metre)"),
+    KEY(dist_rmax, KEY_REAL, 0, 1e3, 0.15, NULL, "-", "L_dist uses the pairs with sigma_x < |dx| <= dist_rmax (metres)"),
     KEY(capacity, KEY_ENUM, 0, 1, CAPACITY_MEANNORM, "meannorm|kernel", "meannorm", "capacity reading: minus the squared norm of the mean state, or minus the mean Gaussian kernel over all pairs"),
     KEY(reduction, KEY_ENUM, 0, 1, REDUCTION_MEAN, "mean|sum", "AMBIGUOUS (paper writes sums)", "reduction of L_sep and L_inv over their pairs"),
     KEY(lr, KEY_REAL, 0, 10, 3e-4, NULL, "2e-5", "AdamW learning rate"),
@@ -1037,30 +1043,57 @@ static void rnn_backward(real *d_z, real *d_Wv, real *d_g, real *d_g0, const rea
  *     L_cap = -|mean_i g_i|^2                          (capacity = meannorm)
  *           = -(2 / (M (M-1))) sum_{i<j} exp(-D / (2 sigma_g^2))   (capacity = kernel)
  *     L_iso = Var_{b,t: iso_vmin < |v| < iso_vmax} |g_{b,t} - g_{b,t-1}| / |v_{b,t}|   (|v| > 0)
- * reduction = sum replaces the two means by plain sums.
+ *     L_dist = mean_{pairs with sigma_x < dx <= dist_rmax} (|g_i - g_j| - s dx)^2,  s = dist_scale
+ * reduction = sum replaces the three means by plain sums.
+ * L_dist is gridssl's addition (off by default and in paper.cfg): the conformal isometry of Xu, Gao,
+ * Zhang, Wei and Wu (ICLR 2025) at a fixed scale and over finite displacements, where L_iso asks only
+ * that single steps be scaled alike. A fixed s cannot be met by shrinking every step (the collapse a
+ * strong L_iso produces), and over displacements beyond a step a hexagonal lattice is the more
+ * distance-preserving one, while for tiny steps a square lattice is as isometric. Pairs closer than
+ * sigma_x belong to L_inv (which wants D = 0) and stay out. Every pair of the batch takes part,
+ * across trajectories too: their positions share one origin, as the other pair terms use.
  * ============================================================================================== */
 
-/* Far in space: dx^2 > sigma_x^2, in double from the (exact) float positions: the pair mask is exact. */
-static int pair_is_far(const real *xi, const real *xj, double sigma_x2) {
+/* dx^2 = |x_i - x_j|^2 in double from the (exact) float positions, so the pair masks are exact:
+ * far when dx^2 > sigma_x^2, in L_dist when far and dx^2 <= dist_rmax^2. */
+static double pair_dx2(const real *xi, const real *xj) {
     double dx = (double)xi[0] - xj[0], dy = (double)xi[1] - xj[1];
-    return dx * dx + dy * dy > sigma_x2;
+    return dx * dx + dy * dy;
+}
+
+/* L_dist's residual of one pair: |g_i - g_j| - s dx, from D = |g_i - g_j|^2 and dx^2. */
+static double dist_residual(double D, double dx2, double dist_scale) {
+    return sqrt(D) - dist_scale * sqrt(dx2);
+}
+
+/* L_dist's slope dl/dD of one pair, l = (sqrt(D) - s dx)^2: dl/dD = 1 - s dx / sqrt(D). A pair with
+ * D = 0 has no direction to move along and passes no gradient (as a zero step in L_iso). */
+static double dist_slope(double D, double dx2, double dist_scale) {
+    return D > 0 ? 1.0 - dist_scale * sqrt(dx2) / sqrt(D) : 0.0;
 }
 
 
 /* Forward of the pair terms over g (M, N), positions pos (M, 2).
  * Order: row i sums its pairs j > i in eight lanes (lane = j mod 8, in double), folded pairwise;
  * the rows are then added in order i = 0..M-1. */
-REFERENCE PairSums pair_losses_forward(const real *g, const real *pos, int M, int N, double sigma_x, double sigma_g) {
-    PairSums s = {0, 0, 0, 0, 0};
-    double sigma_x2 = sigma_x * sigma_x, inv_2sg2 = 1.0 / (2.0 * sigma_g * sigma_g);
+REFERENCE PairSums pair_losses_forward(const real *g, const real *pos, int M, int N, double sigma_x, double sigma_g,
+                                      double dist_scale, double dist_rmax) {
+    PairSums s = {0, 0, 0, 0, 0, 0, 0};
+    double sigma_x2 = sigma_x * sigma_x, inv_2sg2 = 1.0 / (2.0 * sigma_g * sigma_g), dist_r2 = dist_rmax * dist_rmax;
     for (int i = 0; i < M; i++) {
-        double sep[8] = {0}, inv[8] = {0}, ker[8] = {0};
+        double sep[8] = {0}, inv[8] = {0}, ker[8] = {0}, dist[8] = {0};
         for (int j = i + 1; j < M; j++) {
             double D = (double)sq_dist(g + (size_t)i * N, g + (size_t)j * N, N);
             double e = gs_exp(-D * inv_2sg2);
-            if (pair_is_far(pos + 2 * (size_t)i, pos + 2 * (size_t)j, sigma_x2)) {
+            double dx2 = pair_dx2(pos + 2 * (size_t)i, pos + 2 * (size_t)j);
+            if (dx2 > sigma_x2) {
                 sep[j & 7] += e;
                 s.n_far++;
+                if (dx2 <= dist_r2) {
+                    double r = dist_residual(D, dx2, dist_scale);
+                    dist[j & 7] += r * r;
+                    s.n_dist++;
+                }
             } else {
                 inv[j & 7] += D;
                 s.n_near++;
@@ -1070,20 +1103,23 @@ REFERENCE PairSums pair_losses_forward(const real *g, const real *pos, int M, in
         s.sep_sum += ((sep[0] + sep[1]) + (sep[2] + sep[3])) + ((sep[4] + sep[5]) + (sep[6] + sep[7]));
         s.inv_sum += ((inv[0] + inv[1]) + (inv[2] + inv[3])) + ((inv[4] + inv[5]) + (inv[6] + inv[7]));
         s.ker_sum += ((ker[0] + ker[1]) + (ker[2] + ker[3])) + ((ker[4] + ker[5]) + (ker[6] + ker[7]));
+        s.dist_sum += ((dist[0] + dist[1]) + (dist[2] + dist[3])) + ((dist[4] + dist[5]) + (dist[6] + dist[7]));
     }
     return s;
 }
 
 /* Backward of the pair terms, accumulating into d_g (M, N). With the total written as
  *     L = sum_{i<j} l_ij(D_ij),   l = c_sep e (far) or c_inv D (near), plus c_ker e (all pairs),
- *     e = exp(-D / (2 sigma_g^2)),
- * each pair's slope is Q_ij = dl/dD = -(c_sep [far] + c_ker) e / (2 sigma_g^2) + c_inv [near], and
+ *     plus c_dist (sqrt(D) - s dx)^2 (L_dist's pairs),   e = exp(-D / (2 sigma_g^2)),
+ * each pair's slope is Q_ij = dl/dD = -(c_sep [far] + c_ker) e / (2 sigma_g^2) + c_inv [near]
+ * + c_dist dist_slope [L_dist's pairs], and
  *     dL/dg_i = sum_{j != i} 2 Q_ij (g_i - g_j) = 2 (s_i g_i - sum_j Q_ij g_j),  s_i = sum_j Q_ij.
  * Row i runs over every j != i in ascending order (sequential, in double), so rows are independent
  * and D_ij is recomputed with the very operations of the forward pass. */
 REFERENCE void pair_losses_backward(real *d_g, const real *g, const real *pos, int M, int N, double sigma_x,
-                                 double sigma_g, double c_sep, double c_inv, double c_ker) {
-    double sigma_x2 = sigma_x * sigma_x, inv_2sg2 = 1.0 / (2.0 * sigma_g * sigma_g);
+                                    double sigma_g, double dist_scale, double dist_rmax, double c_sep, double c_inv,
+                                    double c_ker, double c_dist) {
+    double sigma_x2 = sigma_x * sigma_x, inv_2sg2 = 1.0 / (2.0 * sigma_g * sigma_g), dist_r2 = dist_rmax * dist_rmax;
     double *acc = xcalloc((size_t)N, sizeof *acc);
     for (int i = 0; i < M; i++) {
         const real *gi = g + (size_t)i * N;
@@ -1094,8 +1130,10 @@ REFERENCE void pair_losses_backward(real *d_g, const real *g, const real *pos, i
             const real *gj = g + (size_t)j * N;
             double D = (double)sq_dist(gi, gj, N);
             double e = gs_exp(-D * inv_2sg2);
-            int far = pair_is_far(pos + 2 * (size_t)i, pos + 2 * (size_t)j, sigma_x2);
+            double dx2 = pair_dx2(pos + 2 * (size_t)i, pos + 2 * (size_t)j);
+            int far = dx2 > sigma_x2;
             double q = far ? -(c_sep + c_ker) * e * inv_2sg2 : c_inv - c_ker * e * inv_2sg2;
+            if (far && dx2 <= dist_r2) q += c_dist * dist_slope(D, dx2, dist_scale);
             s_i += q;
             for (int k = 0; k < N; k++) acc[k] += q * gj[k];
         }
@@ -1119,16 +1157,19 @@ static void pair_terms(LossTerms *L, PairSums ps, int M, const Config *c) {
     L->n_far = ps.n_far;
     L->sep = mean ? (ps.n_far ? ps.sep_sum / (double)ps.n_far : 0) : ps.sep_sum;
     L->inv = mean ? (ps.n_near ? ps.inv_sum / (double)ps.n_near : 0) : ps.inv_sum;
+    L->n_dist = ps.n_dist;
+    L->dist = mean ? (ps.n_dist ? ps.dist_sum / (double)ps.n_dist : 0) : ps.dist_sum;
     if (c->capacity == CAPACITY_KERNEL) L->cap = -pair_mean_factor(M) * ps.ker_sum;
 }
 
 /* Their backward: the slopes dL/d(pair sum) the pair kernels apply, each times the term's weight and
- * grad_scale: c_sep = scale w_sep / n_far (or scale w_sep), c_inv likewise, c_ker = -scale w_cap 2/(M(M-1)). */
-static void pair_slopes(double *c_sep, double *c_inv, double *c_ker, const LossTerms *L, int M, const Config *c,
-                        double grad_scale) {
+ * grad_scale: c_sep = scale w_sep / n_far (or scale w_sep), c_inv and c_dist likewise, c_ker = -scale w_cap 2/(M(M-1)). */
+static void pair_slopes(double *c_sep, double *c_inv, double *c_ker, double *c_dist, const LossTerms *L, int M,
+                        const Config *c, double grad_scale) {
     int mean = c->reduction == REDUCTION_MEAN;
     *c_sep = grad_scale * L->w_sep * (mean ? (L->n_far ? 1.0 / (double)L->n_far : 0) : 1.0);
     *c_inv = grad_scale * L->w_inv * (mean ? (L->n_near ? 1.0 / (double)L->n_near : 0) : 1.0);
+    *c_dist = grad_scale * L->w_dist * (mean ? (L->n_dist ? 1.0 / (double)L->n_dist : 0) : 1.0);
     *c_ker = c->capacity == CAPACITY_KERNEL ? -grad_scale * L->w_cap * pair_mean_factor(M) : 0;
 }
 
@@ -1218,14 +1259,15 @@ static void isometry_backward(real *d_g, real *d_g0, const double *s, int64_t co
  * 5. TRAINING STEP AND OPTIMISER (the paper's optimiser settings; METHOD NOTES for the scheduler)
  * ============================================================================================== */
 
-typedef struct { double sep, inv, cap, iso; } LossWeights;
+typedef struct { double sep, inv, cap, iso, dist; } LossWeights;
 
-/* lambda_iso ramps linearly from 0 at iso_start to its full value iso_ramp_steps later. */
+/* lambda_iso (and lambda_dist) ramp linearly from 0 at iso_start to their full values iso_ramp_steps later. */
 static LossWeights config_weights(const Config *c, int64_t step) {
     double ramp = step < c->iso_start ? 0.0
                   : c->iso_ramp_steps == 0 ? 1.0
                   : (double)(step - c->iso_start) / c->iso_ramp_steps;
-    LossWeights w = {c->lambda_sep, c->lambda_inv, c->lambda_cap, c->lambda_iso * (ramp < 1.0 ? ramp : 1.0)};
+    ramp = ramp < 1.0 ? ramp : 1.0;
+    LossWeights w = {c->lambda_sep, c->lambda_inv, c->lambda_cap, c->lambda_iso * ramp, c->lambda_dist * ramp};
     return w;
 }
 
@@ -1243,12 +1285,13 @@ static LossTerms sic_forward(Model *m, Acts *a, const Batch *bt, const Config *c
     L.dead_states = rnn_forward(a->z, a->g, a->norm, a->g0, a->Wv, bt->index, B, T, N, threads); /* g_t */
     phase_end(a, PHASE_RNN);
     pair_ctx_free(&a->pairs);
-    a->pairs = pair_ctx(a->g, bt->pos, M, N, c->sigma_x, c->sigma_g);
-    pair_terms(&L, pair_losses_forward_fast(a->pairs, threads), M, c);          /* L_sep, L_inv (, L_cap) */
+    a->pairs = pair_ctx(a->g, bt->pos, M, N, c->sigma_x, c->sigma_g, c->dist_scale, c->lambda_dist > 0 ? c->dist_rmax : 0);
+    pair_terms(&L, pair_losses_forward_fast(a->pairs, threads), M, c);          /* L_sep, L_inv (, L_cap), L_dist */
     if (c->capacity == CAPACITY_MEANNORM) L.cap = meannorm_forward(a->g_mean, a->g, M, N);
     L.iso = isometry_forward(a->iso_s, &L.n_iso, a->g, a->g0, bt->vel, bt->index, B, T, N, c->iso_vmin, c->iso_vmax);
-    L.w_sep = w.sep, L.w_inv = w.inv, L.w_cap = w.cap, L.w_iso = w.iso;
+    L.w_sep = w.sep, L.w_inv = w.inv, L.w_cap = w.cap, L.w_iso = w.iso, L.w_dist = w.dist;
     L.total = w.sep * L.sep + w.inv * L.inv + w.cap * L.cap + w.iso * L.iso;
+    if (c->lambda_dist > 0) L.total += w.dist * L.dist; /* off: not even + 0, so the bytes stay as they were */
     phase_end(a, PHASE_PAIRS);
     return L;
 }
@@ -1258,12 +1301,12 @@ static LossTerms sic_forward(Model *m, Acts *a, const Batch *bt, const Config *c
 static void sic_backward(Model *m, Acts *a, const Batch *bt, const Config *c, const LossTerms *L, double grad_scale,
                          int threads) {
     int B = bt->B, T = bt->T, V = bt->V, N = m->N, H = m->H, M = B * T;
-    double c_sep, c_inv, c_ker;
+    double c_sep, c_inv, c_ker, c_dist;
     a->phase_mark = now_seconds();
     memset(a->d_g, 0, (size_t)M * N * sizeof(real));
     memset(a->d_g0, 0, (size_t)N * sizeof(real));
-    pair_slopes(&c_sep, &c_inv, &c_ker, L, M, c, grad_scale);                  /* fwd: pair_terms */
-    pair_losses_backward_fast(a->d_g, a->pairs, c_sep, c_inv, c_ker, threads);  /* fwd: pair sums */
+    pair_slopes(&c_sep, &c_inv, &c_ker, &c_dist, L, M, c, grad_scale);         /* fwd: pair_terms */
+    pair_losses_backward_fast(a->d_g, a->pairs, c_sep, c_inv, c_ker, c_dist, threads); /* fwd: pair sums */
     if (c->capacity == CAPACITY_MEANNORM) meannorm_backward(a->d_g, a->g_mean, M, N, grad_scale * L->w_cap);
     isometry_backward(a->d_g, a->d_g0, a->iso_s, L->n_iso, a->g, a->g0, bt->vel, bt->index, B, T, N, c->iso_vmin, c->iso_vmax,
                       grad_scale * L->w_iso);
@@ -1361,9 +1404,10 @@ static int train_step(Model *m, TrainState *s, Acts *a, Batch *bt, const Config 
         LossTerms L = sic_forward(m, a, bt, c, w, threads);
         sic_backward(m, a, bt, c, &L, 1.0 / c->accum, threads);
         avg.sep += L.sep / c->accum, avg.inv += L.inv / c->accum, avg.cap += L.cap / c->accum;
-        avg.iso += L.iso / c->accum, avg.total += L.total / c->accum;
-        avg.n_near += L.n_near, avg.n_far += L.n_far, avg.n_iso += L.n_iso, avg.dead_states += L.dead_states;
-        avg.w_sep = L.w_sep, avg.w_inv = L.w_inv, avg.w_cap = L.w_cap, avg.w_iso = L.w_iso;
+        avg.iso += L.iso / c->accum, avg.dist += L.dist / c->accum, avg.total += L.total / c->accum;
+        avg.n_near += L.n_near, avg.n_far += L.n_far, avg.n_iso += L.n_iso, avg.n_dist += L.n_dist;
+        avg.dead_states += L.dead_states;
+        avg.w_sep = L.w_sep, avg.w_inv = L.w_inv, avg.w_cap = L.w_cap, avg.w_iso = L.w_iso, avg.w_dist = L.w_dist;
     }
     double t0 = now_seconds(), norm = grad_norm(m);
     if (!(avg.total - avg.total == 0) || !(norm - norm == 0))
@@ -2595,6 +2639,7 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
     Config c;
     config_defaults(&c);
     c.N = 6, c.hidden = 5, c.B = 3, c.T = 4, c.iso_vmin = 0.06, c.iso_vmax = 0.13; /* some steps in, some out */
+    c.lambda_dist = 1, c.dist_scale = 3, c.dist_rmax = 0.2; /* L_dist on, some far pairs in, some out */
     Model m;
     model_build(&m, c.N, c.hidden);
     Rng rng = rng_seed(7, STREAM_CHECK);
@@ -2608,12 +2653,13 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
         acts_alloc(&acts[permute], &c);
         batch_draw(&batches[permute], &rng, &c);
     }
-    const LossWeights all = {1.0, 0.1, 0.5, 0.3};
+    const LossWeights all = {1.0, 0.1, 0.5, 0.3, 0.2};
     const GradCase cases[] = {
-        {"sep", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {1, 0, 0, 0}}, {"sep", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {1, 0, 0, 0}},
-        {"inv", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 1, 0, 0}}, {"inv", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {0, 1, 0, 0}},
-        {"cap", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 1, 0}}, {"cap", CAPACITY_KERNEL, REDUCTION_MEAN, 1, {0, 0, 1, 0}},
-        {"iso", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 1}},
+        {"sep", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {1, 0, 0, 0, 0}}, {"sep", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {1, 0, 0, 0, 0}},
+        {"inv", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 1, 0, 0, 0}}, {"inv", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {0, 1, 0, 0, 0}},
+        {"cap", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 1, 0, 0}}, {"cap", CAPACITY_KERNEL, REDUCTION_MEAN, 1, {0, 0, 1, 0, 0}},
+        {"iso", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 1, 0}},
+        {"dist", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 0, 1}}, {"dist", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {0, 0, 0, 0, 1}},
         {"total", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, all}, {"total", CAPACITY_MEANNORM, REDUCTION_SUM, 1, all},
         {"total", CAPACITY_KERNEL, REDUCTION_MEAN, 1, all},   {"total", CAPACITY_KERNEL, REDUCTION_SUM, 1, all},
         {"total", CAPACITY_MEANNORM, REDUCTION_MEAN, 0, all},
@@ -2625,10 +2671,11 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
     for (int permute = 1; permute >= 0; permute--) {
         c.permute = permute;
         LossTerms probe = sic_forward(&m, &acts[permute], &batches[permute], &c, all, 1);
-        fprintf(out, "gradcheck: N=%d H=%d B=%d T=%d permute=%d: %lld near / %lld far pairs, %lld isometry steps, "
-                "%lld dead; h=%g, tol %g\n", c.N, c.hidden, c.B, c.T, permute, (long long)probe.n_near,
-                (long long)probe.n_far, (long long)probe.n_iso, (long long)probe.dead_states, h, tol);
-        if (probe.n_near == 0 || probe.n_far == 0 || probe.n_iso < 2 || probe.dead_states) {
+        fprintf(out, "gradcheck: N=%d H=%d B=%d T=%d permute=%d: %lld near / %lld far pairs (%lld in L_dist), "
+                "%lld isometry steps, %lld dead; h=%g, tol %g\n", c.N, c.hidden, c.B, c.T, permute, (long long)probe.n_near,
+                (long long)probe.n_far, (long long)probe.n_dist, (long long)probe.n_iso, (long long)probe.dead_states, h, tol);
+        if (probe.n_near == 0 || probe.n_far == 0 || probe.n_dist == 0 || probe.n_dist == probe.n_far || probe.n_iso < 2 ||
+            probe.dead_states) {
             fprintf(out, "FAIL gradcheck batch (permute=%d) does not exercise every term\n", permute);
             failures++;
         }
@@ -2865,7 +2912,8 @@ static int train_run(const char *out, int resumed, int threads, Model *m, TrainS
         outputs_discard(&o), outputs_free(&o);
         return -1;
     }
-    buf_printf(&log, "step\tlr\tsep\tinv\tcap\tiso\ttotal\tw_iso\tdead_states\n");
+    int dist_on = c->lambda_dist > 0; /* L_dist's two columns only when it is on: logs of other runs stay as they were */
+    buf_printf(&log, "step\tlr\tsep\tinv\tcap\tiso\ttotal\tw_iso\tdead_states%s\n", dist_on ? "\tdist\tw_dist" : "");
     if (resumed) keep_log_rows(&log, log_path, s->step);
     fprintf(stderr, "gridssl: training %s for steps %lld..%d (N=%d, H=%d, B=%d, T=%d, %zu parameters, %d thread%s) -> %s\n",
             resumed ? "from checkpoint" : "from scratch", (long long)s->step, c->steps, c->N, c->hidden, c->B, c->T,
@@ -2880,15 +2928,19 @@ static int train_run(const char *out, int resumed, int threads, Model *m, TrainS
         LossTerms L;
         if ((rc = train_step(m, s, &a, &bt, c, threads, &L, err))) break;
         if (s->step % c->log_every == 0 || s->step == c->steps) {
-            buf_printf(&log, "%lld\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%lld\n", (long long)s->step, s->lr,
+            buf_printf(&log, "%lld\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%lld", (long long)s->step, s->lr,
                        L.sep, L.inv, L.cap, L.iso, L.total, L.w_iso, (long long)L.dead_states);
+            if (dist_on) buf_printf(&log, "\t%.17g\t%.17g", L.dist, L.w_dist);
+            buf_printf(&log, "\n");
             double elapsed = now_seconds() - t_start;
             double rate = (double)(s->step - step_start) / (elapsed > 0 ? elapsed : 1e-9);
             char eta[32];
             format_duration(eta, sizeof eta, (double)(c->steps - s->step) / rate);
-            fprintf(stderr, "step %lld/%d | sep %.4f inv %.4f cap %.4f iso %.4f (w %.3g) | total %.5f | dead %lld | "
+            char dist[48] = "";
+            if (dist_on) snprintf(dist, sizeof dist, " dist %.4f (w %.3g)", L.dist, L.w_dist);
+            fprintf(stderr, "step %lld/%d | sep %.4f inv %.4f cap %.4f iso %.4f (w %.3g)%s | total %.5f | dead %lld | "
                     "lr %.2e | %.2f steps/s | ETA %s\n", (long long)s->step, c->steps, L.sep, L.inv, L.cap, L.iso,
-                    L.w_iso, L.total, (long long)L.dead_states, s->lr, rate, eta);
+                    L.w_iso, dist, L.total, (long long)L.dead_states, s->lr, rate, eta);
         }
         if (s->step % c->save_every == 0 && s->step != c->steps) { /* the last one is saved below */
             if ((rc = train_save(&o, out, &log, m, s, c, 0, err))) break;
@@ -4190,8 +4242,9 @@ static void sq_dist_chunk(real *D, const real *gi, const real *gT, int Mp, int j
     memcpy(D, acc, sizeof acc);
 }
 
-/* e[l] = exp(-D[l] / (2 sigma_g^2)) and far[l] = dx^2 > sigma_x^2 for the chunk at j0, against row i. */
-static void pair_chunk(double *e, double *Dd, int *far, const PairCtx *c, int i, int j0) {
+/* e[l] = exp(-D[l] / (2 sigma_g^2)), dx2[l] = dx^2 (pair_dx2's operations) and far[l] = dx^2 > sigma_x^2
+ * for the chunk at j0, against row i. */
+static void pair_chunk(double *e, double *Dd, double *dx2, int *far, const PairCtx *c, int i, int j0) {
     real D[PAIR_CHUNK];
     sq_dist_chunk(D, c->g + (size_t)i * c->N, c->gT, c->Mp, j0, c->N);
     double xi = c->px[i], yi = c->py[i];
@@ -4199,7 +4252,8 @@ static void pair_chunk(double *e, double *Dd, int *far, const PairCtx *c, int i,
         Dd[l] = D[l];
         e[l] = gs_exp(-Dd[l] * c->inv_2sg2);
         double dx = xi - c->px[j0 + l], dy = yi - c->py[j0 + l];
-        far[l] = dx * dx + dy * dy > c->sigma_x2;
+        dx2[l] = dx * dx + dy * dy;
+        far[l] = dx2[l] > c->sigma_x2;
     }
 }
 
@@ -4211,15 +4265,16 @@ static void pair_chunk(double *e, double *Dd, int *far, const PairCtx *c, int i,
 static void pair_forward_task(void *ctx, int block) {
     const PairCtx *c = ctx;
     int i0 = block * PAIR_ROWS, i1 = i0 + PAIR_ROWS < c->M ? i0 + PAIR_ROWS : c->M;
-    double sep[PAIR_ROWS][8], inv[PAIR_ROWS][8], ker[PAIR_ROWS][8], e[PAIR_CHUNK], D[PAIR_CHUNK];
-    int64_t n_far[PAIR_ROWS] = {0};
+    double sep[PAIR_ROWS][8], inv[PAIR_ROWS][8], ker[PAIR_ROWS][8], dist[PAIR_ROWS][8];
+    double e[PAIR_CHUNK], D[PAIR_CHUNK], dx2[PAIR_CHUNK];
+    int64_t n_far[PAIR_ROWS] = {0}, n_dist[PAIR_ROWS] = {0};
     int far[PAIR_CHUNK];
-    memset(sep, 0, sizeof sep), memset(inv, 0, sizeof inv), memset(ker, 0, sizeof ker);
+    memset(sep, 0, sizeof sep), memset(inv, 0, sizeof inv), memset(ker, 0, sizeof ker), memset(dist, 0, sizeof dist);
     for (int j0 = (i0 + 1) / 8 * 8; j0 < c->M; j0 += PAIR_CHUNK)
         for (int i = i0; i < i1; i++) {
             if (j0 + PAIR_CHUNK <= i + 1) continue; /* no j > i in this chunk */
             int r = i - i0;
-            pair_chunk(e, D, far, c, i, j0);
+            pair_chunk(e, D, dx2, far, c, i, j0);
             for (int l = 0; l < PAIR_CHUNK; l++) {
                 int j = j0 + l, valid = j > i && j < c->M;
                 /* adding +0.0 changes none of these sums: they start at +0 and never go below it */
@@ -4228,14 +4283,22 @@ static void pair_forward_task(void *ctx, int block) {
                 ker[r][l & 7] += valid ? e[l] : 0.0;
                 n_far[r] += valid && far[l];
             }
+            if (c->dist_r2 > 0) /* L_dist on (no pair takes part otherwise, so skipping changes nothing) */
+                for (int l = 0; l < PAIR_CHUNK; l++) {
+                    int j = j0 + l, in = j > i && j < c->M && far[l] && dx2[l] <= c->dist_r2;
+                    double res = dist_residual(D[l], dx2[l], c->dist_scale);
+                    dist[r][l & 7] += in ? res * res : 0.0;
+                    n_dist[r] += in;
+                }
         }
     for (int i = i0; i < i1; i++) {
-        const double *a = sep[i - i0], *b = inv[i - i0], *k = ker[i - i0];
-        double *out = c->row_sums + 3 * (size_t)i;
+        const double *a = sep[i - i0], *b = inv[i - i0], *k = ker[i - i0], *d = dist[i - i0];
+        double *out = c->row_sums + 4 * (size_t)i;
         out[0] = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
         out[1] = ((b[0] + b[1]) + (b[2] + b[3])) + ((b[4] + b[5]) + (b[6] + b[7]));
         out[2] = ((k[0] + k[1]) + (k[2] + k[3])) + ((k[4] + k[5]) + (k[6] + k[7]));
-        c->row_far[i] = n_far[i - i0];
+        out[3] = ((d[0] + d[1]) + (d[2] + d[3])) + ((d[4] + d[5]) + (d[6] + d[7]));
+        c->row_far[i] = n_far[i - i0], c->row_dist[i] = n_dist[i - i0];
     }
 }
 
@@ -4243,14 +4306,17 @@ static void pair_backward_task(void *ctx, int block) {
     const PairCtx *c = ctx;
     int N = c->N, i0 = block * PAIR_ROWS, i1 = i0 + PAIR_ROWS < c->M ? i0 + PAIR_ROWS : c->M;
     double *acc = xcalloc((size_t)PAIR_ROWS * N, sizeof(double)), s[PAIR_ROWS] = {0};
-    double e[PAIR_CHUNK], D[PAIR_CHUNK], q[PAIR_CHUNK];
+    double e[PAIR_CHUNK], D[PAIR_CHUNK], dx2[PAIR_CHUNK], q[PAIR_CHUNK];
     int far[PAIR_CHUNK];
     for (int j0 = 0; j0 < c->M; j0 += PAIR_CHUNK)
         for (int i = i0; i < i1; i++) {
             double *acc_i = acc + (size_t)(i - i0) * N;
-            pair_chunk(e, D, far, c, i, j0);
+            pair_chunk(e, D, dx2, far, c, i, j0);
             for (int l = 0; l < PAIR_CHUNK; l++)
                 q[l] = far[l] ? -(c->c_sep + c->c_ker) * e[l] * c->inv_2sg2 : c->c_inv - c->c_ker * e[l] * c->inv_2sg2;
+            if (c->dist_r2 > 0)
+                for (int l = 0; l < PAIR_CHUNK; l++)
+                    if (far[l] && dx2[l] <= c->dist_r2) q[l] += c->c_dist * dist_slope(D[l], dx2[l], c->dist_scale);
             for (int l = 0; l < PAIR_CHUNK && j0 + l < c->M; l++) {
                 if (j0 + l == i) continue;
                 const double *gj = c->g64 + (size_t)(j0 + l) * N; /* g_j in double: the same products */
@@ -4268,7 +4334,8 @@ static void pair_backward_task(void *ctx, int block) {
 }
 
 /* Fills ctx's padded transposed copies of g and the positions; free them with pair_ctx_free. */
-static PairCtx pair_ctx(const real *g, const real *pos, int M, int N, double sigma_x, double sigma_g) {
+static PairCtx pair_ctx(const real *g, const real *pos, int M, int N, double sigma_x, double sigma_g, double dist_scale,
+                        double dist_rmax) {
     PairCtx c;
     memset(&c, 0, sizeof c);
     /* The forward pass starts a row block's chunks at a multiple of 8 (so lane l stays j & 7), the
@@ -4276,6 +4343,7 @@ static PairCtx pair_ctx(const real *g, const real *pos, int M, int N, double sig
      * 8, minus 8, and reads PAIR_CHUNK columns from there: Mp covers that, so no read leaves gT, px, py. */
     c.g = g, c.M = M, c.N = N, c.Mp = (M + 7) / 8 * 8 + PAIR_CHUNK - 8;
     c.sigma_x2 = sigma_x * sigma_x, c.inv_2sg2 = 1.0 / (2.0 * sigma_g * sigma_g);
+    c.dist_scale = dist_scale, c.dist_r2 = dist_rmax * dist_rmax;
     real *gT = xcalloc((size_t)N * c.Mp, sizeof(real));
     double *px = xcalloc((size_t)c.Mp, sizeof(double)), *py = xcalloc((size_t)c.Mp, sizeof(double));
     for (int j = 0; j < M; j++) {
@@ -4295,21 +4363,24 @@ static void pair_ctx_free(PairCtx *c) {
 /* The pair sums of ctx's states (built once per batch by pair_ctx, shared with the backward pass). */
 static PairSums pair_losses_forward_fast(PairCtx c, int threads) {
     int M = c.M;
-    c.row_sums = xcalloc(3 * (size_t)M, sizeof(double));
+    c.row_sums = xcalloc(4 * (size_t)M, sizeof(double));
     c.row_far = xcalloc((size_t)M, sizeof(int64_t));
+    c.row_dist = xcalloc((size_t)M, sizeof(int64_t));
     parallel_for(threads, (M + PAIR_ROWS - 1) / PAIR_ROWS, pair_forward_task, &c);
-    PairSums s = {0, 0, 0, 0, 0};
+    PairSums s = {0, 0, 0, 0, 0, 0, 0};
     for (int i = 0; i < M; i++) {
-        s.sep_sum += c.row_sums[3 * i], s.inv_sum += c.row_sums[3 * i + 1], s.ker_sum += c.row_sums[3 * i + 2];
-        s.n_far += c.row_far[i];
+        const double *row = c.row_sums + 4 * (size_t)i;
+        s.sep_sum += row[0], s.inv_sum += row[1], s.ker_sum += row[2], s.dist_sum += row[3];
+        s.n_far += c.row_far[i], s.n_dist += c.row_dist[i];
         s.n_near += (M - 1 - i) - c.row_far[i];
     }
-    free(c.row_sums), free(c.row_far);
+    free(c.row_sums), free(c.row_far), free(c.row_dist);
     return s;
 }
 
-static void pair_losses_backward_fast(real *d_g, PairCtx c, double c_sep, double c_inv, double c_ker, int threads) {
-    c.c_sep = c_sep, c.c_inv = c_inv, c.c_ker = c_ker, c.d_g = d_g;
+static void pair_losses_backward_fast(real *d_g, PairCtx c, double c_sep, double c_inv, double c_ker, double c_dist,
+                                      int threads) {
+    c.c_sep = c_sep, c.c_inv = c_inv, c.c_ker = c_ker, c.c_dist = c_dist, c.d_g = d_g;
     parallel_for(threads, (c.M + PAIR_ROWS - 1) / PAIR_ROWS, pair_backward_task, &c);
 }
 

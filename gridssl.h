@@ -53,6 +53,9 @@ typedef struct {
     double iso_vmin;     /* ... and |v| > iso_vmin (gridssl's addition; 0 = off) */
     int iso_start;       /* optimiser step at which the isometry ramp begins */
     int iso_ramp_steps;  /* steps over which lambda_iso ramps from 0 to its value; 0 = a jump */
+    double lambda_dist;  /* weight of L_dist, isometry at a fixed scale over far pairs (gridssl's addition; 0 = off) */
+    double dist_scale;   /* its scale s: |g_i - g_j| should be s |x_i - x_j| */
+    double dist_rmax;    /* its pairs: sigma_x < |x_i - x_j| <= dist_rmax */
     int capacity;        /* CAPACITY_MEANNORM or CAPACITY_KERNEL */
     int reduction;       /* REDUCTION_MEAN or REDUCTION_SUM, for L_sep and L_inv */
     /* optimiser (gridssl.c section 5) */
@@ -112,9 +115,9 @@ typedef struct {
 
 /* The value of each loss term (unweighted), the weights applied, and the counts behind them. */
 typedef struct {
-    double sep, inv, cap, iso, total;
-    double w_sep, w_inv, w_cap, w_iso;      /* weights used in total (w_iso after the ramp) */
-    int64_t n_near, n_far, n_iso, dead_states;
+    double sep, inv, cap, iso, dist, total;
+    double w_sep, w_inv, w_cap, w_iso, w_dist; /* weights used in total (w_iso, w_dist after the ramp) */
+    int64_t n_near, n_far, n_iso, n_dist, dead_states;
 } LossTerms;
 
 #endif /* GRIDSSL_H */

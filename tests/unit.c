@@ -313,20 +313,29 @@ static void test_fast_kernels(void) {
         for (int k = 0; k < N; k++) g[i * N + k] = i % 31 == 5 ? 0 : (real)(g[i * N + k] / sqrt(sq));
         pos[2 * i] = (real)(rng_below(&rng, 200000) * VEL_QUANTUM), pos[2 * i + 1] = (real)(rng_below(&rng, 200000) * VEL_QUANTUM);
     }
-    PairSums want = pair_losses_forward(g, pos, M, N, 0.05, 0.4);
+    /* L_dist off (dist_rmax = 0: no pair, and the fast kernels skip its work) and on (0.12 m: some far
+     * pairs in, some out) */
     real *want_dg = xcalloc((size_t)M * N, sizeof(real)), *got_dg = xcalloc((size_t)M * N, sizeof(real));
-    pair_losses_backward(want_dg, g, pos, M, N, 0.05, 0.4, 0.3, 0.07, -0.11);
-    PairCtx pairs = pair_ctx(g, pos, M, N, 0.05, 0.4);
-    for (int threads = 1; threads <= 3; threads++) {
-        PairSums have = pair_losses_forward_fast(pairs, threads);
-        check(memcmp(&want, &have, sizeof want) == 0 && want.n_near > 0 && want.n_far > 0,
-              "pair_losses_forward_fast == pair_losses_forward, bit for bit (%d thread%s; %lld near, %lld far)", threads,
-              threads > 1 ? "s" : "", (long long)want.n_near, (long long)want.n_far);
-        memset(got_dg, 0, (size_t)M * N * sizeof(real));
-        pair_losses_backward_fast(got_dg, pairs, 0.3, 0.07, -0.11, threads);
-        check(memcmp(want_dg, got_dg, (size_t)M * N * sizeof(real)) == 0, "pair_losses_backward_fast == pair_losses_backward, bit for bit (%d thread%s)", threads, threads > 1 ? "s" : "");
+    for (int on = 0; on <= 1; on++) {
+        double rmax = on ? 0.12 : 0, c_dist = on ? 0.05 : 0;
+        PairSums want = pair_losses_forward(g, pos, M, N, 0.05, 0.4, 6.0, rmax);
+        memset(want_dg, 0, (size_t)M * N * sizeof(real));
+        pair_losses_backward(want_dg, g, pos, M, N, 0.05, 0.4, 6.0, rmax, 0.3, 0.07, -0.11, c_dist);
+        PairCtx pairs = pair_ctx(g, pos, M, N, 0.05, 0.4, 6.0, rmax);
+        int classes = want.n_near > 0 && want.n_far > 0 && (on ? want.n_dist > 0 && want.n_dist < want.n_far : want.n_dist == 0);
+        for (int threads = 1; threads <= 3; threads++) {
+            PairSums have = pair_losses_forward_fast(pairs, threads);
+            check(memcmp(&want, &have, sizeof want) == 0 && classes,
+                  "pair_losses_forward_fast == pair_losses_forward, bit for bit (%d thread%s; %lld near, %lld far, %lld in L_dist)",
+                  threads, threads > 1 ? "s" : "", (long long)want.n_near, (long long)want.n_far, (long long)want.n_dist);
+            memset(got_dg, 0, (size_t)M * N * sizeof(real));
+            pair_losses_backward_fast(got_dg, pairs, 0.3, 0.07, -0.11, c_dist, threads);
+            check(memcmp(want_dg, got_dg, (size_t)M * N * sizeof(real)) == 0,
+                  "pair_losses_backward_fast == pair_losses_backward, bit for bit (%d thread%s, L_dist %s)", threads,
+                  threads > 1 ? "s" : "", on ? "on" : "off");
+        }
+        pair_ctx_free(&pairs);
     }
-    pair_ctx_free(&pairs);
     free(g), free(pos), free(want_dg), free(got_dg);
 }
 
@@ -340,6 +349,9 @@ static void test_fast_kernels(void) {
  * so  L_sep = (exp(-6.25) + exp(-1.25)) / 2,  L_inv = 0.8 / 1,
  *     L_cap(kernel) = -(2 / (3*2)) (exp(-6.25) + exp(-2.5) + exp(-1.25))   [dg^2 = 0.8 -> exp(-2.5)]
  *     L_cap(meannorm) = -|(1.6/3, 1.8/3)|^2 = -(2.56 + 3.24)/9 = -5.8/9.
+ * L_dist with s = 1: dist_rmax = 1 keeps pair (1,2) (dx^2 = 1 exactly) and drops (2,3) (dx^2 = 1.0009):
+ *     L_dist = (sqrt 2 - 1)^2 = 3 - 2 sqrt 2;
+ * dist_rmax = 2 keeps both far pairs: L_dist = ((sqrt 2 - 1)^2 + (sqrt 0.4 - sqrt 1.0009)^2) / 2.
  * Isometry, one trajectory of T = 3 from g0 = (1, 0), iso_vmax = 0.05:
  *     step 1: g = (0, 1), v = (2^-6, 0)    -> s = sqrt(2) / 2^-6 = 64 sqrt(2)
  *     step 2: g = (0, 1), v = (0, 2^-5)    -> s = 0
@@ -349,8 +361,12 @@ static void test_fast_kernels(void) {
 static void test_closed_forms(void) {
     real g[6] = {1, 0, 0, 1, (real)0.6, (real)0.8}, pos[6] = {0, 0, 1, 0, 0, (real)0.03};
     double tol = sizeof(real) == 4 ? 1e-6 : 1e-13;
-    PairSums ps = pair_losses_forward(g, pos, 3, 2, 0.05, 0.4);
+    PairSums ps = pair_losses_forward(g, pos, 3, 2, 0.05, 0.4, 1.0, 1.0);
     check(ps.n_far == 2 && ps.n_near == 1, "pair classes: 2 far, 1 near");
+    check(ps.n_dist == 1 && close_rel(ps.dist_sum, 3 - 2 * sqrt(2.0), tol), "L_dist (s = 1, dist_rmax = 1) = 3 - 2 sqrt 2 over 1 pair (%.9f)", ps.dist_sum);
+    PairSums ps2 = pair_losses_forward(g, pos, 3, 2, 0.05, 0.4, 1.0, 2.0);
+    double d23 = sqrt(0.4) - sqrt(1.0009), want_dist = (3 - 2 * sqrt(2.0) + d23 * d23) / 2;
+    check(ps2.n_dist == 2 && close_rel(ps2.dist_sum / 2, want_dist, tol), "L_dist (s = 1, dist_rmax = 2) over both far pairs = %.9f (%.9f)", want_dist, ps2.dist_sum / 2);
     double sep = ps.sep_sum / ps.n_far, inv = ps.inv_sum / ps.n_near;
     check(close_rel(sep, (exp(-6.25) + exp(-1.25)) / 2, tol), "L_sep = (e^-6.25 + e^-1.25)/2 = %.9f", sep);
     check(close_rel(inv, 0.8, tol), "L_inv = 0.8 (%.9f)", inv);
