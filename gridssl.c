@@ -3183,18 +3183,19 @@ static int cmd_dump(int argc, char **argv, Err *err) {
     path_join(path, sizeof path, dir, "index.npy");
     if (npy_save_i32(&o, path, bt.index, index_shape, 2, err)) goto done;
     Buf b = {0};
-    double terms[5] = {L.sep, L.inv, L.cap, L.iso, L.total};
-    int64_t terms_shape[1] = {5};
+    double terms[6] = {L.sep, L.inv, L.cap, L.iso, L.dist, L.total};
+    int64_t terms_shape[1] = {6};
     npy_header(&b, "<f8", terms_shape, 1);
-    for (int i = 0; i < 5; i++) buf_f64(&b, terms[i]);
+    for (int i = 0; i < 6; i++) buf_f64(&b, terms[i]);
     path_join(path, sizeof path, dir, "losses.npy");
     int bad = out_file(&o, path, &b, 0, err);
     b.len = 0;
-    buf_printf(&b, "sep = %.17g\ninv = %.17g\ncap = %.17g\niso = %.17g\ntotal = %.17g\n", L.sep, L.inv, L.cap, L.iso, L.total);
-    buf_printf(&b, "lambda_sep = %.17g\nlambda_inv = %.17g\nlambda_cap = %.17g\nlambda_iso_eff = %.17g\n", L.w_sep,
-               L.w_inv, L.w_cap, L.w_iso);
-    buf_printf(&b, "n_near = %lld\nn_far = %lld\nn_iso = %lld\ndead_states = %lld\n", (long long)L.n_near,
-               (long long)L.n_far, (long long)L.n_iso, (long long)L.dead_states);
+    buf_printf(&b, "sep = %.17g\ninv = %.17g\ncap = %.17g\niso = %.17g\ndist = %.17g\ntotal = %.17g\n", L.sep, L.inv,
+               L.cap, L.iso, L.dist, L.total);
+    buf_printf(&b, "lambda_sep = %.17g\nlambda_inv = %.17g\nlambda_cap = %.17g\nlambda_iso_eff = %.17g\n"
+               "lambda_dist_eff = %.17g\n", L.w_sep, L.w_inv, L.w_cap, L.w_iso, L.w_dist);
+    buf_printf(&b, "n_near = %lld\nn_far = %lld\nn_iso = %lld\nn_dist = %lld\ndead_states = %lld\n", (long long)L.n_near,
+               (long long)L.n_far, (long long)L.n_iso, (long long)L.n_dist, (long long)L.dead_states);
     path_join(path, sizeof path, dir, "losses.txt");
     bad = bad || out_file(&o, path, &b, 0, err);
     b.len = 0;

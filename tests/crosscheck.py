@@ -72,8 +72,8 @@ except ImportError:  # pyenv's python3 may lack numpy; Debian's python3-numpy is
 
 FLT_MIN = 1.1754944e-38          # float32 smallest normal: NormReLU's zero test on ||r||^2
 PARAM_NAMES = ["W1", "b1", "W2", "b2", "W3", "b3", "theta0"]
-TERM_NAMES = ["sep", "inv", "cap", "iso"]
-COUNT_NAMES = ["n_near", "n_far", "n_iso"]
+TERM_NAMES = ["sep", "inv", "cap", "iso", "dist"]
+COUNT_NAMES = ["n_near", "n_far", "n_iso", "n_dist"]
 
 TOL_G0 = 1e-6        # one NormReLU step: float32 rounding only
 TOL_G = 1e-4         # T float32 recurrence steps
@@ -110,7 +110,8 @@ def parse_config(raw):
         return kind(raw[key])
     cfg = {k: get(k, int) for k in ["N", "hidden", "B", "T", "permute"]}
     cfg.update({k: get(k, float) for k in ["sigma_x", "sigma_g", "lambda_sep", "lambda_inv",
-                                           "lambda_cap", "lambda_iso", "iso_vmax", "iso_vmin"]})
+                                           "lambda_cap", "lambda_iso", "iso_vmax", "iso_vmin",
+                                           "lambda_dist", "dist_scale", "dist_rmax"]})
     cfg["capacity"] = get("capacity", str)
     cfg["reduction"] = get("reduction", str)
     if cfg["capacity"] not in ("meannorm", "kernel"):
@@ -122,7 +123,8 @@ def parse_config(raw):
 
 def parse_losses(raw):
     out = {k: float(raw[k]) for k in TERM_NAMES + ["total", "lambda_sep", "lambda_inv",
-                                                   "lambda_cap", "lambda_iso_eff"]}
+                                                   "lambda_cap", "lambda_iso_eff",
+                                                   "lambda_dist_eff"]}
     out.update({k: int(raw[k]) for k in COUNT_NAMES + ["dead_states"]})
     return out
 
@@ -194,17 +196,20 @@ def rollout(p, vel, index, n, signs=None):
 # ------------------------------------------------------------------------------------------------
 # the losses, float64 (gridssl.c section 4)
 
-def pair_sums(G, X, sigma_x, sigma_g):
+def pair_sums(G, X, sigma_x, sigma_g, dist_scale, dist_rmax):
     """Sums over unordered pairs i<j, row block by row block (never an M x M temporary).
 
     far_kernel = sum over far pairs of exp(-dg2/(2 sg^2)), near_dg2 = sum over near pairs of dg2,
-    all_kernel = sum over all pairs of the kernel; near iff dx2 <= sigma_x*sigma_x in float64.
+    all_kernel = sum over all pairs of the kernel; near iff dx2 <= sigma_x*sigma_x in float64;
+    dist = sum over far pairs with dx2 <= dist_rmax^2 of (sqrt(dg2) - dist_scale sqrt(dx2))^2.
     """
     m = len(G)
     sx2 = sigma_x * sigma_x
+    r2 = dist_rmax * dist_rmax
     inv2s2 = 1.0 / (2.0 * sigma_g * sigma_g)
     sq = np.einsum("ij,ij->i", G, G)
-    acc = {"far_kernel": 0.0, "near_dg2": 0.0, "all_kernel": 0.0, "n_near": 0, "n_far": 0}
+    acc = {"far_kernel": 0.0, "near_dg2": 0.0, "all_kernel": 0.0, "dist": 0.0, "n_near": 0,
+           "n_far": 0, "n_dist": 0}
     rows = max(1, (1 << 21) // max(m, 1))
     for s in range(0, m, rows):
         e = min(m, s + rows)
@@ -220,6 +225,10 @@ def pair_sums(G, X, sigma_x, sigma_g):
         acc["all_kernel"] += float(kern[upper].sum())
         acc["n_near"] += int(near.sum())
         acc["n_far"] += int(far.sum())
+        in_dist = far & (dx2 <= r2)
+        res = np.sqrt(np.maximum(dg2[in_dist], 0.0)) - dist_scale * np.sqrt(dx2[in_dist])
+        acc["dist"] += float(np.sum(res * res))
+        acc["n_dist"] += int(in_dist.sum())
     return acc
 
 
@@ -246,7 +255,8 @@ def loss_terms(g, g0, positions, vel, index, cfg):
     m = b * t_len
     G = np.asarray(g, np.float64).reshape(m, n)
     X = np.asarray(positions, np.float64).reshape(m, 2)
-    ps = pair_sums(G, X, cfg["sigma_x"], cfg["sigma_g"])
+    rmax = cfg["dist_rmax"] if cfg["lambda_dist"] > 0 else 0.0    # L_dist off: no pair
+    ps = pair_sums(G, X, cfg["sigma_x"], cfg["sigma_g"], cfg["dist_scale"], rmax)
     mean = cfg["reduction"] == "mean"
     sep = ps["far_kernel"] / ps["n_far"] if mean and ps["n_far"] else ps["far_kernel"]
     inv = ps["near_dg2"] / ps["n_near"] if mean and ps["n_near"] else ps["near_dg2"]
@@ -257,13 +267,15 @@ def loss_terms(g, g0, positions, vel, index, cfg):
         cap = -2.0 * ps["all_kernel"] / (m * (m - 1)) if m > 1 else 0.0
     iso, n_iso = iso_term(np.asarray(g, np.float64), np.asarray(g0, np.float64), vel, index,
                           cfg["iso_vmin"], cfg["iso_vmax"])
-    return {"sep": sep, "inv": inv, "cap": cap, "iso": iso,
-            "n_near": ps["n_near"], "n_far": ps["n_far"], "n_iso": n_iso}
+    dist = ps["dist"] / ps["n_dist"] if mean and ps["n_dist"] else ps["dist"]
+    return {"sep": sep, "inv": inv, "cap": cap, "iso": iso, "dist": dist,
+            "n_near": ps["n_near"], "n_far": ps["n_far"], "n_iso": n_iso, "n_dist": ps["n_dist"]}
 
 
 def weighted_total(terms, lam):
     return (lam["lambda_sep"] * terms["sep"] + lam["lambda_inv"] * terms["inv"]
-            + lam["lambda_cap"] * terms["cap"] + lam["lambda_iso_eff"] * terms["iso"])
+            + lam["lambda_cap"] * terms["cap"] + lam["lambda_iso_eff"] * terms["iso"]
+            + lam["lambda_dist_eff"] * terms["dist"])
 
 
 def total_loss(p, positions, vel, index, cfg, lam, signs=None):
@@ -329,7 +341,7 @@ def check_layout(rep, dump):
         want[k] = want["grad_" + k] = (shapes[k], "<f4")
         arrays[k] = dump["params"][k]
         arrays["grad_" + k] = dump["grads"][k]
-    want["losses"] = ((5,), "<f8")
+    want["losses"] = ((6,), "<f8")
     arrays["losses"] = dump["losses_npy"]
     bad = [k for k in want if arrays[k].shape != want[k][0]
            or arrays[k].dtype != np.dtype(want[k][1])]
@@ -388,8 +400,8 @@ def check_losses(rep, dump):
     c, lg = dump["cfg"], dump["losses"]
     terms = loss_terms(dump["g"], dump["g0"], dump["positions"], dump["velocities"],
                        dump["index"], c)
-    rep.say("# M = %d states: %d near pairs, %d far pairs, %d isometry steps"
-            % (c["B"] * c["T"], terms["n_near"], terms["n_far"], terms["n_iso"]))
+    rep.say("# M = %d states: %d near pairs, %d far pairs (%d in L_dist), %d isometry steps"
+            % (c["B"] * c["T"], terms["n_near"], terms["n_far"], terms["n_dist"], terms["n_iso"]))
     for k in COUNT_NAMES:
         rep.check("loss: %s exact" % k, abs(terms[k] - lg[k]), 0)
     for k in TERM_NAMES:
@@ -403,6 +415,9 @@ def check_losses(rep, dump):
     lam_ok = 0.0 <= lg["lambda_iso_eff"] <= c["lambda_iso"] * (1 + TOL_LAMBDA)
     rep.check("loss: 0 <= lambda_iso_eff <= lambda_iso", lg["lambda_iso_eff"], c["lambda_iso"],
               passed=lam_ok, tol_text="<= %.9g" % c["lambda_iso"])
+    lam_ok = 0.0 <= lg["lambda_dist_eff"] <= c["lambda_dist"] * (1 + TOL_LAMBDA)
+    rep.check("loss: 0 <= lambda_dist_eff <= lambda_dist", lg["lambda_dist_eff"], c["lambda_dist"],
+              passed=lam_ok, tol_text="<= %.9g" % c["lambda_dist"])
     logged = np.array([lg[k] for k in TERM_NAMES + ["total"]])
     rep.check("loss: losses.npy == losses.txt exactly",
               float(np.max(np.abs(logged - dump["losses_npy"]))), 0.0)
@@ -505,14 +520,14 @@ def write_config(path, cfg):
         f.write("lr = 0.001\n")                  # keys the check does not use are ignored
 
 
-def fake_dump(dirpath, seed, capacity, reduction, permute, iso_vmax, iso_vmin=0.0):
+def fake_dump(dirpath, seed, capacity, reduction, permute, iso_vmax, iso_vmin=0.0, lambda_dist=0.0):
     """A random small dump made by this script's own float64 model, stored as float32."""
     rng = np.random.default_rng(seed)
     n, h, b, t = 5, 4, 3, 4
     cfg = {"N": n, "hidden": h, "B": b, "T": t, "permute": permute, "sigma_x": 0.1,
            "sigma_g": 0.4, "lambda_sep": 1.0, "lambda_inv": 0.1, "lambda_cap": 0.5,
-           "lambda_iso": 0.1, "iso_vmax": iso_vmax, "iso_vmin": iso_vmin, "capacity": capacity,
-           "reduction": reduction}
+           "lambda_iso": 0.1, "iso_vmax": iso_vmax, "iso_vmin": iso_vmin, "lambda_dist": lambda_dist,
+           "dist_scale": 3.0, "dist_rmax": 0.25, "capacity": capacity, "reduction": reduction}
     write_config(os.path.join(dirpath, "config.txt"), cfg)
     v = t if permute else b * t
     vel = np.round(rng.uniform(-0.15, 0.15, (v, 2)) * 2 ** 20) / 2 ** 20
@@ -529,7 +544,8 @@ def fake_dump(dirpath, seed, capacity, reduction, permute, iso_vmax, iso_vmin=0.
     p = as64({k: v.astype(np.float32) for k, v in p.items()})   # the stored values are the truth
     g0, g, n_dead, _ = rollout(p, vel, index, n)
     terms = loss_terms(g, g0, pos, vel, index, cfg)
-    lam = {"lambda_sep": 1.0, "lambda_inv": 0.1, "lambda_cap": 0.5, "lambda_iso_eff": 0.05}
+    lam = {"lambda_sep": 1.0, "lambda_inv": 0.1, "lambda_cap": 0.5, "lambda_iso_eff": 0.05,
+           "lambda_dist_eff": lambda_dist / 2}
     loss = lambda q: total_loss(q, pos, vel, index, cfg, lam)
     grads = {k: np.zeros_like(p[k]) for k in PARAM_NAMES}
     for k in PARAM_NAMES:                      # full central differences, entry by entry
@@ -583,11 +599,12 @@ def selftest():
     """Run the checks on two fake dumps and one corrupted one; return the exit status."""
     rep = Report()
     with tempfile.TemporaryDirectory() as tmp:
-        variants = [("meannorm", "mean", 1, 0.1), ("kernel", "sum", 0, 0.0)]
-        for seed, (capacity, reduction, permute, vmax) in enumerate(variants):
+        variants = [("meannorm", "mean", 1, 0.1), ("kernel", "sum", 0, 0.0),
+                    ("meannorm", "mean", 1, 0.1, 0.0, 0.5)]           # the last with L_dist on
+        for seed, variant in enumerate(variants):
             d = os.path.join(tmp, "dump%d" % seed)
             os.mkdir(d)
-            fake_dump(d, seed, capacity, reduction, permute, vmax)
+            fake_dump(d, seed, *variant)
             sub = run_checks(d)
             rep.results += sub.results
         d = os.path.join(tmp, "corrupt")
