@@ -110,6 +110,9 @@
  *                            as |v| -> 0, and without a floor a few near-zero steps owned the term
  *                            (L_iso of 100-1000 where the typical value is ~1).
  *     iso_start, iso_ramp_steps   the isometry ramp above (3000 steps in the default).
+ *     lambda_dist, dist_scale, dist_rmax   L_dist (section 4): isometry at a fixed scale s over far
+ *                            pairs closer than dist_rmax (Xu et al., ICLR 2025), ramped in with L_iso;
+ *                            tested as a lever on the lattice type, off in the default (data/recipes.md).
  *     lr_drop_step, lr_drop_factor   one drop of the learning rate (x0.1 at step 10 000 in the
  *                            default): the lattice settles and stops drifting over long walks.
  *     plateau_threshold, min_lr      the scheduler's details (PyTorch's 1e-4; no floor).
@@ -429,7 +432,7 @@ static const ConfigKey config_keys[] = {
     KEY(dist_scale, KEY_REAL, 0, 1e6, 8, NULL, "-", "L_dist's scale s: the code should move s |dx| for a displacement dx (per metre)"),
     KEY(dist_rmax, KEY_REAL, 0, 1e3, 0.15, NULL, "-", "L_dist uses the pairs with sigma_x < |dx| <= dist_rmax (metres)"),
     KEY(capacity, KEY_ENUM, 0, 1, CAPACITY_MEANNORM, "meannorm|kernel", "meannorm", "capacity reading: minus the squared norm of the mean state, or minus the mean Gaussian kernel over all pairs"),
-    KEY(reduction, KEY_ENUM, 0, 1, REDUCTION_MEAN, "mean|sum", "AMBIGUOUS (paper writes sums)", "reduction of L_sep and L_inv over their pairs"),
+    KEY(reduction, KEY_ENUM, 0, 1, REDUCTION_MEAN, "mean|sum", "AMBIGUOUS (paper writes sums)", "reduction of L_sep, L_inv and L_dist over their pairs"),
     KEY(lr, KEY_REAL, 0, 10, 3e-4, NULL, "2e-5", "AdamW learning rate"),
     KEY(beta1, KEY_REAL, 0, 0.999999, 0.9, NULL, "0.9", "AdamW beta1"),
     KEY(beta2, KEY_REAL, 0, 0.999999999, 0.999, NULL, "0.999", "AdamW beta2"),

@@ -57,7 +57,7 @@ typedef struct {
     double dist_scale;   /* its scale s: |g_i - g_j| should be s |x_i - x_j| */
     double dist_rmax;    /* its pairs: sigma_x < |x_i - x_j| <= dist_rmax */
     int capacity;        /* CAPACITY_MEANNORM or CAPACITY_KERNEL */
-    int reduction;       /* REDUCTION_MEAN or REDUCTION_SUM, for L_sep and L_inv */
+    int reduction;       /* REDUCTION_MEAN or REDUCTION_SUM, for L_sep, L_inv and L_dist */
     /* optimiser (gridssl.c section 5) */
     double lr, beta1, beta2, adam_eps, weight_decay, clip;
     int accum;           /* batches per optimiser step (gradients averaged) */

@@ -168,12 +168,13 @@ reached() {
             rows++
             if ($9 > 0) dead++
             if ($6 > 0) iso++
+            if ($10 > 0) dist++
         }
         END {
-            printf "drop@%s full-iso@%s dead:%d/%d iso:%d/%d\n", drop == "" ? "none" : drop, full == "" ? "none" : full,
-                dead, rows, iso, rows
+            printf "drop@%s full-iso@%s dead:%d/%d iso:%d/%d%s\n", drop == "" ? "none" : drop, full == "" ? "none" : full,
+                dead, rows, iso, rows, cfg["lambda_dist"] + 0 > 0 ? sprintf(" dist:%d/%d", dist, rows) : ""
             exit !(drop != "" && drop + 0 == cfg["lr_drop_step"] + 0 && full != "" && full + 0 < drop + 0 &&
-                   (need_dead == "" || dead > 0))
+                   (need_dead == "" || dead > 0) && (cfg["lambda_dist"] + 0 == 0 || dist > 0))
         }' "$1/config.txt" "$1/log.tsv" 2> /dev/null
 }
 
@@ -249,10 +250,10 @@ versus() {
 # reads end closest to the end of their buffers (the over-read ASan once missed came at B*T mod 32 = 0
 # or above 16, with more than one block). N = 3 makes states die (all of z <= 0; 10 of the 60 steps,
 # between 7 and 26) and takes the tails of the 8-lane sums; the isometry band is 2-10 cm (the square's
-# speeds reach 21 cm); the weight ramps in over steps 21-41 (tiny.cfg), the learning rate drops after
-# step 50 and the plateau scheduler halves it after 53. 0.1 s on the host and under ASan, 1-2 s under
-# valgrind or qemu (2 cores).
-EDGE="--config data/tiny.cfg B=7 N=3 iso_vmin=0.02 iso_vmax=0.1 lr_drop_step=50 log_every=1"
+# speeds reach 21 cm); L_dist is on (far pairs up to 12 cm; the pair kernels' sqrt path); the weights
+# ramp in over steps 21-41 (tiny.cfg), the learning rate drops after step 50 and the plateau scheduler
+# halves it after 53. 0.1 s on the host and under ASan, 1-2 s under valgrind or qemu (2 cores).
+EDGE="--config data/tiny.cfg B=7 N=3 iso_vmin=0.02 iso_vmax=0.1 lambda_dist=0.3 dist_scale=5 dist_rmax=0.12 lr_drop_step=50 log_every=1"
 # shellcheck disable=SC2086
 {
 reference edge "host: edge run (B*T=56, N=3)" dead -- $EDGE
