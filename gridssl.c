@@ -431,6 +431,7 @@ static const ConfigKey config_keys[] = {
     KEY(lambda_dist, KEY_REAL, 0, 1e6, 0, NULL, "- (0: off)", "weight of L_dist (isometry at a fixed scale over far pairs within dist_rmax; gridssl's addition), ramped in with lambda_iso"),
     KEY(dist_scale, KEY_REAL, 0, 1e6, 8, NULL, "-", "L_dist's scale s: the code should move s |dx| for a displacement dx (per metre)"),
     KEY(dist_rmax, KEY_REAL, 0, 1e3, 0.15, NULL, "-", "L_dist uses the pairs with sigma_x < |dx| <= dist_rmax (metres)"),
+    KEY(lambda_sparse, KEY_REAL, 0, 1e6, 0, NULL, "- (0: off)", "weight of L_sparse, the mean L1 norm of the states (lowest when few units are active; gridssl's addition)"),
     KEY(capacity, KEY_ENUM, 0, 1, CAPACITY_MEANNORM, "meannorm|kernel", "meannorm", "capacity reading: minus the squared norm of the mean state, or minus the mean Gaussian kernel over all pairs"),
     KEY(reduction, KEY_ENUM, 0, 1, REDUCTION_MEAN, "mean|sum", "AMBIGUOUS (paper writes sums)", "reduction of L_sep, L_inv and L_dist over their pairs"),
     KEY(lr, KEY_REAL, 0, 10, 3e-4, NULL, "2e-5", "AdamW learning rate"),
@@ -1047,6 +1048,7 @@ static void rnn_backward(real *d_z, real *d_Wv, real *d_g, real *d_g0, const rea
  *           = -(2 / (M (M-1))) sum_{i<j} exp(-D / (2 sigma_g^2))   (capacity = kernel)
  *     L_iso = Var_{b,t: iso_vmin < |v| < iso_vmax} |g_{b,t} - g_{b,t-1}| / |v_{b,t}|   (|v| > 0)
  *     L_dist = mean_{pairs with sigma_x < dx <= dist_rmax} (|g_i - g_j| - s dx)^2,  s = dist_scale
+ *     L_sparse = (1/M) sum_i sum_k g_ik                (the L1 norm; g_ik >= 0)
  * reduction = sum replaces the three means by plain sums.
  * L_dist is gridssl's addition (off by default and in paper.cfg): the conformal isometry of Xu, Gao,
  * Zhang, Wei and Wu (ICLR 2025) at a fixed scale and over finite displacements, where L_iso asks only
@@ -1055,6 +1057,10 @@ static void rnn_backward(real *d_z, real *d_Wv, real *d_g, real *d_g0, const rea
  * distance-preserving one, while for tiny steps a square lattice is as isometric. Pairs closer than
  * sigma_x belong to L_inv (which wants D = 0) and stay out. Every pair of the batch takes part,
  * across trajectories too: their positions share one origin, as the other pair terms use.
+ * L_sparse is gridssl's addition too (off by default and in paper.cfg): for a state of unit length it
+ * runs from 1 (one active unit) to sqrt(N) (all equal), so it asks for fewer active units. Sparse,
+ * non-negative codes favour hexagonal lattices in the models of Sorscher et al. (2019, 2023), Dordek et
+ * al. (2016) and Dorrell et al. (2023); its weight is constant, so it acts from the first step on.
  * ============================================================================================== */
 
 /* dx^2 = |x_i - x_j|^2 in double from the (exact) float positions, so the pair masks are exact:
@@ -1195,6 +1201,18 @@ static void meannorm_backward(real *d_g, const double *mean, int M, int N, doubl
         for (int k = 0; k < N; k++) d_g[(size_t)i * N + k] += (real)(c * -2.0 * mean[k] / M);
 }
 
+/* Sparsity: L_sparse = (1/M) sum_i sum_k g_ik (in double, sequential over i, then k). */
+static double sparse_forward(const real *g, int M, int N) {
+    double sum = 0;
+    for (size_t r = 0; r < (size_t)M * N; r++) sum += g[r];
+    return M > 0 ? sum / M : 0;
+}
+
+/* fwd: L = (1/M) sum_ik g_ik  ->  dL/dg_ik = 1/M, times the weight c. */
+static void sparse_backward(real *d_g, int M, int N, double c) {
+    for (size_t r = 0; r < (size_t)M * N; r++) d_g[r] += (real)(c / M);
+}
+
 /* The speed |v| of a step (v: 2) if it takes part in the isometry term, else 0: steps with
  * iso_vmin < |v| < iso_vmax (iso_vmax = 0: no upper bound; |v| = 0 never takes part). */
 static double iso_speed(const real *v, double iso_vmin, double iso_vmax) {
@@ -1262,7 +1280,7 @@ static void isometry_backward(real *d_g, real *d_g0, const double *s, int64_t co
  * 5. TRAINING STEP AND OPTIMISER (the paper's optimiser settings; METHOD NOTES for the scheduler)
  * ============================================================================================== */
 
-typedef struct { double sep, inv, cap, iso, dist; } LossWeights;
+typedef struct { double sep, inv, cap, iso, dist, sparse; } LossWeights;
 
 /* lambda_iso (and lambda_dist) ramp linearly from 0 at iso_start to their full values iso_ramp_steps later. */
 static LossWeights config_weights(const Config *c, int64_t step) {
@@ -1270,7 +1288,8 @@ static LossWeights config_weights(const Config *c, int64_t step) {
                   : c->iso_ramp_steps == 0 ? 1.0
                   : (double)(step - c->iso_start) / c->iso_ramp_steps;
     ramp = ramp < 1.0 ? ramp : 1.0;
-    LossWeights w = {c->lambda_sep, c->lambda_inv, c->lambda_cap, c->lambda_iso * ramp, c->lambda_dist * ramp};
+    LossWeights w = {c->lambda_sep, c->lambda_inv, c->lambda_cap, c->lambda_iso * ramp, c->lambda_dist * ramp,
+                     c->lambda_sparse};
     return w;
 }
 
@@ -1292,9 +1311,12 @@ static LossTerms sic_forward(Model *m, Acts *a, const Batch *bt, const Config *c
     pair_terms(&L, pair_losses_forward_fast(a->pairs, threads), M, c);          /* L_sep, L_inv (, L_cap), L_dist */
     if (c->capacity == CAPACITY_MEANNORM) L.cap = meannorm_forward(a->g_mean, a->g, M, N);
     L.iso = isometry_forward(a->iso_s, &L.n_iso, a->g, a->g0, bt->vel, bt->index, B, T, N, c->iso_vmin, c->iso_vmax);
-    L.w_sep = w.sep, L.w_inv = w.inv, L.w_cap = w.cap, L.w_iso = w.iso, L.w_dist = w.dist;
+    if (c->lambda_sparse > 0) L.sparse = sparse_forward(a->g, M, N);
+    L.w_sep = w.sep, L.w_inv = w.inv, L.w_cap = w.cap, L.w_iso = w.iso, L.w_dist = w.dist, L.w_sparse = w.sparse;
     L.total = w.sep * L.sep + w.inv * L.inv + w.cap * L.cap + w.iso * L.iso;
-    if (c->lambda_dist > 0) L.total += w.dist * L.dist; /* off: not even + 0, so the bytes stay as they were */
+    /* the additions, when off, add nothing (not even + 0), so the bytes stay as they were without them */
+    if (c->lambda_dist > 0) L.total += w.dist * L.dist;
+    if (c->lambda_sparse > 0) L.total += w.sparse * L.sparse;
     phase_end(a, PHASE_PAIRS);
     return L;
 }
@@ -1313,6 +1335,7 @@ static void sic_backward(Model *m, Acts *a, const Batch *bt, const Config *c, co
     if (c->capacity == CAPACITY_MEANNORM) meannorm_backward(a->d_g, a->g_mean, M, N, grad_scale * L->w_cap);
     isometry_backward(a->d_g, a->d_g0, a->iso_s, L->n_iso, a->g, a->g0, bt->vel, bt->index, B, T, N, c->iso_vmin, c->iso_vmax,
                       grad_scale * L->w_iso);
+    if (c->lambda_sparse > 0) sparse_backward(a->d_g, M, N, grad_scale * L->w_sparse);
     phase_end(a, PHASE_LOSS_BACKWARD);
     memset(a->d_Wv, 0, (size_t)V * N * N * sizeof(real));                      /* fwd: g_t = NormReLU(W(v_t) g_{t-1}) */
     rnn_backward(a->d_z, a->d_Wv, a->d_g, a->d_g0, a->z, a->g, a->norm, a->g0, a->Wv, bt->index, B, T, N, threads);
@@ -1407,10 +1430,12 @@ static int train_step(Model *m, TrainState *s, Acts *a, Batch *bt, const Config 
         LossTerms L = sic_forward(m, a, bt, c, w, threads);
         sic_backward(m, a, bt, c, &L, 1.0 / c->accum, threads);
         avg.sep += L.sep / c->accum, avg.inv += L.inv / c->accum, avg.cap += L.cap / c->accum;
-        avg.iso += L.iso / c->accum, avg.dist += L.dist / c->accum, avg.total += L.total / c->accum;
+        avg.iso += L.iso / c->accum, avg.dist += L.dist / c->accum, avg.sparse += L.sparse / c->accum;
+        avg.total += L.total / c->accum;
         avg.n_near += L.n_near, avg.n_far += L.n_far, avg.n_iso += L.n_iso, avg.n_dist += L.n_dist;
         avg.dead_states += L.dead_states;
         avg.w_sep = L.w_sep, avg.w_inv = L.w_inv, avg.w_cap = L.w_cap, avg.w_iso = L.w_iso, avg.w_dist = L.w_dist;
+        avg.w_sparse = L.w_sparse;
     }
     double t0 = now_seconds(), norm = grad_norm(m);
     if (!(avg.total - avg.total == 0) || !(norm - norm == 0))
@@ -2656,13 +2681,15 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
         acts_alloc(&acts[permute], &c);
         batch_draw(&batches[permute], &rng, &c);
     }
-    const LossWeights all = {1.0, 0.1, 0.5, 0.3, 0.2};
+    c.lambda_sparse = 1; /* L_sparse on */
+    const LossWeights all = {1.0, 0.1, 0.5, 0.3, 0.2, 0.05};
     const GradCase cases[] = {
-        {"sep", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {1, 0, 0, 0, 0}}, {"sep", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {1, 0, 0, 0, 0}},
-        {"inv", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 1, 0, 0, 0}}, {"inv", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {0, 1, 0, 0, 0}},
-        {"cap", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 1, 0, 0}}, {"cap", CAPACITY_KERNEL, REDUCTION_MEAN, 1, {0, 0, 1, 0, 0}},
-        {"iso", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 1, 0}},
-        {"dist", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 0, 1}}, {"dist", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {0, 0, 0, 0, 1}},
+        {"sep", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {1, 0, 0, 0, 0, 0}}, {"sep", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {1, 0, 0, 0, 0, 0}},
+        {"inv", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 1, 0, 0, 0, 0}}, {"inv", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {0, 1, 0, 0, 0, 0}},
+        {"cap", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 1, 0, 0, 0}}, {"cap", CAPACITY_KERNEL, REDUCTION_MEAN, 1, {0, 0, 1, 0, 0, 0}},
+        {"iso", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 1, 0, 0}},
+        {"dist", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 0, 1, 0}}, {"dist", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {0, 0, 0, 0, 1, 0}},
+        {"sparse", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 0, 0, 1}},
         {"total", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, all}, {"total", CAPACITY_MEANNORM, REDUCTION_SUM, 1, all},
         {"total", CAPACITY_KERNEL, REDUCTION_MEAN, 1, all},   {"total", CAPACITY_KERNEL, REDUCTION_SUM, 1, all},
         {"total", CAPACITY_MEANNORM, REDUCTION_MEAN, 0, all},
@@ -2710,7 +2737,7 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
             int ok = rel < tol && sqrt(a2) > 1e-10;
             failures += !ok;
             *max_rel = rel > *max_rel ? rel : *max_rel;
-            fprintf(out, "%s gradcheck %-5s capacity=%-8s reduction=%-4s permute=%d %-6s rel %.3e  |grad| %.3e%s\n",
+            fprintf(out, "%s gradcheck %-6s capacity=%-8s reduction=%-4s permute=%d %-6s rel %.3e  |grad| %.3e%s\n",
                     ok ? "ok  " : "FAIL", gc->term, cap_names[gc->capacity], red_names[gc->reduction], gc->permute,
                     param_names[blk], rel, sqrt(a2), sqrt(a2) > 1e-10 ? "" : "  (trivially zero)");
         }
@@ -2915,8 +2942,10 @@ static int train_run(const char *out, int resumed, int threads, Model *m, TrainS
         outputs_discard(&o), outputs_free(&o);
         return -1;
     }
-    int dist_on = c->lambda_dist > 0; /* L_dist's two columns only when it is on: logs of other runs stay as they were */
-    buf_printf(&log, "step\tlr\tsep\tinv\tcap\tiso\ttotal\tw_iso\tdead_states%s\n", dist_on ? "\tdist\tw_dist" : "");
+    /* the additions' columns only when they are on: logs of other runs stay as they were */
+    int dist_on = c->lambda_dist > 0, sparse_on = c->lambda_sparse > 0;
+    buf_printf(&log, "step\tlr\tsep\tinv\tcap\tiso\ttotal\tw_iso\tdead_states%s%s\n", dist_on ? "\tdist\tw_dist" : "",
+               sparse_on ? "\tsparse" : "");
     if (resumed) keep_log_rows(&log, log_path, s->step);
     fprintf(stderr, "gridssl: training %s for steps %lld..%d (N=%d, H=%d, B=%d, T=%d, %zu parameters, %d thread%s) -> %s\n",
             resumed ? "from checkpoint" : "from scratch", (long long)s->step, c->steps, c->N, c->hidden, c->B, c->T,
@@ -2934,16 +2963,18 @@ static int train_run(const char *out, int resumed, int threads, Model *m, TrainS
             buf_printf(&log, "%lld\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%lld", (long long)s->step, s->lr,
                        L.sep, L.inv, L.cap, L.iso, L.total, L.w_iso, (long long)L.dead_states);
             if (dist_on) buf_printf(&log, "\t%.17g\t%.17g", L.dist, L.w_dist);
+            if (sparse_on) buf_printf(&log, "\t%.17g", L.sparse);
             buf_printf(&log, "\n");
             double elapsed = now_seconds() - t_start;
             double rate = (double)(s->step - step_start) / (elapsed > 0 ? elapsed : 1e-9);
             char eta[32];
             format_duration(eta, sizeof eta, (double)(c->steps - s->step) / rate);
-            char dist[48] = "";
+            char dist[48] = "", sparse[32] = "";
             if (dist_on) snprintf(dist, sizeof dist, " dist %.4f (w %.3g)", L.dist, L.w_dist);
-            fprintf(stderr, "step %lld/%d | sep %.4f inv %.4f cap %.4f iso %.4f (w %.3g)%s | total %.5f | dead %lld | "
+            if (sparse_on) snprintf(sparse, sizeof sparse, " sparse %.3f", L.sparse);
+            fprintf(stderr, "step %lld/%d | sep %.4f inv %.4f cap %.4f iso %.4f (w %.3g)%s%s | total %.5f | dead %lld | "
                     "lr %.2e | %.2f steps/s | ETA %s\n", (long long)s->step, c->steps, L.sep, L.inv, L.cap, L.iso,
-                    L.w_iso, dist, L.total, (long long)L.dead_states, s->lr, rate, eta);
+                    L.w_iso, dist, sparse, L.total, (long long)L.dead_states, s->lr, rate, eta);
         }
         if (s->step % c->save_every == 0 && s->step != c->steps) { /* the last one is saved below */
             if ((rc = train_save(&o, out, &log, m, s, c, 0, err))) break;
@@ -3186,17 +3217,17 @@ static int cmd_dump(int argc, char **argv, Err *err) {
     path_join(path, sizeof path, dir, "index.npy");
     if (npy_save_i32(&o, path, bt.index, index_shape, 2, err)) goto done;
     Buf b = {0};
-    double terms[6] = {L.sep, L.inv, L.cap, L.iso, L.dist, L.total};
-    int64_t terms_shape[1] = {6};
+    double terms[7] = {L.sep, L.inv, L.cap, L.iso, L.dist, L.sparse, L.total};
+    int64_t terms_shape[1] = {7};
     npy_header(&b, "<f8", terms_shape, 1);
-    for (int i = 0; i < 6; i++) buf_f64(&b, terms[i]);
+    for (int i = 0; i < 7; i++) buf_f64(&b, terms[i]);
     path_join(path, sizeof path, dir, "losses.npy");
     int bad = out_file(&o, path, &b, 0, err);
     b.len = 0;
-    buf_printf(&b, "sep = %.17g\ninv = %.17g\ncap = %.17g\niso = %.17g\ndist = %.17g\ntotal = %.17g\n", L.sep, L.inv,
-               L.cap, L.iso, L.dist, L.total);
+    buf_printf(&b, "sep = %.17g\ninv = %.17g\ncap = %.17g\niso = %.17g\ndist = %.17g\nsparse = %.17g\ntotal = %.17g\n",
+               L.sep, L.inv, L.cap, L.iso, L.dist, L.sparse, L.total);
     buf_printf(&b, "lambda_sep = %.17g\nlambda_inv = %.17g\nlambda_cap = %.17g\nlambda_iso_eff = %.17g\n"
-               "lambda_dist_eff = %.17g\n", L.w_sep, L.w_inv, L.w_cap, L.w_iso, L.w_dist);
+               "lambda_dist_eff = %.17g\nlambda_sparse = %.17g\n", L.w_sep, L.w_inv, L.w_cap, L.w_iso, L.w_dist, L.w_sparse);
     buf_printf(&b, "n_near = %lld\nn_far = %lld\nn_iso = %lld\nn_dist = %lld\ndead_states = %lld\n", (long long)L.n_near,
                (long long)L.n_far, (long long)L.n_iso, (long long)L.n_dist, (long long)L.dead_states);
     path_join(path, sizeof path, dir, "losses.txt");

@@ -56,6 +56,7 @@ typedef struct {
     double lambda_dist;  /* weight of L_dist, isometry at a fixed scale over far pairs (gridssl's addition; 0 = off) */
     double dist_scale;   /* its scale s: |g_i - g_j| should be s |x_i - x_j| */
     double dist_rmax;    /* its pairs: sigma_x < |x_i - x_j| <= dist_rmax */
+    double lambda_sparse; /* weight of L_sparse, the states' mean L1 norm (gridssl's addition; 0 = off) */
     int capacity;        /* CAPACITY_MEANNORM or CAPACITY_KERNEL */
     int reduction;       /* REDUCTION_MEAN or REDUCTION_SUM, for L_sep, L_inv and L_dist */
     /* optimiser (gridssl.c section 5) */
@@ -115,8 +116,8 @@ typedef struct {
 
 /* The value of each loss term (unweighted), the weights applied, and the counts behind them. */
 typedef struct {
-    double sep, inv, cap, iso, dist, total;
-    double w_sep, w_inv, w_cap, w_iso, w_dist; /* weights used in total (w_iso, w_dist after the ramp) */
+    double sep, inv, cap, iso, dist, sparse, total;
+    double w_sep, w_inv, w_cap, w_iso, w_dist, w_sparse; /* weights used in total (w_iso, w_dist after the ramp) */
     int64_t n_near, n_far, n_iso, n_dist, dead_states;
 } LossTerms;
 

@@ -72,7 +72,7 @@ except ImportError:  # pyenv's python3 may lack numpy; Debian's python3-numpy is
 
 FLT_MIN = 1.1754944e-38          # float32 smallest normal: NormReLU's zero test on ||r||^2
 PARAM_NAMES = ["W1", "b1", "W2", "b2", "W3", "b3", "theta0"]
-TERM_NAMES = ["sep", "inv", "cap", "iso", "dist"]
+TERM_NAMES = ["sep", "inv", "cap", "iso", "dist", "sparse"]
 COUNT_NAMES = ["n_near", "n_far", "n_iso", "n_dist"]
 
 TOL_G0 = 1e-6        # one NormReLU step: float32 rounding only
@@ -111,7 +111,8 @@ def parse_config(raw):
     cfg = {k: get(k, int) for k in ["N", "hidden", "B", "T", "permute"]}
     cfg.update({k: get(k, float) for k in ["sigma_x", "sigma_g", "lambda_sep", "lambda_inv",
                                            "lambda_cap", "lambda_iso", "iso_vmax", "iso_vmin",
-                                           "lambda_dist", "dist_scale", "dist_rmax"]})
+                                           "lambda_dist", "dist_scale", "dist_rmax",
+                                           "lambda_sparse"]})
     cfg["capacity"] = get("capacity", str)
     cfg["reduction"] = get("reduction", str)
     if cfg["capacity"] not in ("meannorm", "kernel"):
@@ -124,7 +125,7 @@ def parse_config(raw):
 def parse_losses(raw):
     out = {k: float(raw[k]) for k in TERM_NAMES + ["total", "lambda_sep", "lambda_inv",
                                                    "lambda_cap", "lambda_iso_eff",
-                                                   "lambda_dist_eff"]}
+                                                   "lambda_dist_eff", "lambda_sparse"]}
     out.update({k: int(raw[k]) for k in COUNT_NAMES + ["dead_states"]})
     return out
 
@@ -268,14 +269,15 @@ def loss_terms(g, g0, positions, vel, index, cfg):
     iso, n_iso = iso_term(np.asarray(g, np.float64), np.asarray(g0, np.float64), vel, index,
                           cfg["iso_vmin"], cfg["iso_vmax"])
     dist = ps["dist"] / ps["n_dist"] if mean and ps["n_dist"] else ps["dist"]
-    return {"sep": sep, "inv": inv, "cap": cap, "iso": iso, "dist": dist,
+    sparse = float(G.sum() / m) if cfg["lambda_sparse"] > 0 else 0.0   # L1 norm: g >= 0
+    return {"sep": sep, "inv": inv, "cap": cap, "iso": iso, "dist": dist, "sparse": sparse,
             "n_near": ps["n_near"], "n_far": ps["n_far"], "n_iso": n_iso, "n_dist": ps["n_dist"]}
 
 
 def weighted_total(terms, lam):
     return (lam["lambda_sep"] * terms["sep"] + lam["lambda_inv"] * terms["inv"]
             + lam["lambda_cap"] * terms["cap"] + lam["lambda_iso_eff"] * terms["iso"]
-            + lam["lambda_dist_eff"] * terms["dist"])
+            + lam["lambda_dist_eff"] * terms["dist"] + lam["lambda_sparse"] * terms["sparse"])
 
 
 def total_loss(p, positions, vel, index, cfg, lam, signs=None):
@@ -341,7 +343,7 @@ def check_layout(rep, dump):
         want[k] = want["grad_" + k] = (shapes[k], "<f4")
         arrays[k] = dump["params"][k]
         arrays["grad_" + k] = dump["grads"][k]
-    want["losses"] = ((6,), "<f8")
+    want["losses"] = ((7,), "<f8")
     arrays["losses"] = dump["losses_npy"]
     bad = [k for k in want if arrays[k].shape != want[k][0]
            or arrays[k].dtype != np.dtype(want[k][1])]
@@ -409,7 +411,7 @@ def check_losses(rep, dump):
         rep.check("loss: %s from dumped g, rel" % k, rel_err(terms[k], lg[k]), TOL_TERM)
     rep.check("loss: total vs weighted logged terms, rel",
               rel_err(weighted_total(lg, lg), lg["total"]), TOL_TOTAL)
-    for k in ["lambda_sep", "lambda_inv", "lambda_cap"]:
+    for k in ["lambda_sep", "lambda_inv", "lambda_cap", "lambda_sparse"]:
         rep.check("loss: %s in losses.txt vs config.txt, rel" % k, rel_err(lg[k], c[k]),
                   TOL_LAMBDA)
     lam_ok = 0.0 <= lg["lambda_iso_eff"] <= c["lambda_iso"] * (1 + TOL_LAMBDA)
@@ -520,14 +522,16 @@ def write_config(path, cfg):
         f.write("lr = 0.001\n")                  # keys the check does not use are ignored
 
 
-def fake_dump(dirpath, seed, capacity, reduction, permute, iso_vmax, iso_vmin=0.0, lambda_dist=0.0):
+def fake_dump(dirpath, seed, capacity, reduction, permute, iso_vmax, iso_vmin=0.0, lambda_dist=0.0,
+              lambda_sparse=0.0):
     """A random small dump made by this script's own float64 model, stored as float32."""
     rng = np.random.default_rng(seed)
     n, h, b, t = 5, 4, 3, 4
     cfg = {"N": n, "hidden": h, "B": b, "T": t, "permute": permute, "sigma_x": 0.1,
            "sigma_g": 0.4, "lambda_sep": 1.0, "lambda_inv": 0.1, "lambda_cap": 0.5,
            "lambda_iso": 0.1, "iso_vmax": iso_vmax, "iso_vmin": iso_vmin, "lambda_dist": lambda_dist,
-           "dist_scale": 3.0, "dist_rmax": 0.25, "capacity": capacity, "reduction": reduction}
+           "dist_scale": 3.0, "dist_rmax": 0.25, "lambda_sparse": lambda_sparse, "capacity": capacity,
+           "reduction": reduction}
     write_config(os.path.join(dirpath, "config.txt"), cfg)
     v = t if permute else b * t
     vel = np.round(rng.uniform(-0.15, 0.15, (v, 2)) * 2 ** 20) / 2 ** 20
@@ -545,7 +549,7 @@ def fake_dump(dirpath, seed, capacity, reduction, permute, iso_vmax, iso_vmin=0.
     g0, g, n_dead, _ = rollout(p, vel, index, n)
     terms = loss_terms(g, g0, pos, vel, index, cfg)
     lam = {"lambda_sep": 1.0, "lambda_inv": 0.1, "lambda_cap": 0.5, "lambda_iso_eff": 0.05,
-           "lambda_dist_eff": lambda_dist / 2}
+           "lambda_dist_eff": lambda_dist / 2, "lambda_sparse": lambda_sparse}
     loss = lambda q: total_loss(q, pos, vel, index, cfg, lam)
     grads = {k: np.zeros_like(p[k]) for k in PARAM_NAMES}
     for k in PARAM_NAMES:                      # full central differences, entry by entry
@@ -600,7 +604,7 @@ def selftest():
     rep = Report()
     with tempfile.TemporaryDirectory() as tmp:
         variants = [("meannorm", "mean", 1, 0.1), ("kernel", "sum", 0, 0.0),
-                    ("meannorm", "mean", 1, 0.1, 0.0, 0.5)]           # the last with L_dist on
+                    ("meannorm", "mean", 1, 0.1, 0.0, 0.5, 0.2)]      # the last with L_dist, L_sparse on
         for seed, variant in enumerate(variants):
             d = os.path.join(tmp, "dump%d" % seed)
             os.mkdir(d)

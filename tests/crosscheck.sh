@@ -31,6 +31,7 @@ crosscheck no_permute permute=0
 crosscheck iso_all iso_vmax=0 iso_start=0 iso_ramp_steps=0
 crosscheck iso_band vel_dist=speed iso_vmin=0.03 iso_vmax=0.12 iso_start=0 iso_ramp_steps=0
 crosscheck dist lambda_dist=0.5 dist_scale=5 dist_rmax=0.12 iso_start=0 iso_ramp_steps=0
+crosscheck sparse lambda_sparse=0.05
 crosscheck default_size N=64 hidden=256 B=32 T=20 steps=50 log_every=25 save_every=50
 echo "# ideal codes: tests/ideal_codes.py's loss reproduces gridssl's on the default-size dump (its analysis is context)"
 "$PY" tests/ideal_codes.py "$T/default_size/dump" > "$T/ideal.log" 2>&1 || echo "FAIL [ideal] ideal_codes.py exited non-zero" >> "$T/ideal.log"

@@ -349,6 +349,7 @@ static void test_fast_kernels(void) {
  * so  L_sep = (exp(-6.25) + exp(-1.25)) / 2,  L_inv = 0.8 / 1,
  *     L_cap(kernel) = -(2 / (3*2)) (exp(-6.25) + exp(-2.5) + exp(-1.25))   [dg^2 = 0.8 -> exp(-2.5)]
  *     L_cap(meannorm) = -|(1.6/3, 1.8/3)|^2 = -(2.56 + 3.24)/9 = -5.8/9.
+ *     L_sparse = mean L1 norm = (1 + 1 + (0.6 + 0.8)) / 3 = 3.4/3.
  * L_dist with s = 1: dist_rmax = 1 keeps pair (1,2) (dx^2 = 1 exactly) and drops (2,3) (dx^2 = 1.0009):
  *     L_dist = (sqrt 2 - 1)^2 = 3 - 2 sqrt 2;
  * dist_rmax = 2 keeps both far pairs: L_dist = ((sqrt 2 - 1)^2 + (sqrt 0.4 - sqrt 1.0009)^2) / 2.
@@ -375,6 +376,8 @@ static void test_closed_forms(void) {
     double mean[2];
     double cap = meannorm_forward(mean, g, 3, 2);
     check(close_rel(cap, -5.8 / 9, tol), "L_cap(meannorm) = -5.8/9 = %.9f", cap);
+    double sparse = sparse_forward(g, 3, 2);
+    check(close_rel(sparse, 3.4 / 3, tol), "L_sparse = (1 + 1 + 1.4)/3 = 3.4/3 = %.9f", sparse);
     real g0[2] = {1, 0}, gs[6] = {0, 1, 0, 1, (real)0.6, (real)0.8};
     real vel[6] = {(real)0.015625, 0, 0, (real)0.03125, (real)0.1, 0};
     int32_t index[3] = {0, 1, 2};
