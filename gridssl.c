@@ -113,6 +113,8 @@
  *     lambda_dist, dist_scale, dist_rmax   L_dist (section 4): isometry at a fixed scale s over far
  *                            pairs closer than dist_rmax (Xu et al., ICLR 2025), ramped in with L_iso;
  *                            tested as a lever on the lattice type, off in the default (data/recipes.md).
+ *     lambda_sparse          L_sparse (section 4): the states' mean L1 norm, a pressure towards few active
+ *                            units from the first step; tested as a lever too, off in the default.
  *     lr_drop_step, lr_drop_factor   one drop of the learning rate (x0.1 at step 10 000 in the
  *                            default): the lattice settles and stops drifting over long walks.
  *     plateau_threshold, min_lr      the scheduler's details (PyTorch's 1e-4; no floor).
