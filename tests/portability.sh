@@ -172,7 +172,7 @@ reached() {
         }
         END {
             printf "drop@%s full-iso@%s dead:%d/%d iso:%d/%d%s\n", drop == "" ? "none" : drop, full == "" ? "none" : full,
-                dead, rows, iso, rows, cfg["lambda_dist"] + 0 > 0 ? sprintf(" dist:%d/%d", dist, rows) : ""
+                dead, rows, iso, rows, (cfg["lambda_dist"] + 0 > 0 ? sprintf(" dist:%d/%d", dist, rows) : "")
             exit !(drop != "" && drop + 0 == cfg["lr_drop_step"] + 0 && full != "" && full + 0 < drop + 0 &&
                    (need_dead == "" || dead > 0) && (cfg["lambda_dist"] + 0 == 0 || dist > 0))
         }' "$1/config.txt" "$1/log.tsv" 2> /dev/null
