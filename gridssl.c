@@ -1159,17 +1159,27 @@ static double pair_mean_factor(int M) {
     return M > 1 ? 2.0 / ((double)M * (M - 1)) : 0;
 }
 
+/* A pair term from its sum over n pairs: the mean (0 without pairs) or, with reduction = sum, the sum. */
+static double pair_reduce(double sum, int64_t n, int mean) {
+    return mean ? (n ? sum / (double)n : 0) : sum;
+}
+
+/* d(pair_reduce)/d(sum): 1/n (0 without pairs) or 1. */
+static double pair_reduce_slope(int64_t n, int mean) {
+    return mean ? (n ? 1.0 / (double)n : 0) : 1.0;
+}
+
 /* The pair terms from their sums, as the banner writes them: with reduction = mean
- *     L_sep = sep_sum / n_far,   L_inv = inv_sum / n_near     (0 when there is no such pair),
+ *     L_sep = sep_sum / n_far,   L_inv = inv_sum / n_near,   L_dist = dist_sum / n_dist   (0 without pairs),
  * with reduction = sum the sums themselves; capacity = kernel: L_cap = -(2 / (M (M-1))) ker_sum. */
 static void pair_terms(LossTerms *L, PairSums ps, int M, const Config *c) {
     int mean = c->reduction == REDUCTION_MEAN;
     L->n_near = ps.n_near;
     L->n_far = ps.n_far;
-    L->sep = mean ? (ps.n_far ? ps.sep_sum / (double)ps.n_far : 0) : ps.sep_sum;
-    L->inv = mean ? (ps.n_near ? ps.inv_sum / (double)ps.n_near : 0) : ps.inv_sum;
     L->n_dist = ps.n_dist;
-    L->dist = mean ? (ps.n_dist ? ps.dist_sum / (double)ps.n_dist : 0) : ps.dist_sum;
+    L->sep = pair_reduce(ps.sep_sum, ps.n_far, mean);
+    L->inv = pair_reduce(ps.inv_sum, ps.n_near, mean);
+    L->dist = pair_reduce(ps.dist_sum, ps.n_dist, mean);
     if (c->capacity == CAPACITY_KERNEL) L->cap = -pair_mean_factor(M) * ps.ker_sum;
 }
 
@@ -1178,9 +1188,9 @@ static void pair_terms(LossTerms *L, PairSums ps, int M, const Config *c) {
 static void pair_slopes(double *c_sep, double *c_inv, double *c_ker, double *c_dist, const LossTerms *L, int M,
                         const Config *c, double grad_scale) {
     int mean = c->reduction == REDUCTION_MEAN;
-    *c_sep = grad_scale * L->w_sep * (mean ? (L->n_far ? 1.0 / (double)L->n_far : 0) : 1.0);
-    *c_inv = grad_scale * L->w_inv * (mean ? (L->n_near ? 1.0 / (double)L->n_near : 0) : 1.0);
-    *c_dist = grad_scale * L->w_dist * (mean ? (L->n_dist ? 1.0 / (double)L->n_dist : 0) : 1.0);
+    *c_sep = grad_scale * L->w_sep * pair_reduce_slope(L->n_far, mean);
+    *c_inv = grad_scale * L->w_inv * pair_reduce_slope(L->n_near, mean);
+    *c_dist = grad_scale * L->w_dist * pair_reduce_slope(L->n_dist, mean);
     *c_ker = c->capacity == CAPACITY_KERNEL ? -grad_scale * L->w_cap * pair_mean_factor(M) : 0;
 }
 
