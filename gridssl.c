@@ -1306,8 +1306,9 @@ static LossWeights config_weights(const Config *c, int64_t step) {
 }
 
 /* Forward: one batch through the model and the four losses (and the additions that are on);
- * L = sum of weight * term. Keeps in a (Acts) what sic_backward needs. The pair sums come from the fast twins of pair_losses_forward/backward
- * (appendix C; equal bit for bit: tests/unit.c, "pair_losses_forward_fast == pair_losses_forward"). */
+ * L = sum of weight * term. Keeps in a (Acts) what sic_backward needs. The pair sums come from the
+ * fast twins of pair_losses_forward/backward (appendix C; equal bit for bit: tests/unit.c,
+ * "pair_losses_forward_fast == pair_losses_forward"). */
 static LossTerms sic_forward(Model *m, Acts *a, const Batch *bt, const Config *c, LossWeights w, int threads) {
     int B = bt->B, T = bt->T, V = bt->V, N = m->N, H = m->H, M = B * T;
     LossTerms L;
