@@ -1072,6 +1072,11 @@ static double pair_dx2(const real *xi, const real *xj) {
     return dx * dx + dy * dy;
 }
 
+/* The eight lanes of a pair sum, folded pairwise as dot8 folds its lanes: ((0+1)+(2+3))+((4+5)+(6+7)). */
+static double fold8(const double *lane) {
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
 /* L_dist's residual of one pair: |g_i - g_j| - s dx, from D = |g_i - g_j|^2 and dx^2. */
 static double dist_residual(double D, double dx2, double dist_scale) {
     return sqrt(D) - dist_scale * sqrt(dx2);
@@ -1111,10 +1116,7 @@ REFERENCE PairSums pair_losses_forward(const real *g, const real *pos, int M, in
             }
             ker[j & 7] += e;
         }
-        s.sep_sum += ((sep[0] + sep[1]) + (sep[2] + sep[3])) + ((sep[4] + sep[5]) + (sep[6] + sep[7]));
-        s.inv_sum += ((inv[0] + inv[1]) + (inv[2] + inv[3])) + ((inv[4] + inv[5]) + (inv[6] + inv[7]));
-        s.ker_sum += ((ker[0] + ker[1]) + (ker[2] + ker[3])) + ((ker[4] + ker[5]) + (ker[6] + ker[7]));
-        s.dist_sum += ((dist[0] + dist[1]) + (dist[2] + dist[3])) + ((dist[4] + dist[5]) + (dist[6] + dist[7]));
+        s.sep_sum += fold8(sep), s.inv_sum += fold8(inv), s.ker_sum += fold8(ker), s.dist_sum += fold8(dist);
     }
     return s;
 }
@@ -4340,12 +4342,8 @@ static void pair_forward_task(void *ctx, int block) {
                 }
         }
     for (int i = i0; i < i1; i++) {
-        const double *a = sep[i - i0], *b = inv[i - i0], *k = ker[i - i0], *d = dist[i - i0];
         double *out = c->row_sums + 4 * (size_t)i;
-        out[0] = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-        out[1] = ((b[0] + b[1]) + (b[2] + b[3])) + ((b[4] + b[5]) + (b[6] + b[7]));
-        out[2] = ((k[0] + k[1]) + (k[2] + k[3])) + ((k[4] + k[5]) + (k[6] + k[7]));
-        out[3] = ((d[0] + d[1]) + (d[2] + d[3])) + ((d[4] + d[5]) + (d[6] + d[7]));
+        out[0] = fold8(sep[i - i0]), out[1] = fold8(inv[i - i0]), out[2] = fold8(ker[i - i0]), out[3] = fold8(dist[i - i0]);
         c->row_far[i] = n_far[i - i0], c->row_dist[i] = n_dist[i - i0];
     }
 }
