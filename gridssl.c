@@ -358,13 +358,15 @@ static void linear_forward_fast(real *out, const real *in, const real *W, const 
                                 int threads);
 static void linear_backward_fast(real *d_in, real *d_W, real *d_b, const real *d_out, const real *in, const real *W,
                                  int rows, int in_dim, int out_dim, int threads);
-/* The fast pair kernels share one context per batch: the states transposed and padded (appendix C). */
+/* The fast pair kernels share one context per batch: the states transposed and padded, and the M x M
+ * matrix of the pairs, D_ij after the forward pass and the slopes Q_ij in the backward (appendix C). */
 #define PAIR_CHUNK 32 /* a multiple of 8, so a chunk's lane l is lane (j & 7) of the plain loop */
+#define PAIR_BLOCK 64 /* the backward sums Q_ij g_j in real over blocks of PAIR_BLOCK j's (section 4) */
 
 typedef struct {
     const real *g, *gT;     /* (M, N) and (N, Mp) */
-    const double *g64;      /* (M, N) g in double, for the backward's accumulations (conversion is exact) */
     const double *px, *py;  /* (Mp) positions, padded */
+    real *pq;               /* (M, M): D_ij (i < j) from the forward pass; Q_ij, symmetric, in the backward */
     int M, N, Mp;
     double sigma_x2, inv_2sg2, c_sep, c_inv, c_ker;
     double dist_scale, dist_r2, c_dist; /* L_dist (section 4); dist_r2 = 0: no pair takes part */
@@ -374,8 +376,8 @@ typedef struct {
 } PairCtx;
 /* Sums over the unordered pairs, before any weighting or averaging. */
 typedef struct { double sep_sum, inv_sum, ker_sum, dist_sum; int64_t n_near, n_far, n_dist; } PairSums;
-static PairCtx pair_ctx(const real *g, const real *pos, int M, int N, double sigma_x, double sigma_g, double dist_scale,
-                        double dist_rmax);
+static PairCtx pair_ctx(const real *g, const real *pos, real *pq, int M, int N, double sigma_x, double sigma_g,
+                        double dist_scale, double dist_rmax);
 static void pair_ctx_free(PairCtx *c);
 static PairSums pair_losses_forward_fast(PairCtx c, int threads);
 static void pair_losses_backward_fast(real *d_g, PairCtx c, double c_sep, double c_inv, double c_ker, double c_dist,
@@ -879,6 +881,7 @@ typedef struct {
     real *d_g0;       /* (N)       */
     real *d_Wv;       /* (V, N*N)  */
     real *d_h1, *d_h2; /* (V, H)   */
+    real *pair_q;     /* (B*T, B*T) D_ij of the pairs, then their slopes Q_ij (appendix C) */
     PairCtx pairs;     /*          the states transposed for the pair kernels, built by the forward pass */
     double phase_seconds[8]; /* wall time spent in each PHASE_ (gridssl bench reports it) */
     double phase_mark;       /* when the current phase began */
@@ -914,11 +917,12 @@ static void acts_alloc(Acts *a, const Config *c) {
     a->d_Wv = xcalloc(V * N * N, sizeof(real));
     a->d_h1 = xcalloc(V * H, sizeof(real));
     a->d_h2 = xcalloc(V * H, sizeof(real));
+    a->pair_q = xcalloc(M * M, sizeof(real));
 }
 
 static void acts_free(Acts *a) {
     void *all[] = {a->h1, a->h2, a->Wv, a->g0, a->z, a->g, a->norm, a->iso_s, a->g_mean,
-                   a->d_g, a->d_z, a->d_g0, a->d_Wv, a->d_h1, a->d_h2};
+                   a->d_g, a->d_z, a->d_g0, a->d_Wv, a->d_h1, a->d_h2, a->pair_q};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
     pair_ctx_free(&a->pairs);
     memset(a, 0, sizeof *a);
@@ -1121,39 +1125,52 @@ REFERENCE PairSums pair_losses_forward(const real *g, const real *pos, int M, in
     return s;
 }
 
+/* One pair's slope Q = dl/dD (see the backward below) without L_dist's part, from e = exp(-D / (2 sigma_g^2)):
+ * far pairs -(c_sep + c_ker) e / (2 sigma_g^2), near pairs c_inv - c_ker e / (2 sigma_g^2). */
+static double pair_slope(double e, int far, double c_sep, double c_inv, double c_ker, double inv_2sg2) {
+    return far ? -(c_sep + c_ker) * e * inv_2sg2 : c_inv - c_ker * e * inv_2sg2;
+}
+
 /* Backward of the pair terms, accumulating into d_g (M, N). With the total written as
  *     L = sum_{i<j} l_ij(D_ij),   l = c_sep e (far) or c_inv D (near), plus c_ker e (all pairs),
  *     plus c_dist (sqrt(D) - s dx)^2 (L_dist's pairs),   e = exp(-D / (2 sigma_g^2)),
  * each pair's slope is Q_ij = dl/dD = -(c_sep [far] + c_ker) e / (2 sigma_g^2) + c_inv [near]
  * + c_dist dist_slope [L_dist's pairs], and
  *     dL/dg_i = sum_{j != i} 2 Q_ij (g_i - g_j) = 2 (s_i g_i - sum_j Q_ij g_j),  s_i = sum_j Q_ij.
- * Row i runs over every j != i in ascending order (sequential, in double), so rows are independent
- * and D_ij is recomputed with the very operations of the forward pass. */
+ * So the backward is one matrix product, A = Q G with Q (M, M) symmetric, Q_ii = 0: the fast twin
+ * (appendix C) runs it like a GEMM. Order and precision: Q_ij is computed in double and rounded once
+ * to real; s_i adds them over j = 0..M-1 in double; A_ik adds Q_ij g_jk in real, in sequence, over
+ * blocks of PAIR_BLOCK j's, and the blocks' sums in double, in order. (Real blocks run at twice the
+ * vector width of double ones; tests/unit.c bounds their error against the product in double.) */
 REFERENCE void pair_losses_backward(real *d_g, const real *g, const real *pos, int M, int N, double sigma_x,
                                     double sigma_g, double dist_scale, double dist_rmax, double c_sep, double c_inv,
                                     double c_ker, double c_dist) {
     double sigma_x2 = sigma_x * sigma_x, inv_2sg2 = 1.0 / (2.0 * sigma_g * sigma_g), dist_r2 = dist_rmax * dist_rmax;
     double *acc = xcalloc((size_t)N, sizeof *acc);
+    real *block = xcalloc((size_t)N, sizeof *block);
     for (int i = 0; i < M; i++) {
         const real *gi = g + (size_t)i * N;
         double s_i = 0;
         for (int k = 0; k < N; k++) acc[k] = 0;
-        for (int j = 0; j < M; j++) {
-            if (j == i) continue;
-            const real *gj = g + (size_t)j * N;
-            double D = (double)sq_dist(gi, gj, N);
-            double e = gs_exp(-D * inv_2sg2);
-            double dx2 = pair_dx2(pos + 2 * (size_t)i, pos + 2 * (size_t)j);
-            int far = dx2 > sigma_x2;
-            double q = far ? -(c_sep + c_ker) * e * inv_2sg2 : c_inv - c_ker * e * inv_2sg2;
-            if (far && dx2 <= dist_r2) q += c_dist * dist_slope(D, dx2, dist_scale);
-            s_i += q;
-            for (int k = 0; k < N; k++) acc[k] += q * gj[k];
+        for (int j0 = 0; j0 < M; j0 += PAIR_BLOCK) {
+            for (int k = 0; k < N; k++) block[k] = 0;
+            for (int j = j0; j < j0 + PAIR_BLOCK && j < M; j++) {
+                const real *gj = g + (size_t)j * N;
+                double D = (double)sq_dist(gi, gj, N);
+                double dx2 = pair_dx2(pos + 2 * (size_t)i, pos + 2 * (size_t)j);
+                int far = dx2 > sigma_x2;
+                double q = pair_slope(gs_exp(-D * inv_2sg2), far, c_sep, c_inv, c_ker, inv_2sg2);
+                if (far && dx2 <= dist_r2) q += c_dist * dist_slope(D, dx2, dist_scale);
+                real q_ij = j == i ? 0 : (real)q;
+                s_i += q_ij;
+                for (int k = 0; k < N; k++) block[k] += q_ij * gj[k];
+            }
+            for (int k = 0; k < N; k++) acc[k] += block[k];
         }
         real *d_gi = d_g + (size_t)i * N;
         for (int k = 0; k < N; k++) d_gi[k] += (real)(2.0 * (s_i * gi[k] - acc[k]));
     }
-    free(acc);
+    free(acc), free(block);
 }
 
 /* 2 / (M (M-1)): the mean over the M (M-1) / 2 unordered pairs, as a factor (0 without pairs). */
@@ -1322,7 +1339,7 @@ static LossTerms sic_forward(Model *m, Acts *a, const Batch *bt, const Config *c
     L.dead_states = rnn_forward(a->z, a->g, a->norm, a->g0, a->Wv, bt->index, B, T, N, threads); /* g_t */
     phase_end(a, PHASE_RNN);
     pair_ctx_free(&a->pairs);
-    a->pairs = pair_ctx(a->g, bt->pos, M, N, c->sigma_x, c->sigma_g, c->dist_scale, c->lambda_dist > 0 ? c->dist_rmax : 0);
+    a->pairs = pair_ctx(a->g, bt->pos, a->pair_q, M, N, c->sigma_x, c->sigma_g, c->dist_scale, c->lambda_dist > 0 ? c->dist_rmax : 0);
     pair_terms(&L, pair_losses_forward_fast(a->pairs, threads), M, c);          /* L_sep, L_inv (, L_cap), L_dist */
     if (c->capacity == CAPACITY_MEANNORM) L.cap = meannorm_forward(a->g_mean, a->g, M, N);
     L.iso = isometry_forward(a->iso_s, &L.n_iso, a->g, a->g0, bt->vel, bt->index, B, T, N, c->iso_vmin, c->iso_vmax);
@@ -1375,36 +1392,61 @@ typedef struct {
     double beta1_pow, beta2_pow; /* beta^step for Adam's bias correction (no pow() needed) */
 } TrainState;
 
-/* Global L2 norm of the gradient buffer (sequential, in double). */
-static double grad_norm(const Model *m) {
+/* The optimiser runs over the flat parameter buffer in blocks of ADAM_BLOCK elements, the tasks of
+ * parallel_for: each block is one pass over contiguous memory, and any sum over blocks is taken in
+ * block order afterwards, so no result depends on the thread count. */
+#define ADAM_BLOCK 16384
+typedef struct { const real *grads; size_t n; double *block_sq; } GradSqCtx;
+typedef struct { Model *m; const Config *c; double lr, clip_scale, bc1, bc2; } AdamCtx;
+
+static int adam_blocks(size_t n) {
+    return (int)((n + ADAM_BLOCK - 1) / ADAM_BLOCK);
+}
+
+/* sum of grad^2 over one block: eight lanes (lane = i mod 8) in double, folded pairwise. */
+static void grad_sq_task(void *ctx, int task) {
+    const GradSqCtx *a = ctx;
+    const real *grads = a->grads;
+    size_t i0 = (size_t)task * ADAM_BLOCK, end = i0 + ADAM_BLOCK < a->n ? i0 + ADAM_BLOCK : a->n;
+    double lane[8] = {0};
+    size_t i = i0;
+    for (; i + 8 <= end; i += 8)
+        for (int l = 0; l < 8; l++) lane[l] += (double)grads[i + l] * grads[i + l];
+    for (int l = 0; i < end; i++, l++) lane[l] += (double)grads[i] * grads[i];
+    a->block_sq[task] = fold8(lane);
+}
+
+/* Global L2 norm of the gradient buffer: the blocks' sums of squares added in block order. */
+static double grad_norm(const Model *m, int threads) {
+    int blocks = adam_blocks(m->num_params);
+    GradSqCtx a = {m->grads, m->num_params, xcalloc((size_t)blocks, sizeof(double))};
+    parallel_for(threads, blocks, grad_sq_task, &a);
     double sq = 0;
-    for (size_t i = 0; i < m->num_params; i++) sq += (double)m->grads[i] * m->grads[i];
+    for (int b = 0; b < blocks; b++) sq += a.block_sq[b];
+    free(a.block_sq);
     return sqrt(sq);
 }
 
-/* AdamW (Loshchilov & Hutter; as torch.optim.AdamW): with g = grad * clip_scale,
+/* AdamW (Loshchilov & Hutter; as torch.optim.AdamW writes it): with g = grad * clip_scale,
  *     m = b1 m + (1-b1) g,  v = b2 v + (1-b2) g^2,
- *     p = p - lr wd p - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps),
- * each element computed in double and rounded once to real; elements are independent, so blocks of
- * them are tasks for parallel_for. */
-typedef struct { Model *m; const Config *c; double lr, clip_scale, bc1, bc2; } AdamCtx;
-#define ADAM_BLOCK 65536
-
+ *     p = p - lr wd p - (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps),
+ * each element computed in double (1 / sqrt(1 - b2^t) taken once per step) and rounded once to real;
+ * elements are independent, one read-modify-write of p, m and v per block. */
 static void adamw_task(void *ctx, int task) {
     const AdamCtx *a = ctx;
-    Model *m = a->m;
-    const Config *c = a->c;
-    size_t end = (size_t)(task + 1) * ADAM_BLOCK < m->num_params ? (size_t)(task + 1) * ADAM_BLOCK : m->num_params;
-    for (size_t i = (size_t)task * ADAM_BLOCK; i < end; i++) {
-        double g = (double)m->grads[i] * a->clip_scale;
-        double mi = c->beta1 * m->adam_m[i] + (1.0 - c->beta1) * g;
-        double vi = c->beta2 * m->adam_v[i] + (1.0 - c->beta2) * g * g;
-        m->adam_m[i] = (real)mi;
-        m->adam_v[i] = (real)vi;
-        double p = m->params[i];
-        p -= a->lr * c->weight_decay * p;
-        p -= a->lr * (mi / a->bc1) / (sqrt(vi / a->bc2) + c->adam_eps);
-        m->params[i] = (real)p;
+    real *p = a->m->params, *m = a->m->adam_m, *v = a->m->adam_v;
+    const real *grads = a->m->grads;
+    size_t i0 = (size_t)task * ADAM_BLOCK, end = i0 + ADAM_BLOCK < a->m->num_params ? i0 + ADAM_BLOCK : a->m->num_params;
+    double b1 = a->c->beta1, b2 = a->c->beta2, eps = a->c->adam_eps, clip_scale = a->clip_scale;
+    double lr_wd = a->lr * a->c->weight_decay, step_size = a->lr / a->bc1, inv_sqrt_bc2 = 1.0 / sqrt(a->bc2);
+    for (size_t i = i0; i < end; i++) {
+        double g = (double)grads[i] * clip_scale;
+        double mi = b1 * m[i] + (1.0 - b1) * g;
+        double vi = b2 * v[i] + (1.0 - b2) * g * g;
+        double pi = p[i];
+        pi -= lr_wd * pi;
+        pi -= step_size * (mi / (sqrt(vi) * inv_sqrt_bc2 + eps));
+        m[i] = (real)mi, v[i] = (real)vi, p[i] = (real)pi;
     }
 }
 
@@ -1412,7 +1454,7 @@ static void adamw_update(Model *m, TrainState *s, const Config *c, double clip_s
     s->beta1_pow *= c->beta1;
     s->beta2_pow *= c->beta2;
     AdamCtx a = {m, c, s->lr, clip_scale, 1.0 - s->beta1_pow, 1.0 - s->beta2_pow};
-    parallel_for(threads, (int)((m->num_params + ADAM_BLOCK - 1) / ADAM_BLOCK), adamw_task, &a);
+    parallel_for(threads, adam_blocks(m->num_params), adamw_task, &a);
 }
 
 /* ReduceLROnPlateau on the smoothed loss. Improvement means ema < best - threshold * |best| (a relative
@@ -1452,7 +1494,7 @@ static int train_step(Model *m, TrainState *s, Acts *a, Batch *bt, const Config 
         avg.w_sep = L.w_sep, avg.w_inv = L.w_inv, avg.w_cap = L.w_cap, avg.w_iso = L.w_iso, avg.w_dist = L.w_dist;
         avg.w_sparse = L.w_sparse;
     }
-    double t0 = now_seconds(), norm = grad_norm(m);
+    double t0 = now_seconds(), norm = grad_norm(m, threads);
     if (!(avg.total - avg.total == 0) || !(norm - norm == 0))
         return fail(err, "training diverged at step %lld: loss %g, gradient norm %g", (long long)s->step + 1, one_nan(avg.total),
                     one_nan(norm));
@@ -4271,40 +4313,35 @@ static void linear_backward_fast(real *d_in, real *d_W, real *d_b, const real *d
 }
 
 /* ---- fast pair kernels: the same sums in the same order as the two functions above, bit for bit --
- * Three changes make them fast without touching a single rounding: (1) the states are also kept
- * transposed, gT (N, Mp) with zero padding after column M-1, so PAIR_CHUNK pair
- * distances are computed side by side, each still summed over k in order (vectorised across pairs,
- * not within one); (2) exp and the masks are branch-free over a chunk, so they vectorise too; (3) rows
- * blocks are independent tasks for parallel_for, and the forward pass stores each row's folded lane sums so
- * that the rows are added in order 0..M-1 afterwards, whatever thread computed them. The M x M
- * matrix is never formed: memory is O(M N). */
-/* D[l] = |g_i - g_{j0+l}|^2 for l < PAIR_CHUNK: sq_dist's operations, PAIR_CHUNK pairs side by side. */
-static void sq_dist_chunk(real *D, const real *gi, const real *gT, int Mp, int j0, int N) {
-    real acc[PAIR_CHUNK];
-    for (int l = 0; l < PAIR_CHUNK; l++) acc[l] = 0;
+ * What makes them fast without touching a single rounding: (1) the states are also kept transposed,
+ * gT (N, Mp) with zero padding after column M-1, so that four rows' distances to PAIR_CHUNK columns are
+ * computed side by side, each still summed over k in order (vectorised across pairs, not within one);
+ * (2) exp and the masks are branch-free over a chunk, and the eight lanes of a sum take eight
+ * consecutive pairs at a time, so they vectorise too; (3) row blocks are independent tasks for
+ * parallel_for, and the forward pass stores each row's folded lane sums so that the rows are added in
+ * order 0..M-1 afterwards, whatever thread computed them; (4) the forward pass keeps each D_ij in the
+ * M x M matrix pq, so the backward never recomputes a distance: it turns D into the slopes Q and
+ * multiplies Q by g like a matrix product (memory: M^2 reals, 243 MB at paper.cfg's M = 7800). */
+/* D[r][l] = |g_{i+r} - g_{j0+l}|^2 for r < 4, l < PAIR_CHUNK: sq_dist's operations, side by side. Rows
+ * past the last (rows < 4) repeat it and are not used. */
+#if defined(__GNUC__) || defined(__clang__)
+#define KERNEL static __attribute__((noinline)) /* kept out of line: the micro-kernels' accumulators need the registers */
+#else
+#define KERNEL static
+#endif
+
+KERNEL void sq_dist_4rows(real D[4][PAIR_CHUNK], const real *g_i, int rows, const real *gT, int Mp, int j0, int N) {
+    real a0[PAIR_CHUNK] = {0}, a1[PAIR_CHUNK] = {0}, a2[PAIR_CHUNK] = {0}, a3[PAIR_CHUNK] = {0};
+    const real *x0 = g_i, *x1 = g_i + (size_t)(rows > 1) * N, *x2 = g_i + (size_t)(rows > 2 ? 2 : rows - 1) * N,
+               *x3 = g_i + (size_t)(rows > 3 ? 3 : rows - 1) * N;
     for (int k = 0; k < N; k++) {
         const real *col = gT + (size_t)k * Mp + j0;
         for (int l = 0; l < PAIR_CHUNK; l++) {
-            real d = gi[k] - col[l];
-            acc[l] += d * d;
+            real d0 = x0[k] - col[l], d1 = x1[k] - col[l], d2 = x2[k] - col[l], d3 = x3[k] - col[l];
+            a0[l] += d0 * d0, a1[l] += d1 * d1, a2[l] += d2 * d2, a3[l] += d3 * d3;
         }
     }
-    memcpy(D, acc, sizeof acc);
-}
-
-/* e[l] = exp(-D[l] / (2 sigma_g^2)), dx2[l] = dx^2 (pair_dx2's operations) and far[l] = dx^2 > sigma_x^2
- * for the chunk at j0, against row i. */
-static void pair_chunk(double *e, double *Dd, double *dx2, int *far, const PairCtx *c, int i, int j0) {
-    real D[PAIR_CHUNK];
-    sq_dist_chunk(D, c->g + (size_t)i * c->N, c->gT, c->Mp, j0, c->N);
-    double xi = c->px[i], yi = c->py[i];
-    for (int l = 0; l < PAIR_CHUNK; l++) {
-        Dd[l] = D[l];
-        e[l] = gs_exp(-Dd[l] * c->inv_2sg2);
-        double dx = xi - c->px[j0 + l], dy = yi - c->py[j0 + l];
-        dx2[l] = dx * dx + dy * dy;
-        far[l] = dx2[l] > c->sigma_x2;
-    }
+    memcpy(D[0], a0, sizeof a0), memcpy(D[1], a1, sizeof a1), memcpy(D[2], a2, sizeof a2), memcpy(D[3], a3, sizeof a3);
 }
 
 /* Rows are processed PAIR_ROWS at a time against each chunk of columns, so the chunk's columns of gT
@@ -4314,32 +4351,59 @@ static void pair_chunk(double *e, double *Dd, double *dx2, int *far, const PairC
 
 static void pair_forward_task(void *ctx, int block) {
     const PairCtx *c = ctx;
-    int i0 = block * PAIR_ROWS, i1 = i0 + PAIR_ROWS < c->M ? i0 + PAIR_ROWS : c->M;
+    int M = c->M, i0 = block * PAIR_ROWS, i1 = i0 + PAIR_ROWS < M ? i0 + PAIR_ROWS : M;
     double sep[PAIR_ROWS][8], inv[PAIR_ROWS][8], ker[PAIR_ROWS][8], dist[PAIR_ROWS][8];
-    double e[PAIR_CHUNK], D[PAIR_CHUNK], dx2[PAIR_CHUNK];
+    double D[PAIR_CHUNK], dx2[PAIR_CHUNK], t_sep[PAIR_CHUNK], t_inv[PAIR_CHUNK], t_ker[PAIR_CHUNK];
+    real D4[4][PAIR_CHUNK];
     int64_t n_far[PAIR_ROWS] = {0}, n_dist[PAIR_ROWS] = {0};
-    int far[PAIR_CHUNK];
+    int far[PAIR_CHUNK], valid[PAIR_CHUNK];
     memset(sep, 0, sizeof sep), memset(inv, 0, sizeof inv), memset(ker, 0, sizeof ker), memset(dist, 0, sizeof dist);
-    for (int j0 = (i0 + 1) / 8 * 8; j0 < c->M; j0 += PAIR_CHUNK)
-        for (int i = i0; i < i1; i++) {
-            if (j0 + PAIR_CHUNK <= i + 1) continue; /* no j > i in this chunk */
-            int r = i - i0;
-            pair_chunk(e, D, dx2, far, c, i, j0);
-            for (int l = 0; l < PAIR_CHUNK; l++) {
-                int j = j0 + l, valid = j > i && j < c->M;
-                /* adding +0.0 changes none of these sums: they start at +0 and never go below it */
-                sep[r][l & 7] += valid && far[l] ? e[l] : 0.0;
-                inv[r][l & 7] += valid && !far[l] ? D[l] : 0.0;
-                ker[r][l & 7] += valid ? e[l] : 0.0;
-                n_far[r] += valid && far[l];
-            }
-            if (c->dist_r2 > 0) /* L_dist on (no pair takes part otherwise, so skipping changes nothing) */
+    for (int j0 = (i0 + 1) / 8 * 8; j0 < M; j0 += PAIR_CHUNK)
+        for (int i4 = i0; i4 < i1; i4 += 4) {
+            int rows = i4 + 4 <= i1 ? 4 : i1 - i4;
+            if (j0 + PAIR_CHUNK <= i4 + 1) continue; /* no j > i in this chunk for any of the rows */
+            sq_dist_4rows(D4, c->g + (size_t)i4 * c->N, rows, c->gT, c->Mp, j0, c->N);
+            for (int i = i4; i < i4 + rows; i++) {
+                int r = i - i0;
+                double xi = c->px[i], yi = c->py[i];
+                real *D_row = c->pq + (size_t)i * M; /* kept for the backward: D_ij, j > i */
+                /* each pair's part of each sum; adding +0.0 for the pairs not in a sum changes none of
+                 * them: they start at +0 and never go below it */
                 for (int l = 0; l < PAIR_CHUNK; l++) {
-                    int j = j0 + l, in = j > i && j < c->M && far[l] && dx2[l] <= c->dist_r2;
-                    double res = dist_residual(D[l], dx2[l], c->dist_scale);
-                    dist[r][l & 7] += in ? res * res : 0.0;
-                    n_dist[r] += in;
+                    int j = j0 + l;
+                    D[l] = D4[i - i4][l];
+                    double e = gs_exp(-D[l] * c->inv_2sg2);
+                    double dx = xi - c->px[j], dy = yi - c->py[j]; /* pair_dx2's operations */
+                    dx2[l] = dx * dx + dy * dy;
+                    far[l] = dx2[l] > c->sigma_x2;
+                    valid[l] = j > i && j < M;
+                    t_sep[l] = valid[l] && far[l] ? e : 0.0;
+                    t_inv[l] = valid[l] && !far[l] ? D[l] : 0.0;
+                    t_ker[l] = valid[l] ? e : 0.0;
                 }
+                for (int l = 0; l < PAIR_CHUNK; l++)
+                    if (valid[l]) D_row[j0 + l] = D4[i - i4][l];
+                /* lane l takes pairs l, l + 8, l + 16, ...: j & 7 as in the plain loop */
+                for (int l0 = 0; l0 < PAIR_CHUNK; l0 += 8)
+                    for (int l = 0; l < 8; l++) {
+                        sep[r][l] += t_sep[l0 + l];
+                        inv[r][l] += t_inv[l0 + l];
+                        ker[r][l] += t_ker[l0 + l];
+                    }
+                for (int l = 0; l < PAIR_CHUNK; l++) n_far[r] += valid[l] && far[l];
+                if (c->dist_r2 > 0) { /* L_dist on (no pair takes part otherwise, so skipping changes nothing) */
+                    double res2[PAIR_CHUNK];
+                    int in[PAIR_CHUNK];
+                    for (int l = 0; l < PAIR_CHUNK; l++) {
+                        double res = dist_residual(D[l], dx2[l], c->dist_scale);
+                        in[l] = valid[l] && far[l] && dx2[l] <= c->dist_r2;
+                        res2[l] = in[l] ? res * res : 0.0;
+                        n_dist[r] += in[l];
+                    }
+                    for (int l0 = 0; l0 < PAIR_CHUNK; l0 += 8)
+                        for (int l = 0; l < 8; l++) dist[r][l] += res2[l0 + l];
+                }
+            }
         }
     for (int i = i0; i < i1; i++) {
         double *out = c->row_sums + 4 * (size_t)i;
@@ -4348,28 +4412,97 @@ static void pair_forward_task(void *ctx, int block) {
     }
 }
 
-static void pair_backward_task(void *ctx, int block) {
+/* The backward in two passes. First Q_ij over D_ij in place, for the pairs i < j the forward pass
+ * kept (row by row, so a row block is a task); Q_ji = Q_ij is not written: the product reads it there. */
+#define PAIR_Q_ROWS 16
+
+static void pair_q_task(void *ctx, int block) {
     const PairCtx *c = ctx;
-    int N = c->N, i0 = block * PAIR_ROWS, i1 = i0 + PAIR_ROWS < c->M ? i0 + PAIR_ROWS : c->M;
-    double *acc = xcalloc((size_t)PAIR_ROWS * N, sizeof(double)), s[PAIR_ROWS] = {0};
-    double e[PAIR_CHUNK], D[PAIR_CHUNK], dx2[PAIR_CHUNK], q[PAIR_CHUNK];
+    int M = c->M, i1 = (block + 1) * PAIR_Q_ROWS < M ? (block + 1) * PAIR_Q_ROWS : M;
+    double q[PAIR_CHUNK], dx2[PAIR_CHUNK];
     int far[PAIR_CHUNK];
-    for (int j0 = 0; j0 < c->M; j0 += PAIR_CHUNK)
-        for (int i = i0; i < i1; i++) {
-            double *acc_i = acc + (size_t)(i - i0) * N;
-            pair_chunk(e, D, dx2, far, c, i, j0);
-            for (int l = 0; l < PAIR_CHUNK; l++)
-                q[l] = far[l] ? -(c->c_sep + c->c_ker) * e[l] * c->inv_2sg2 : c->c_inv - c->c_ker * e[l] * c->inv_2sg2;
+    for (int i = block * PAIR_Q_ROWS; i < i1; i++) {
+        double xi = c->px[i], yi = c->py[i];
+        for (int j0 = i + 1; j0 < M; j0 += PAIR_CHUNK) {
+            int w = j0 + PAIR_CHUNK < M ? PAIR_CHUNK : M - j0;
+            real *row = c->pq + (size_t)i * M + j0;
+            for (int l = 0; l < w; l++) { /* pair_dx2's and pair_forward_task's operations */
+                double dx = xi - c->px[j0 + l], dy = yi - c->py[j0 + l];
+                dx2[l] = dx * dx + dy * dy;
+                far[l] = dx2[l] > c->sigma_x2;
+                q[l] = pair_slope(gs_exp(-(double)row[l] * c->inv_2sg2), far[l], c->c_sep, c->c_inv, c->c_ker, c->inv_2sg2);
+            }
             if (c->dist_r2 > 0)
-                for (int l = 0; l < PAIR_CHUNK; l++)
-                    if (far[l] && dx2[l] <= c->dist_r2) q[l] += c->c_dist * dist_slope(D[l], dx2[l], c->dist_scale);
-            for (int l = 0; l < PAIR_CHUNK && j0 + l < c->M; l++) {
-                if (j0 + l == i) continue;
-                const double *gj = c->g64 + (size_t)(j0 + l) * N; /* g_j in double: the same products */
-                s[i - i0] += q[l];
-                for (int k = 0; k < N; k++) acc_i[k] += q[l] * gj[k];
+                for (int l = 0; l < w; l++)
+                    if (far[l] && dx2[l] <= c->dist_r2) q[l] += c->c_dist * dist_slope(row[l], dx2[l], c->dist_scale);
+            for (int l = 0; l < w; l++) row[l] = (real)q[l];
+        }
+    }
+}
+
+/* Then A = Q G and s = Q 1, a block of PAIR_BLOCK rows a task, over blocks of PAIR_BLOCK j's. Blocks
+ * above the diagonal read Q in place; on and below it the block is first copied into a tile, Q_ij
+ * from Q_ji (Q_ii = 0). Within a block each A_ik is one sequence of real additions over j, as in the
+ * plain loop; four rows by sixteen columns are held at once (q_times_g_4x16: 64 accumulators, eight
+ * 256-bit registers), so each g_j loaded serves four rows and each Q_ij sixteen columns. Rows and
+ * columns left over take the general loop. */
+KERNEL void q_times_g_4x16(real out[4][16], const real *q, size_t ldq, const real *g, int N, int count) {
+    real a0[16] = {0}, a1[16] = {0}, a2[16] = {0}, a3[16] = {0}; /* one array per row: compilers keep them in registers */
+    for (int j = 0; j < count; j++) {
+        const real *g_j = g + (size_t)j * N;
+        real q0 = q[j], q1 = q[ldq + j], q2 = q[2 * ldq + j], q3 = q[3 * ldq + j];
+        for (int k = 0; k < 16; k++) {
+            a0[k] += q0 * g_j[k];
+            a1[k] += q1 * g_j[k];
+            a2[k] += q2 * g_j[k];
+            a3[k] += q3 * g_j[k];
+        }
+    }
+    memcpy(out[0], a0, sizeof a0), memcpy(out[1], a1, sizeof a1), memcpy(out[2], a2, sizeof a2), memcpy(out[3], a3, sizeof a3);
+}
+
+static void q_times_g(real out[4][16], const real *q, size_t ldq, const real *g, int N, int count, int rows, int cols) {
+    for (int r = 0; r < rows; r++)
+        for (int k = 0; k < cols; k++) out[r][k] = 0;
+    for (int j = 0; j < count; j++)
+        for (int r = 0; r < rows; r++)
+            for (int k = 0; k < cols; k++) out[r][k] += q[r * ldq + j] * g[(size_t)j * N + k];
+}
+
+static void pair_gemm_task(void *ctx, int block) {
+    const PairCtx *c = ctx;
+    int M = c->M, N = c->N, i0 = block * PAIR_BLOCK, i1 = i0 + PAIR_BLOCK < M ? i0 + PAIR_BLOCK : M;
+    double *acc = xcalloc((size_t)PAIR_BLOCK * N, sizeof(double)), s[PAIR_BLOCK] = {0};
+    real part[4][16], tile[PAIR_BLOCK][PAIR_BLOCK];
+    for (int j0 = 0; j0 < M; j0 += PAIR_BLOCK) {
+        int count = j0 + PAIR_BLOCK < M ? PAIR_BLOCK : M - j0;
+        const real *q_block = c->pq + (size_t)i0 * M + j0; /* rows i0.., columns j0..: in place above the diagonal */
+        size_t ldq = (size_t)M;
+        if (j0 < i0) { /* below the diagonal: Q_ij = Q_ji, a transposed copy */
+            for (int j = j0; j < j0 + count; j++)
+                for (int i = i0; i < i1; i++) tile[i - i0][j - j0] = c->pq[(size_t)j * M + i];
+            q_block = &tile[0][0], ldq = PAIR_BLOCK;
+        } else if (j0 == i0) { /* on it: above in place, below mirrored, Q_ii = 0 */
+            for (int i = i0; i < i1; i++)
+                for (int j = j0; j < j0 + count; j++)
+                    tile[i - i0][j - j0] = j > i ? c->pq[(size_t)i * M + j] : j < i ? c->pq[(size_t)j * M + i] : 0;
+            q_block = &tile[0][0], ldq = PAIR_BLOCK;
+        }
+        const real *g_block = c->g + (size_t)j0 * N;
+        for (int i = i0; i < i1; i += 4) {
+            int rows = i + 4 <= i1 ? 4 : i1 - i;
+            const real *q = q_block + (size_t)(i - i0) * ldq;
+            for (int j = 0; j < count; j++) /* the rows' sums side by side, each in ascending j */
+                for (int r = 0; r < rows; r++) s[i - i0 + r] += q[(size_t)r * ldq + j];
+            for (int k0 = 0; k0 < N; k0 += 16) {
+                int cols = k0 + 16 <= N ? 16 : N - k0;
+                if (rows == 4 && cols == 16) q_times_g_4x16(part, q, ldq, g_block + k0, N, count);
+                else q_times_g(part, q, ldq, g_block + k0, N, count, rows, cols);
+                for (int r = 0; r < rows; r++)
+                    for (int k = 0; k < cols; k++) acc[(size_t)(i - i0 + r) * N + k0 + k] += part[r][k];
             }
         }
+    }
     for (int i = i0; i < i1; i++) {
         const real *gi = c->g + (size_t)i * N;
         const double *acc_i = acc + (size_t)(i - i0) * N;
@@ -4380,14 +4513,14 @@ static void pair_backward_task(void *ctx, int block) {
 }
 
 /* Fills ctx's padded transposed copies of g and the positions; free them with pair_ctx_free. */
-static PairCtx pair_ctx(const real *g, const real *pos, int M, int N, double sigma_x, double sigma_g, double dist_scale,
-                        double dist_rmax) {
+static PairCtx pair_ctx(const real *g, const real *pos, real *pq, int M, int N, double sigma_x, double sigma_g,
+                        double dist_scale, double dist_rmax) {
     PairCtx c;
     memset(&c, 0, sizeof c);
-    /* The forward pass starts a row block's chunks at a multiple of 8 (so lane l stays j & 7), the
-     * backward at multiples of PAIR_CHUNK. Either way the last chunk starts at most at M rounded up to
-     * 8, minus 8, and reads PAIR_CHUNK columns from there: Mp covers that, so no read leaves gT, px, py. */
-    c.g = g, c.M = M, c.N = N, c.Mp = (M + 7) / 8 * 8 + PAIR_CHUNK - 8;
+    /* The forward pass starts a row block's chunks at a multiple of 8 (so lane l stays j & 7). The last
+     * chunk starts at most at M rounded up to 8, minus 8, and reads PAIR_CHUNK columns from there: Mp
+     * covers that, so no read leaves gT, px, py. */
+    c.g = g, c.pq = pq, c.M = M, c.N = N, c.Mp = (M + 7) / 8 * 8 + PAIR_CHUNK - 8;
     c.sigma_x2 = sigma_x * sigma_x, c.inv_2sg2 = 1.0 / (2.0 * sigma_g * sigma_g);
     c.dist_scale = dist_scale, c.dist_r2 = dist_rmax * dist_rmax;
     real *gT = xcalloc((size_t)N * c.Mp, sizeof(real));
@@ -4396,14 +4529,12 @@ static PairCtx pair_ctx(const real *g, const real *pos, int M, int N, double sig
         for (int k = 0; k < N; k++) gT[(size_t)k * c.Mp + j] = g[(size_t)j * N + k];
         px[j] = pos[2 * (size_t)j], py[j] = pos[2 * (size_t)j + 1];
     }
-    double *g64 = xcalloc((size_t)M * N, sizeof(double));
-    for (size_t k = 0; k < (size_t)M * N; k++) g64[k] = g[k];
-    c.gT = gT, c.px = px, c.py = py, c.g64 = g64;
+    c.gT = gT, c.px = px, c.py = py;
     return c;
 }
 
 static void pair_ctx_free(PairCtx *c) {
-    free((void *)c->gT), free((void *)c->px), free((void *)c->py), free((void *)c->g64);
+    free((void *)c->gT), free((void *)c->px), free((void *)c->py);
 }
 
 /* The pair sums of ctx's states (built once per batch by pair_ctx, shared with the backward pass). */
@@ -4427,7 +4558,8 @@ static PairSums pair_losses_forward_fast(PairCtx c, int threads) {
 static void pair_losses_backward_fast(real *d_g, PairCtx c, double c_sep, double c_inv, double c_ker, double c_dist,
                                       int threads) {
     c.c_sep = c_sep, c.c_inv = c_inv, c.c_ker = c_ker, c.c_dist = c_dist, c.d_g = d_g;
-    parallel_for(threads, (c.M + PAIR_ROWS - 1) / PAIR_ROWS, pair_backward_task, &c);
+    parallel_for(threads, (c.M + PAIR_Q_ROWS - 1) / PAIR_Q_ROWS, pair_q_task, &c);
+    parallel_for(threads, (c.M + PAIR_BLOCK - 1) / PAIR_BLOCK, pair_gemm_task, &c);
 }
 
 /* ==============================================================================================

@@ -303,9 +303,11 @@ static void test_fast_kernels(void) {
               "linear_backward_fast == linear_backward, bit for bit (%d thread%s)", threads, threads > 1 ? "s" : "");
     }
     free(in), free(W), free(b), free(d_out), free(ref), free(got), free(ref_dW), free(ref_db), free(ref_din), free(dW), free(db), free(din);
-    /* pairs: M = 75 states (not a multiple of 8 or PAIR_CHUNK), N = 11, positions on the 2^-20 grid
+    /* pairs: M = 75 states (not a multiple of 8, PAIR_CHUNK, PAIR_TILE or PAIR_BLOCK; two row tasks of the
+     * backward product, the second ending in three rows), N = 37 (two 16-column blocks and five over),
+     * positions on the 2^-20 grid
      * and spread so that both classes occur; two dead (all-zero) states. */
-    const int M = 75, N = 11;
+    const int M = 75, N = 37;
     real *g = xcalloc((size_t)M * N, sizeof(real)), *pos = xcalloc(2 * (size_t)M, sizeof(real));
     for (int i = 0; i < M; i++) {
         double sq = 0;
@@ -316,12 +318,13 @@ static void test_fast_kernels(void) {
     /* L_dist off (dist_rmax = 0: no pair, and the fast kernels skip its work) and on (0.12 m: some far
      * pairs in, some out) */
     real *want_dg = xcalloc((size_t)M * N, sizeof(real)), *got_dg = xcalloc((size_t)M * N, sizeof(real));
+    real *pq = xcalloc((size_t)M * M, sizeof(real));
     for (int on = 0; on <= 1; on++) {
         double rmax = on ? 0.12 : 0, c_dist = on ? 0.05 : 0;
         PairSums want = pair_losses_forward(g, pos, M, N, 0.05, 0.4, 6.0, rmax);
         memset(want_dg, 0, (size_t)M * N * sizeof(real));
         pair_losses_backward(want_dg, g, pos, M, N, 0.05, 0.4, 6.0, rmax, 0.3, 0.07, -0.11, c_dist);
-        PairCtx pairs = pair_ctx(g, pos, M, N, 0.05, 0.4, 6.0, rmax);
+        PairCtx pairs = pair_ctx(g, pos, pq, M, N, 0.05, 0.4, 6.0, rmax);
         int classes = want.n_near > 0 && want.n_far > 0 && (on ? want.n_dist > 0 && want.n_dist < want.n_far : want.n_dist == 0);
         for (int threads = 1; threads <= 3; threads++) {
             PairSums have = pair_losses_forward_fast(pairs, threads);
@@ -336,7 +339,54 @@ static void test_fast_kernels(void) {
         }
         pair_ctx_free(&pairs);
     }
-    free(g), free(pos), free(want_dg), free(got_dg);
+    free(g), free(pos), free(want_dg), free(got_dg), free(pq);
+}
+
+/* ---- the pair backward's precision. pair_losses_backward sums Q_ij g_j in real over blocks of
+ * PAIR_BLOCK j's (the blocks in double) and rounds each Q_ij to real; here the same gradient,
+ *     dL/dg_i = sum_{j != i} 2 Q_ij (g_i - g_j),
+ * is computed independently, every operation in double (D included), on a batch the size of the
+ * default run's (M = 640, N = 64; unit states with a quarter of the units active, as trained ones;
+ * positions in a 2 m box; the weights of the default's L_sep and L_inv over their pair counts). The
+ * largest error of any element, relative to the largest element, must stay within 5e-7 for real =
+ * float (a block of 64 float additions errs by up to 64 * 6e-8 of its terms' sum, typically by
+ * 8 * 6e-8; measured 7.8e-8, the size of D's own float rounding) and 1e-12 for real = double. */
+static void test_pair_backward_precision(void) {
+    const int M = 640, N = 64;
+    Rng rng = rng_seed(7, 11);
+    real *g = xcalloc((size_t)M * N, sizeof(real)), *pos = xcalloc(2 * (size_t)M, sizeof(real));
+    real *d_g = xcalloc((size_t)M * N, sizeof(real));
+    double *exact = xcalloc((size_t)M * N, sizeof(double));
+    for (int i = 0; i < M; i++) {
+        double sq = 0;
+        for (int k = 0; k < N; k++) {
+            double x = rng_uniform(&rng);
+            g[i * N + k] = (real)(rng_below(&rng, 4) == 0 ? x : 0);
+            sq += (double)g[i * N + k] * g[i * N + k];
+        }
+        for (int k = 0; k < N; k++) g[i * N + k] = sq > 0 ? (real)(g[i * N + k] / sqrt(sq)) : 0;
+        pos[2 * i] = (real)(2 * rng_uniform(&rng)), pos[2 * i + 1] = (real)(2 * rng_uniform(&rng));
+    }
+    PairSums ps = pair_losses_forward(g, pos, M, N, 0.05, 0.4, 8.0, 0);
+    double c_sep = 1.0 / (double)ps.n_far, c_inv = 0.1 / (double)ps.n_near, inv_2sg2 = 1.0 / (2 * 0.4 * 0.4), worst = 0, largest = 0;
+    pair_losses_backward(d_g, g, pos, M, N, 0.05, 0.4, 8.0, 0, c_sep, c_inv, 0, 0);
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < M; j++) {
+            if (j == i) continue;
+            double D = 0, dx = (double)pos[2 * i] - pos[2 * j], dy = (double)pos[2 * i + 1] - pos[2 * j + 1];
+            for (int k = 0; k < N; k++) D += ((double)g[i * N + k] - g[j * N + k]) * ((double)g[i * N + k] - g[j * N + k]);
+            double q = dx * dx + dy * dy > 0.05 * 0.05 ? -c_sep * exp(-D * inv_2sg2) * inv_2sg2 : c_inv;
+            for (int k = 0; k < N; k++) exact[i * N + k] += 2 * q * ((double)g[i * N + k] - g[j * N + k]);
+        }
+    for (size_t k = 0; k < (size_t)M * N; k++) {
+        worst = fabs(d_g[k] - exact[k]) > worst ? fabs(d_g[k] - exact[k]) : worst;
+        largest = fabs(exact[k]) > largest ? fabs(exact[k]) : largest;
+    }
+    double tol = sizeof(real) == sizeof(float) ? 5e-7 : 1e-12;
+    check(ps.n_near > 0 && largest > 0 && worst <= tol * largest,
+          "pair backward against the same gradient in double: largest error %.2g of the largest element (tol %g; %lld near pairs)",
+          worst / largest, tol, (long long)ps.n_near);
+    free(g), free(pos), free(d_g), free(exact);
 }
 
 /* ---- closed forms for each loss term (gridssl.c section 4), on hand-made states of N = 2 units.
@@ -857,6 +907,7 @@ int main(void) {
     test_velocity_distributions();
     test_closed_forms();
     test_fast_kernels();
+    test_pair_backward_precision();
     test_config();
     test_checkpoint_roundtrip();
     test_npy_header();
