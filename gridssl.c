@@ -37,7 +37,8 @@
  *         velocities, index (the permutations), positions, g0, g, each parameter and its gradient,
  *         the loss terms (losses.txt, losses.npy) and config.txt. tests/crosscheck.py recomputes them.
  *     gridssl bench [--config FILE] [key=value ...] [--steps K]
- *         Times K training steps: median seconds per step, each phase's share and GFLOP/s, peak memory.
+ *         Times K training steps: median seconds per step, each phase's share, GFLOP/s and share of
+ *         the measured peak, peak memory.
  *     gridssl gradcheck
  *         Central finite differences against the hand-written gradients, for every parameter block,
  *         every loss term alone and the total, both capacity readings, both reductions, with and
@@ -600,6 +601,7 @@ static int config_validate(const Config *c, Err *err) {
         {"states (B*T*N)", M * N},
         {"MLP activations (V*hidden, V = B*T when permute=0)", V * H},
         {"matrices W(v) (V*N*N, V = B*T when permute=0)", V * N * N},
+        {"pair distances ((B*T)^2)", M * M},
     };
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
         if (buffers[i].count > MAX_BUFFER_ELEMENTS)
@@ -713,13 +715,17 @@ static void batch_draw(Batch *bt, Rng *rng, const Config *c) {
 
 /* a (n) . b (n) -> scalar; lane l sums a_i b_i for i = l mod 8, folded ((0+1)+(2+3))+((4+5)+(6+7)).
  * Eight independent sums let a compiler use SIMD registers without reassociating anything. */
+static real fold8_real(const real *lane) {
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
 static real dot8(const real *a, const real *b, int n) {
     real lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int i = 0;
     for (; i + 8 <= n; i += 8)
         for (int l = 0; l < 8; l++) lane[l] += a[i + l] * b[i + l];
     for (int l = 0; i < n; i++, l++) lane[l] += a[i] * b[i];
-    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+    return fold8_real(lane);
 }
 
 /* The plain kernels below (linear_forward, linear_backward, and pair_losses_forward/backward in
@@ -3307,33 +3313,36 @@ done:
 }
 
 /* The machine's peak for gridssl's own arithmetic: multiplies and adds issued separately (contraction
- * into FMA is off), eight independent chains of eight float lanes per thread. */
+ * into FMA is off), eight independent chains of sixteen float lanes per thread (one 512-bit register
+ * or two 256-bit ones a chain, whichever the build uses). */
 typedef struct { int iters; float *sums; } PeakCtx;
 
 static void peak_task(void *ctx, int task) {
     const PeakCtx *c = ctx;
-    float acc[8][8];
-    for (int k = 0; k < 64; k++) acc[k / 8][k % 8] = 1.0f + k * 1e-3f;
+    float acc[8][16];
+    for (int k = 0; k < 128; k++) acc[k / 16][k % 16] = 1.0f + k * 1e-3f;
     for (int it = 0; it < c->iters; it++)
         for (int k = 0; k < 8; k++)
-            for (int l = 0; l < 8; l++) acc[k][l] = acc[k][l] * 0.99999f + 1e-5f;
+            for (int l = 0; l < 16; l++) acc[k][l] = acc[k][l] * 0.99999f + 1e-5f;
     float s = 0;
-    for (int k = 0; k < 64; k++) s += acc[k / 8][k % 8];
+    for (int k = 0; k < 128; k++) s += acc[k / 16][k % 16];
     c->sums[task] = s; /* keeps the loop alive */
 }
 
 /* GFLOP/s of peak_task on `threads` threads. */
 static double peak_gflops(int threads) {
     float sums[MAX_THREADS];
-    PeakCtx c = {20000000, sums};
+    PeakCtx c = {10000000, sums};
     double t0 = now_seconds();
     parallel_for(threads, threads, peak_task, &c);
-    return 2.0 * 64 * c.iters * threads / (now_seconds() - t0) / 1e9;
+    return 2.0 * 128 * c.iters * threads / (now_seconds() - t0) / 1e9;
 }
 
 /* gridssl bench: times `steps` training steps (after one warm-up step) and prints, tab-separated on
- * stdout, the median seconds per step, each phase's share of the time and its GFLOP/s (operation
- * counts in the comments below), and the measured peak. Nothing is written to disk. */
+ * stdout, the median seconds per step, each phase's share of the time, its GFLOP/s (operation counts
+ * in the comments below) and their share of the measured peak (peak_task, on as many threads). The
+ * counts are of the float multiplies and adds that dominate a phase; work that is not one (exp, the
+ * optimiser's double sqrt and division) counts as time only. Nothing is written to disk. */
 static int cmd_bench(int argc, char **argv, Err *err) {
     Args args;
     Config c;
@@ -3376,7 +3385,7 @@ static int cmd_bench(int argc, char **argv, Err *err) {
         mlp,                                      /* W(v) for the V distinct velocities */
         2.0 * M * N * N,                          /* z = W g */
         3.0 * N * M * (M - 1) / 2,                /* D = sum (g_i - g_j)^2: subtract, multiply, add */
-        5.0 * N * M * (M - 1),                    /* D again, then acc += q g_j, for every ordered pair */
+        2.0 * N * M * M,                          /* A = Q G: multiply + add per pair and unit */
         4.0 * M * N * N,                          /* W^T dz and dz (x) g */
         2.0 * mlp,                                /* d_W and d_in */
         12.0 * (double)m.num_params};             /* clip + AdamW */
@@ -3394,9 +3403,11 @@ static int cmd_bench(int argc, char **argv, Err *err) {
            args.threads, steps, m.num_params);
     printf("step_seconds_median\t%.6f\n", median);
     printf("step_seconds_min_max\t%.6f\t%.6f\n", times[0], times[steps - 1]);
-    for (int p = 0; p < 8; p++) {
+    double peak1 = peak_gflops(1), peak = args.threads > 1 ? peak_gflops(args.threads) : peak1;
+    for (int p = 0; p < 8; p++) { /* name, seconds, share of the step, GFLOP/s, share of the peak */
         double secs = a.phase_seconds[p] / steps, gf = secs > 0 ? flops[p] * c.accum / secs / 1e9 : 0;
-        printf("phase\t%s\t%.6f\t%.1f%%\t%.2f\n", phase_names[p], secs, 100 * a.phase_seconds[p] / total, gf);
+        printf("phase\t%s\t%.6f\t%.1f%%\t%.2f\t%.1f%%\n", phase_names[p], secs, 100 * a.phase_seconds[p] / total, gf,
+               100 * gf / peak);
     }
     /* peak resident memory of this process (Linux: VmHWM; getrusage would count a parent's pages
      * inherited through fork) */
@@ -3405,8 +3416,8 @@ static int cmd_bench(int argc, char **argv, Err *err) {
     while (status && fgets(line, sizeof line, status))
         if (strncmp(line, "VmHWM:", 6) == 0) printf("peak_rss_mib\t%.1f\n", strtod(line + 6, NULL) / 1024);
     if (status) fclose(status);
-    printf("peak_gflops\t1\t%.2f\n", peak_gflops(1));
-    if (args.threads > 1) printf("peak_gflops\t%d\t%.2f\n", args.threads, peak_gflops(args.threads));
+    printf("peak_gflops\t1\t%.2f\n", peak1);
+    if (args.threads > 1) printf("peak_gflops\t%d\t%.2f\n", args.threads, peak);
     free(times);
     acts_free(&a), batch_free(&bt), model_free(&m), free(args.rest);
     return 0;
@@ -4196,6 +4207,15 @@ static void parallel_for(int threads, int n_tasks, TaskFn fn, void *ctx) {
     }
 }
 
+/* The micro-kernels below hold their accumulators in registers only when compiled on their own: inlined
+ * into a larger loop, compilers spill them to the stack (measured: the pair product ran at a third of
+ * its speed inlined). */
+#if defined(__GNUC__) || defined(__clang__)
+#define KERNEL static __attribute__((noinline)) /* kept out of line: the micro-kernels' accumulators need the registers */
+#else
+#define KERNEL static
+#endif
+
 /* ---- fast versions of the two linear kernels: the same sums in the same order, bit for bit ------
  * (tests/unit.c compares them with the plain loops above on odd sizes and 1, 2, 3 threads).
  * linear_forward_fast runs four input rows against each weight row at once (four independent dot8
@@ -4215,6 +4235,27 @@ static inline void dot8_rows(real *result, const real *w, const real *x, size_t 
         for (int r = 0; r < R; r++) lane[r][l] += w[i] * x[r * stride + i];
     for (int r = 0; r < R; r++)
         result[r] = ((lane[r][0] + lane[r][1]) + (lane[r][2] + lane[r][3])) + ((lane[r][4] + lane[r][5]) + (lane[r][6] + lane[r][7]));
+}
+
+/* res[q][r] = dot8(w + q * w_stride, x + r * x_stride, n) for q < 2, r < 4, with exactly dot8's order:
+ * eight sums of eight lanes side by side, so each w loaded serves four rows and each x two outputs. */
+KERNEL void dot8_2x4(real res[2][4], const real *w, size_t w_stride, const real *x, size_t x_stride, int n) {
+    real a00[8] = {0}, a01[8] = {0}, a02[8] = {0}, a03[8] = {0}, a10[8] = {0}, a11[8] = {0}, a12[8] = {0}, a13[8] = {0};
+    const real *w0 = w, *w1 = w + w_stride, *x0 = x, *x1 = x + x_stride, *x2 = x + 2 * x_stride, *x3 = x + 3 * x_stride;
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) {
+            a00[l] += w0[i + l] * x0[i + l], a01[l] += w0[i + l] * x1[i + l];
+            a02[l] += w0[i + l] * x2[i + l], a03[l] += w0[i + l] * x3[i + l];
+            a10[l] += w1[i + l] * x0[i + l], a11[l] += w1[i + l] * x1[i + l];
+            a12[l] += w1[i + l] * x2[i + l], a13[l] += w1[i + l] * x3[i + l];
+        }
+    for (int l = 0; i < n; i++, l++) {
+        a00[l] += w0[i] * x0[i], a01[l] += w0[i] * x1[i], a02[l] += w0[i] * x2[i], a03[l] += w0[i] * x3[i];
+        a10[l] += w1[i] * x0[i], a11[l] += w1[i] * x1[i], a12[l] += w1[i] * x2[i], a13[l] += w1[i] * x3[i];
+    }
+    res[0][0] = fold8_real(a00), res[0][1] = fold8_real(a01), res[0][2] = fold8_real(a02), res[0][3] = fold8_real(a03);
+    res[1][0] = fold8_real(a10), res[1][1] = fold8_real(a11), res[1][2] = fold8_real(a12), res[1][3] = fold8_real(a13);
 }
 
 /* result[q] = dot8(w + q * stride, x, n) for q < 4: four weight rows against one input, so that a
@@ -4249,6 +4290,20 @@ static void linear_forward_task(void *ctx, int task) {
                 dot8_weights4(res, c->W + (size_t)o * c->in_dim, (size_t)c->in_dim, c->in + (size_t)r * c->in_dim, c->in_dim);
                 for (int q = 0; q < 4; q++) c->out[(size_t)r * c->out_dim + o + q] = res[q] + c->b[o + q];
             }
+    for (; o + 2 <= o_end && c->rows >= 4; o += 2) { /* two outputs by four rows */
+        real res2[2][4];
+        int r = 0;
+        for (; r + 4 <= c->rows; r += 4) {
+            dot8_2x4(res2, c->W + (size_t)o * c->in_dim, (size_t)c->in_dim, c->in + (size_t)r * c->in_dim, (size_t)c->in_dim, c->in_dim);
+            for (int q = 0; q < 2; q++)
+                for (int k = 0; k < 4; k++) c->out[(size_t)(r + k) * c->out_dim + o + q] = res2[q][k] + c->b[o + q];
+        }
+        for (; r < c->rows; r++)
+            for (int q = 0; q < 2; q++) {
+                dot8_rows(res, c->W + (size_t)(o + q) * c->in_dim, c->in + (size_t)r * c->in_dim, 0, 1, c->in_dim);
+                c->out[(size_t)r * c->out_dim + o + q] = res[0] + c->b[o + q];
+            }
+    }
     for (; o < o_end; o++) {
         const real *W_o = c->W + (size_t)o * c->in_dim;
         int r = 0;
@@ -4269,9 +4324,37 @@ static void linear_forward_fast(real *out, const real *in, const real *W, const 
     parallel_for(threads, (out_dim + LINEAR_BLOCK - 1) / LINEAR_BLOCK, linear_forward_task, &c);
 }
 
+/* y[i] += d[r * d_stride] x[r * x_stride + i] for i < 64, in sequence over r = 0..rows-1: one row of d_W
+ * held in registers while every input row adds to it (instead of a load and a store per row). */
+KERNEL void axpy_rows64(real *y, const real *d, size_t d_stride, const real *x, size_t x_stride, int rows) {
+    real acc[64];
+    memcpy(acc, y, sizeof acc);
+    for (int r = 0; r < rows; r++) {
+        real d_r = d[(size_t)r * d_stride];
+        const real *x_r = x + (size_t)r * x_stride;
+        for (int i = 0; i < 64; i++) acc[i] += d_r * x_r[i];
+    }
+    memcpy(y, acc, sizeof acc);
+}
+
+/* out[r][i] = sum_o d[r * d_stride + o] w[o * w_stride + i] for r < 4, i < 16: in double, in sequence over
+ * o, as linear_backward's d_in; four rows at once, so each w converted serves all four. */
+KERNEL void din_4x16(double out[4][16], const real *d, size_t d_stride, const real *w, size_t w_stride, int count) {
+    double a0[16] = {0}, a1[16] = {0}, a2[16] = {0}, a3[16] = {0};
+    for (int o = 0; o < count; o++) {
+        const real *w_o = w + (size_t)o * w_stride;
+        double d0 = d[o], d1 = d[d_stride + o], d2 = d[2 * d_stride + o], d3 = d[3 * d_stride + o];
+        for (int i = 0; i < 16; i++) {
+            double w_i = w_o[i];
+            a0[i] += d0 * w_i, a1[i] += d1 * w_i, a2[i] += d2 * w_i, a3[i] += d3 * w_i;
+        }
+    }
+    memcpy(out[0], a0, sizeof a0), memcpy(out[1], a1, sizeof a1), memcpy(out[2], a2, sizeof a2), memcpy(out[3], a3, sizeof a3);
+}
+
 /* Tasks 0..n_out-1: d_W and d_b for a block of outputs (each element sequential over rows, as in
- * linear_backward). Tasks n_out..: d_in for a block of 32 inputs, over all outputs in order, with
- * every row's double accumulators kept, so W is read once per block. */
+ * linear_backward; axpy_rows64). Tasks n_out..: d_in for a block of 32 inputs, each element over all
+ * outputs in order (din_4x16, four rows by sixteen inputs at a time). */
 static void linear_backward_task(void *ctx, int task) {
     const LinearCtx *c = ctx;
     int n_out = (c->out_dim + LINEAR_BLOCK - 1) / LINEAR_BLOCK;
@@ -4279,30 +4362,32 @@ static void linear_backward_task(void *ctx, int task) {
         int o_end = (task + 1) * LINEAR_BLOCK < c->out_dim ? (task + 1) * LINEAR_BLOCK : c->out_dim;
         for (int o = task * LINEAR_BLOCK; o < o_end; o++) {
             real *d_W_o = c->d_W + (size_t)o * c->in_dim;
-            for (int r = 0; r < c->rows; r++) {
-                real d = c->d_out[(size_t)r * c->out_dim + o];
-                const real *in_r = c->in + (size_t)r * c->in_dim;
-                for (int i = 0; i < c->in_dim; i++) d_W_o[i] += d * in_r[i];
-                c->d_b[o] += d;
-            }
+            const real *d_o = c->d_out + o;
+            int i = 0;
+            for (; i + 64 <= c->in_dim; i += 64) axpy_rows64(d_W_o + i, d_o, (size_t)c->out_dim, c->in + i, (size_t)c->in_dim, c->rows);
+            for (int r = 0; r < c->rows; r++)
+                for (int k = i; k < c->in_dim; k++) d_W_o[k] += d_o[(size_t)r * c->out_dim] * c->in[(size_t)r * c->in_dim + k];
+            for (int r = 0; r < c->rows; r++) c->d_b[o] += d_o[(size_t)r * c->out_dim];
         }
         return;
     }
-    int i0 = (task - n_out) * 32, i1 = i0 + 32 < c->in_dim ? i0 + 32 : c->in_dim, width = i1 - i0;
-    double *acc = xcalloc((size_t)c->rows * width, sizeof(double));
-    double w[32];
-    for (int o = 0; o < c->out_dim; o++) {
-        const real *W_o = c->W + (size_t)o * c->in_dim + i0;
-        for (int i = 0; i < width; i++) w[i] = W_o[i]; /* exact: converted once, used for every row */
-        for (int r = 0; r < c->rows; r++) {
-            double d = c->d_out[(size_t)r * c->out_dim + o];
-            double *a = acc + (size_t)r * width;
-            for (int i = 0; i < width; i++) a[i] += d * w[i];
-        }
+    int i0 = (task - n_out) * 32, i1 = i0 + 32 < c->in_dim ? i0 + 32 : c->in_dim;
+    double part[4][16];
+    for (int i = i0; i < i1; i += 16) {
+        int width = i + 16 <= i1 ? 16 : i1 - i, r = 0;
+        if (width == 16)
+            for (; r + 4 <= c->rows; r += 4) {
+                din_4x16(part, c->d_out + (size_t)r * c->out_dim, (size_t)c->out_dim, c->W + i, (size_t)c->in_dim, c->out_dim);
+                for (int q = 0; q < 4; q++)
+                    for (int k = 0; k < 16; k++) c->d_in[(size_t)(r + q) * c->in_dim + i + k] += (real)part[q][k];
+            }
+        for (; r < c->rows; r++) /* rows and columns left over */
+            for (int k = i; k < i + width; k++) {
+                double a = 0;
+                for (int o = 0; o < c->out_dim; o++) a += (double)c->d_out[(size_t)r * c->out_dim + o] * c->W[(size_t)o * c->in_dim + k];
+                c->d_in[(size_t)r * c->in_dim + k] += (real)a;
+            }
     }
-    for (int r = 0; r < c->rows; r++)
-        for (int i = 0; i < width; i++) c->d_in[(size_t)r * c->in_dim + i0 + i] += (real)acc[(size_t)r * width + i];
-    free(acc);
 }
 
 static void linear_backward_fast(real *d_in, real *d_W, real *d_b, const real *d_out, const real *in, const real *W,
@@ -4324,12 +4409,6 @@ static void linear_backward_fast(real *d_in, real *d_W, real *d_b, const real *d
  * multiplies Q by g like a matrix product (memory: M^2 reals, 243 MB at paper.cfg's M = 7800). */
 /* D[r][l] = |g_{i+r} - g_{j0+l}|^2 for r < 4, l < PAIR_CHUNK: sq_dist's operations, side by side. Rows
  * past the last (rows < 4) repeat it and are not used. */
-#if defined(__GNUC__) || defined(__clang__)
-#define KERNEL static __attribute__((noinline)) /* kept out of line: the micro-kernels' accumulators need the registers */
-#else
-#define KERNEL static
-#endif
-
 KERNEL void sq_dist_4rows(real D[4][PAIR_CHUNK], const real *g_i, int rows, const real *gT, int Mp, int j0, int N) {
     real a0[PAIR_CHUNK] = {0}, a1[PAIR_CHUNK] = {0}, a2[PAIR_CHUNK] = {0}, a3[PAIR_CHUNK] = {0};
     const real *x0 = g_i, *x1 = g_i + (size_t)(rows > 1) * N, *x2 = g_i + (size_t)(rows > 2 ? 2 : rows - 1) * N,

@@ -38,7 +38,7 @@ def run_gridssl(name, threads, steps):
         elif f[0] == "step_seconds_median":
             res["step"] = float(f[1])
         elif f[0] == "phase":
-            res["phases"].append((f[1], float(f[2]), f[3], float(f[4])))
+            res["phases"].append((f[1], float(f[2]), f[3], float(f[4]), f[5]))
         elif f[0] == "peak_rss_mib":
             res["rss"] = float(f[1])
         elif f[0] == "peak_gflops":
@@ -145,10 +145,9 @@ def main():
         rss = g.get("rss", float("nan"))
         print("\n== %s: N=%s hidden=%s B=%s T=%s accum=%s, %d threads ==" % (
             name, cfg["N"], cfg["hidden"], cfg["B"], cfg["T"], cfg["accum"], a.threads))
-        peak = g["peak"].get(a.threads, g["peak"].get(1))
         print("%-14s %10s %7s %9s %8s" % ("phase", "seconds", "share", "GFLOP/s", "of peak"))
-        for ph, secs, share, gf in g["phases"]:
-            print("%-14s %10.6f %7s %9.2f %7.1f%%" % (ph, secs, share, gf, 100 * gf / peak if gf else 0))
+        for ph, secs, share, gf, of_peak in g["phases"]:
+            print("%-14s %10.6f %7s %9.2f %8s" % (ph, secs, share, gf, of_peak))
         print("peak (mul+add, no FMA): %.1f GFLOP/s on 1 thread%s" % (
             g["peak"][1], ", %.1f on %d" % (g["peak"][a.threads], a.threads) if a.threads > 1 else ""))
         print("gridssl: %.6f s/step (median of %d), peak RSS %.1f MiB" % (g["step"], a.steps, rss))

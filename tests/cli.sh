@@ -236,6 +236,8 @@ expect_error "a newline inside a key=value argument still gives one line" "'1?2'
 2" --out "$T/bad"
 expect_error "a config whose buffers exceed 2^28 elements is refused before anything is written" "need 81920000000 MLP activations" "$T/bad" \
     $G train N=1 hidden=8192 B=100000 T=100 permute=0 steps=1 --out "$T/bad"
+expect_error "a batch of more than 2^14 states is refused: its matrix of pair distances would exceed 2^28" \
+    "need 400000000 pair distances" "$T/bad" $G train --config data/tiny.cfg B=200 T=100 --out "$T/bad"
 expect_error "a run that diverges stops with the step (NaN loss), and nothing is left" "training diverged at step" "$T/bad" \
     $G train --config data/tiny.cfg lr=10 clip=0 init_last_scale=1000 weight_decay=1000 --out "$T/bad"
 $G train --config data/tiny.cfg lr=10 clip=0 init_last_scale=1000 weight_decay=1000 save_every=2 --out "$T/diverged" > /dev/null 2> "$T/diverged.err"

@@ -277,7 +277,7 @@ static void fill(real *x, size_t n, Rng *rng, double scale) {
 
 static void test_fast_kernels(void) {
     Rng rng = rng_seed(8, STREAM_CHECK);
-    const int rows = 7, in_dim = 37, out_dim = 131; /* odd, and more than two LINEAR_BLOCKs */
+    const int rows = 7, in_dim = 101, out_dim = 131; /* odd, more than two LINEAR_BLOCKs, one 64-wide row block of d_W and 37 over */
     real *in = xcalloc((size_t)rows * in_dim, sizeof(real)), *W = xcalloc((size_t)out_dim * in_dim, sizeof(real));
     real *b = xcalloc((size_t)out_dim, sizeof(real)), *d_out = xcalloc((size_t)rows * out_dim, sizeof(real));
     fill(in, (size_t)rows * in_dim, &rng, 1), fill(W, (size_t)out_dim * in_dim, &rng, 0.3), fill(b, out_dim, &rng, 0.1);
@@ -387,6 +387,39 @@ static void test_pair_backward_precision(void) {
           "pair backward against the same gradient in double: largest error %.2g of the largest element (tol %g; %lld near pairs)",
           worst / largest, tol, (long long)ps.n_near);
     free(g), free(pos), free(d_g), free(exact);
+}
+
+/* ---- the optimiser (section 5). The gradient norm is summed in blocks whose order does not depend on
+ * the threads: with every gradient 0.5 each square is 0.25, all sums are exact, and the norm is exactly
+ * 0.5 sqrt(n); with random gradients 1, 2 and 3 threads agree bit for bit. AdamW's first step has a
+ * closed form: m = (1-b1) g and v = (1-b2) g^2 are undone by the bias corrections, so each parameter
+ * moves by -lr g / (|g| + eps) (and by -lr wd p for weight decay): checked to float rounding. */
+static void test_optimiser(void) {
+    Model m;
+    model_build(&m, 32, 32); /* 34 976 parameters: three blocks of ADAM_BLOCK */
+    for (size_t i = 0; i < m.num_params; i++) m.grads[i] = 0.5;
+    check(m.num_params > 2 * ADAM_BLOCK && grad_norm(&m, 2) == 0.5 * sqrt((double)m.num_params),
+          "grad_norm of %zu gradients 0.5 = 0.5 sqrt(n) exactly", m.num_params);
+    Rng rng = rng_seed(3, 5);
+    for (size_t i = 0; i < m.num_params; i++) m.grads[i] = (real)(rng_uniform(&rng) - 0.5);
+    double n1 = grad_norm(&m, 1), n2 = grad_norm(&m, 2), n3 = grad_norm(&m, 3);
+    check(memcmp(&n1, &n2, sizeof n1) == 0 && memcmp(&n1, &n3, sizeof n1) == 0, "grad_norm: 1, 2, 3 threads, bit for bit");
+    Config c;
+    config_defaults(&c);
+    c.weight_decay = 0.01;
+    TrainState s = {0};
+    s.lr = 1e-3, s.beta1_pow = s.beta2_pow = 1;
+    real *p0 = xcalloc(m.num_params, sizeof(real));
+    for (size_t i = 0; i < m.num_params; i++) m.params[i] = p0[i] = (real)(rng_uniform(&rng) - 0.5);
+    adamw_update(&m, &s, &c, 0.5, 3);
+    double worst = 0;
+    for (size_t i = 0; i < m.num_params; i++) {
+        double g = 0.5 * m.grads[i], want = p0[i] - s.lr * c.weight_decay * p0[i] - s.lr * g / (fabs(g) + c.adam_eps);
+        worst = fabs(m.params[i] - want) > worst ? fabs(m.params[i] - want) : worst;
+    }
+    check(worst <= 1e-7, "AdamW's first step (clip scale 0.5, weight decay 0.01): p - lr wd p - lr g / (|g| + eps), error %.2g (tol 1e-7)", worst);
+    free(p0);
+    model_free(&m);
 }
 
 /* ---- closed forms for each loss term (gridssl.c section 4), on hand-made states of N = 2 units.
@@ -908,6 +941,7 @@ int main(void) {
     test_closed_forms();
     test_fast_kernels();
     test_pair_backward_precision();
+    test_optimiser();
     test_config();
     test_checkpoint_roundtrip();
     test_npy_header();
