@@ -4211,8 +4211,10 @@ static void parallel_for(int threads, int n_tasks, TaskFn fn, void *ctx) {
  * into a larger loop, compilers spill them to the stack (measured: the pair product ran at a third of
  * its speed inlined). */
 #if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch(p) /* a hint: no effect on any result */
 #define KERNEL static __attribute__((noinline)) /* kept out of line: the micro-kernels' accumulators need the registers */
 #else
+#define PREFETCH(p) ((void)(p))
 #define KERNEL static
 #endif
 
@@ -4557,6 +4559,9 @@ static void pair_gemm_task(void *ctx, int block) {
         int count = j0 + PAIR_BLOCK < M ? PAIR_BLOCK : M - j0;
         const real *q_block = c->pq + (size_t)i0 * M + j0; /* rows i0.., columns j0..: in place above the diagonal */
         size_t ldq = (size_t)M;
+        if (j0 + PAIR_BLOCK < i0) /* the next block's rows are far apart in memory: ask for them now */
+            for (int j = j0 + PAIR_BLOCK; j < j0 + 2 * PAIR_BLOCK; j++)
+                for (int i = i0; i < i1; i += 16) PREFETCH(c->pq + (size_t)j * M + i);
         if (j0 < i0) { /* below the diagonal: Q_ij = Q_ji, a transposed copy */
             for (int j = j0; j < j0 + count; j++)
                 for (int i = i0; i < i1; i++) tile[i - i0][j - j0] = c->pq[(size_t)j * M + i];
