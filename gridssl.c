@@ -4208,11 +4208,11 @@ static void parallel_for(int threads, int n_tasks, TaskFn fn, void *ctx) {
 }
 
 /* The micro-kernels below hold their accumulators in registers only when compiled on their own: inlined
- * into a larger loop, compilers spill them to the stack (measured: the pair product ran at a third of
- * its speed inlined). */
+ * into a larger loop, compilers spill them to the stack (measured with gcc 12: the pair backward took
+ * 15 % longer with its micro-kernel inlined). PREFETCH asks for memory ahead of use. */
 #if defined(__GNUC__) || defined(__clang__)
 #define PREFETCH(p) __builtin_prefetch(p) /* a hint: no effect on any result */
-#define KERNEL static __attribute__((noinline)) /* kept out of line: the micro-kernels' accumulators need the registers */
+#define KERNEL static __attribute__((noinline))
 #else
 #define PREFETCH(p) ((void)(p))
 #define KERNEL static
