@@ -1449,10 +1449,10 @@ static void adamw_task(void *ctx, int task) {
         double g = (double)grads[i] * clip_scale;
         double mi = b1 * m[i] + (1.0 - b1) * g;
         double vi = b2 * v[i] + (1.0 - b2) * g * g;
-        double pi = p[i];
-        pi -= lr_wd * pi;
-        pi -= step_size * (mi / (sqrt(vi) * inv_sqrt_bc2 + eps));
-        m[i] = (real)mi, v[i] = (real)vi, p[i] = (real)pi;
+        double p_i = p[i];
+        p_i -= lr_wd * p_i;
+        p_i -= step_size * (mi / (sqrt(vi) * inv_sqrt_bc2 + eps));
+        m[i] = (real)mi, v[i] = (real)vi, p[i] = (real)p_i;
     }
 }
 
