@@ -4236,7 +4236,7 @@ static inline void dot8_rows(real *result, const real *w, const real *x, size_t 
     for (int l = 0; i < n; i++, l++)
         for (int r = 0; r < R; r++) lane[r][l] += w[i] * x[r * stride + i];
     for (int r = 0; r < R; r++)
-        result[r] = ((lane[r][0] + lane[r][1]) + (lane[r][2] + lane[r][3])) + ((lane[r][4] + lane[r][5]) + (lane[r][6] + lane[r][7]));
+        result[r] = fold8_real(lane[r]);
 }
 
 /* res[q][r] = dot8(w + q * w_stride, x + r * x_stride, n) for q < 2, r < 4, with exactly dot8's order:
@@ -4272,7 +4272,7 @@ static inline void dot8_weights4(real *result, const real *w, size_t stride, con
     for (int l = 0; i < n; i++, l++)
         for (int q = 0; q < 4; q++) lane[q][l] += w[q * stride + i] * x[i];
     for (int q = 0; q < 4; q++)
-        result[q] = ((lane[q][0] + lane[q][1]) + (lane[q][2] + lane[q][3])) + ((lane[q][4] + lane[q][5]) + (lane[q][6] + lane[q][7]));
+        result[q] = fold8_real(lane[q]);
 }
 
 typedef struct {
