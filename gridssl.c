@@ -359,30 +359,31 @@ static void linear_forward_fast(real *out, const real *in, const real *W, const 
                                 int threads);
 static void linear_backward_fast(real *d_in, real *d_W, real *d_b, const real *d_out, const real *in, const real *W,
                                  int rows, int in_dim, int out_dim, int threads);
-/* The fast pair kernels share one context per batch: the states transposed and padded, and the M x M
- * matrix of the pairs, D_ij after the forward pass and the slopes Q_ij in the backward (appendix C). */
+/* The fast pair kernels share one context per batch: the states transposed and padded, the pair
+ * counts, and the M x M matrix of the pairs' slopes Q_ij, which the forward pass fills for the
+ * backward (appendix C). */
 #define PAIR_CHUNK 32 /* a multiple of 8, so a chunk's lane l is lane (j & 7) of the plain loop */
 #define PAIR_BLOCK 64 /* the backward sums Q_ij g_j in real over blocks of PAIR_BLOCK j's (section 4) */
 
 typedef struct {
     const real *g, *gT;     /* (M, N) and (N, Mp) */
     const double *px, *py;  /* (Mp) positions, padded */
-    real *pq;               /* (M, M): D_ij (i < j) from the forward pass; Q_ij, symmetric, in the backward */
+    real *pq;               /* (M, M): Q_ij (i < j; Q_ji = Q_ij is not written), from the forward pass */
     int M, N, Mp;
+    int64_t n_near, n_far, n_dist; /* the pairs in each sum: they depend on the positions alone */
     double sigma_x2, inv_2sg2, c_sep, c_inv, c_ker;
     double dist_scale, dist_r2, c_dist; /* L_dist (section 4); dist_r2 = 0: no pair takes part */
     double *row_sums;       /* forward: (M, 4) folded sep, inv, kernel, dist sums of each row */
-    int64_t *row_far, *row_dist; /* forward: (M) far pairs and L_dist pairs of each row */
+    int64_t *row_far, *row_dist; /* pair_ctx: (M) far pairs and L_dist pairs of each row */
     real *d_g;              /* backward: (M, N) */
 } PairCtx;
 /* Sums over the unordered pairs, before any weighting or averaging. */
 typedef struct { double sep_sum, inv_sum, ker_sum, dist_sum; int64_t n_near, n_far, n_dist; } PairSums;
 static PairCtx pair_ctx(const real *g, const real *pos, real *pq, int M, int N, double sigma_x, double sigma_g,
-                        double dist_scale, double dist_rmax);
+                        double dist_scale, double dist_rmax, int threads);
 static void pair_ctx_free(PairCtx *c);
-static PairSums pair_losses_forward_fast(PairCtx c, int threads);
-static void pair_losses_backward_fast(real *d_g, PairCtx c, double c_sep, double c_inv, double c_ker, double c_dist,
-                                      int threads);
+static PairSums pair_losses_forward_fast(PairCtx c, double c_sep, double c_inv, double c_ker, double c_dist, int threads);
+static void pair_losses_backward_fast(real *d_g, PairCtx c, int threads);
 /* D. images: colour map, montages, PPM and PNG writers, the period histogram */
 typedef struct { int width, height; uint8_t *grey, *rgb; } Image;
 static void map_pixels(uint8_t *out, const double *v, int n, int colour);
@@ -887,8 +888,9 @@ typedef struct {
     real *d_g0;       /* (N)       */
     real *d_Wv;       /* (V, N*N)  */
     real *d_h1, *d_h2; /* (V, H)   */
-    real *pair_q;     /* (B*T, B*T) D_ij of the pairs, then their slopes Q_ij (appendix C) */
+    real *pair_q;     /* (B*T, B*T) the pairs' slopes Q_ij (appendix C) */
     PairCtx pairs;     /*          the states transposed for the pair kernels, built by the forward pass */
+    double grad_scale; /*          the factor sic_forward folded into Q_ij, for sic_backward */
     double phase_seconds[8]; /* wall time spent in each PHASE_ (gridssl bench reports it) */
     double phase_mark;       /* when the current phase began */
 } Acts;
@@ -1331,13 +1333,17 @@ static LossWeights config_weights(const Config *c, int64_t step) {
 }
 
 /* Forward: one batch through the model and the four losses (and the additions that are on);
- * L = sum of weight * term. Keeps in a (Acts) what sic_backward needs. The pair sums come from the
- * fast twins of pair_losses_forward/backward (appendix C; equal bit for bit: tests/unit.c,
- * "pair_losses_forward_fast == pair_losses_forward"). */
-static LossTerms sic_forward(Model *m, Acts *a, const Batch *bt, const Config *c, LossWeights w, int threads) {
+ * L = sum of weight * term. Keeps in a (Acts) what sic_backward needs, for a backward that adds
+ * grad_scale * dL/dparams: the pair slopes are formed here, beside the exponentials they need. The
+ * pair sums and slopes come from the fast twins of pair_losses_forward/backward (appendix C; equal
+ * bit for bit: tests/unit.c, "pair_losses_forward_fast == pair_losses_forward"). */
+static LossTerms sic_forward(Model *m, Acts *a, const Batch *bt, const Config *c, LossWeights w, double grad_scale,
+                             int threads) {
     int B = bt->B, T = bt->T, V = bt->V, N = m->N, H = m->H, M = B * T;
+    double c_sep, c_inv, c_ker, c_dist;
     LossTerms L;
     memset(&L, 0, sizeof L);
+    L.w_sep = w.sep, L.w_inv = w.inv, L.w_cap = w.cap, L.w_iso = w.iso, L.w_dist = w.dist, L.w_sparse = w.sparse;
     a->phase_mark = now_seconds();
     mlp_forward(a->h1, a->h2, a->Wv, bt->vel, &m->p, V, H, N, threads);          /* W(v) = MLP(v) */
     phase_end(a, PHASE_MLP);
@@ -1345,12 +1351,15 @@ static LossTerms sic_forward(Model *m, Acts *a, const Batch *bt, const Config *c
     L.dead_states = rnn_forward(a->z, a->g, a->norm, a->g0, a->Wv, bt->index, B, T, N, threads); /* g_t */
     phase_end(a, PHASE_RNN);
     pair_ctx_free(&a->pairs);
-    a->pairs = pair_ctx(a->g, bt->pos, a->pair_q, M, N, c->sigma_x, c->sigma_g, c->dist_scale, c->lambda_dist > 0 ? c->dist_rmax : 0);
-    pair_terms(&L, pair_losses_forward_fast(a->pairs, threads), M, c);          /* L_sep, L_inv (, L_cap), L_dist */
+    a->pairs = pair_ctx(a->g, bt->pos, a->pair_q, M, N, c->sigma_x, c->sigma_g, c->dist_scale,
+                        c->lambda_dist > 0 ? c->dist_rmax : 0, threads);
+    L.n_near = a->pairs.n_near, L.n_far = a->pairs.n_far, L.n_dist = a->pairs.n_dist;
+    pair_slopes(&c_sep, &c_inv, &c_ker, &c_dist, &L, M, c, grad_scale);          /* the backward's, kept as Q_ij */
+    pair_terms(&L, pair_losses_forward_fast(a->pairs, c_sep, c_inv, c_ker, c_dist, threads), M, c); /* L_sep, L_inv (, L_cap), L_dist */
+    a->grad_scale = grad_scale;
     if (c->capacity == CAPACITY_MEANNORM) L.cap = meannorm_forward(a->g_mean, a->g, M, N);
     L.iso = isometry_forward(a->iso_s, &L.n_iso, a->g, a->g0, bt->vel, bt->index, B, T, N, c->iso_vmin, c->iso_vmax);
     if (c->lambda_sparse > 0) L.sparse = sparse_forward(a->g, M, N);
-    L.w_sep = w.sep, L.w_inv = w.inv, L.w_cap = w.cap, L.w_iso = w.iso, L.w_dist = w.dist, L.w_sparse = w.sparse;
     L.total = w.sep * L.sep + w.inv * L.inv + w.cap * L.cap + w.iso * L.iso;
     /* the additions, when off, add nothing (not even + 0), so the bytes stay as they were without them */
     if (c->lambda_dist > 0) L.total += w.dist * L.dist;
@@ -1359,17 +1368,15 @@ static LossTerms sic_forward(Model *m, Acts *a, const Batch *bt, const Config *c
     return L;
 }
 
-/* Backward of sic_forward, in reverse order, adding grad_scale * dL/dparams into m->grads. L is
- * what sic_forward returned for this batch (its weights and pair counts). */
-static void sic_backward(Model *m, Acts *a, const Batch *bt, const Config *c, const LossTerms *L, double grad_scale,
-                         int threads) {
+/* Backward of sic_forward, in reverse order, adding grad_scale * dL/dparams into m->grads (the
+ * grad_scale sic_forward was given). L is what sic_forward returned for this batch (its weights). */
+static void sic_backward(Model *m, Acts *a, const Batch *bt, const Config *c, const LossTerms *L, int threads) {
     int B = bt->B, T = bt->T, V = bt->V, N = m->N, H = m->H, M = B * T;
-    double c_sep, c_inv, c_ker, c_dist;
+    double grad_scale = a->grad_scale;
     a->phase_mark = now_seconds();
     memset(a->d_g, 0, (size_t)M * N * sizeof(real));
     memset(a->d_g0, 0, (size_t)N * sizeof(real));
-    pair_slopes(&c_sep, &c_inv, &c_ker, &c_dist, L, M, c, grad_scale);         /* fwd: pair_terms */
-    pair_losses_backward_fast(a->d_g, a->pairs, c_sep, c_inv, c_ker, c_dist, threads); /* fwd: pair sums */
+    pair_losses_backward_fast(a->d_g, a->pairs, threads);                        /* fwd: pair sums, Q_ij */
     if (c->capacity == CAPACITY_MEANNORM) meannorm_backward(a->d_g, a->g_mean, M, N, grad_scale * L->w_cap);
     isometry_backward(a->d_g, a->d_g0, a->iso_s, L->n_iso, a->g, a->g0, bt->vel, bt->index, B, T, N, c->iso_vmin, c->iso_vmax,
                       grad_scale * L->w_iso);
@@ -1490,8 +1497,8 @@ static int train_step(Model *m, TrainState *s, Acts *a, Batch *bt, const Config 
         double t0 = now_seconds();
         batch_draw(bt, &s->data_rng, c);
         a->phase_seconds[PHASE_BATCH] += now_seconds() - t0;
-        LossTerms L = sic_forward(m, a, bt, c, w, threads);
-        sic_backward(m, a, bt, c, &L, 1.0 / c->accum, threads);
+        LossTerms L = sic_forward(m, a, bt, c, w, 1.0 / c->accum, threads);
+        sic_backward(m, a, bt, c, &L, threads);
         avg.sep += L.sep / c->accum, avg.inv += L.inv / c->accum, avg.cap += L.cap / c->accum;
         avg.iso += L.iso / c->accum, avg.dist += L.dist / c->accum, avg.sparse += L.sparse / c->accum;
         avg.total += L.total / c->accum;
@@ -2763,7 +2770,7 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
     real *analytic = xcalloc(m.num_params, sizeof(real));
     for (int permute = 1; permute >= 0; permute--) {
         c.permute = permute;
-        LossTerms probe = sic_forward(&m, &acts[permute], &batches[permute], &c, all, 1);
+        LossTerms probe = sic_forward(&m, &acts[permute], &batches[permute], &c, all, 1.0, 1);
         fprintf(out, "gradcheck: N=%d H=%d B=%d T=%d permute=%d: %lld near / %lld far pairs (%lld in L_dist), "
                 "%lld isometry steps, %lld dead; h=%g, tol %g\n", c.N, c.hidden, c.B, c.T, permute, (long long)probe.n_near,
                 (long long)probe.n_far, (long long)probe.n_dist, (long long)probe.n_iso, (long long)probe.dead_states, h, tol);
@@ -2779,8 +2786,8 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
         Acts *a = &acts[gc->permute];
         const Batch *bt = &batches[gc->permute];
         memset(m.grads, 0, m.num_params * sizeof(real));
-        LossTerms L = sic_forward(&m, a, bt, &c, gc->w, 1);
-        sic_backward(&m, a, bt, &c, &L, 1.0, 1);
+        LossTerms L = sic_forward(&m, a, bt, &c, gc->w, 1.0, 1);
+        sic_backward(&m, a, bt, &c, &L, 1);
         memcpy(analytic, m.grads, m.num_params * sizeof(real));
         size_t offset = 0;
         for (int blk = 0; blk < NUM_PARAM_TENSORS; blk++) {
@@ -2788,9 +2795,9 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
             for (size_t i = offset; i < offset + m.sizes[blk]; i++) {
                 real keep = m.params[i];
                 m.params[i] = keep + (real)h;
-                double up = sic_forward(&m, a, bt, &c, gc->w, 1).total;
+                double up = sic_forward(&m, a, bt, &c, gc->w, 1.0, 1).total;
                 m.params[i] = keep - (real)h;
-                double down = sic_forward(&m, a, bt, &c, gc->w, 1).total;
+                double down = sic_forward(&m, a, bt, &c, gc->w, 1.0, 1).total;
                 m.params[i] = keep;
                 double f = (up - down) / (2 * h), an = analytic[i];
                 diff2 += (an - f) * (an - f), a2 += an * an, f2 += f * f;
@@ -3258,8 +3265,8 @@ static int cmd_dump(int argc, char **argv, Err *err) {
     if (out_dir(&o, dir, err)) goto done;
     batch_draw(&bt, &s.data_rng, &c); /* the batch training would draw next */
     memset(m.grads, 0, m.num_params * sizeof(real));
-    LossTerms L = sic_forward(&m, &a, &bt, &c, config_weights(&c, s.step), threads);
-    sic_backward(&m, &a, &bt, &c, &L, 1.0, threads);
+    LossTerms L = sic_forward(&m, &a, &bt, &c, config_weights(&c, s.step), 1.0, threads);
+    sic_backward(&m, &a, &bt, &c, &L, threads);
     int64_t B = c.B, T = c.T, N = c.N, H = c.hidden;
     char path[4200];
     struct { const char *name; const real *x; int64_t shape[3]; int ndim; } arrays[] = {
@@ -4435,8 +4442,8 @@ static void pair_forward_task(void *ctx, int block) {
     int M = c->M, i0 = block * PAIR_ROWS, i1 = i0 + PAIR_ROWS < M ? i0 + PAIR_ROWS : M;
     double sep[PAIR_ROWS][8], inv[PAIR_ROWS][8], ker[PAIR_ROWS][8], dist[PAIR_ROWS][8];
     double D[PAIR_CHUNK], dx2[PAIR_CHUNK], t_sep[PAIR_CHUNK], t_inv[PAIR_CHUNK], t_ker[PAIR_CHUNK];
+    double e[PAIR_CHUNK], q[PAIR_CHUNK];
     real D4[4][PAIR_CHUNK];
-    int64_t n_far[PAIR_ROWS] = {0}, n_dist[PAIR_ROWS] = {0};
     int far[PAIR_CHUNK], valid[PAIR_CHUNK];
     memset(sep, 0, sizeof sep), memset(inv, 0, sizeof inv), memset(ker, 0, sizeof ker), memset(dist, 0, sizeof dist);
     for (int j0 = (i0 + 1) / 8 * 8; j0 < M; j0 += PAIR_CHUNK)
@@ -4447,23 +4454,27 @@ static void pair_forward_task(void *ctx, int block) {
             for (int i = i4; i < i4 + rows; i++) {
                 int r = i - i0;
                 double xi = c->px[i], yi = c->py[i];
-                real *D_row = c->pq + (size_t)i * M; /* kept for the backward: D_ij, j > i */
+                real *Q_row = c->pq + (size_t)i * M; /* kept for the backward: Q_ij, j > i */
                 /* each pair's part of each sum; adding +0.0 for the pairs not in a sum changes none of
-                 * them: they start at +0 and never go below it */
+                 * them: they start at +0 and never go below it. And its slope Q_ij, from the same e. */
                 for (int l = 0; l < PAIR_CHUNK; l++) {
                     int j = j0 + l;
                     D[l] = D4[i - i4][l];
-                    double e = gs_exp(-D[l] * c->inv_2sg2);
+                    e[l] = gs_exp(-D[l] * c->inv_2sg2);
                     double dx = xi - c->px[j], dy = yi - c->py[j]; /* pair_dx2's operations */
                     dx2[l] = dx * dx + dy * dy;
                     far[l] = dx2[l] > c->sigma_x2;
                     valid[l] = j > i && j < M;
-                    t_sep[l] = valid[l] && far[l] ? e : 0.0;
+                    t_sep[l] = valid[l] && far[l] ? e[l] : 0.0;
                     t_inv[l] = valid[l] && !far[l] ? D[l] : 0.0;
-                    t_ker[l] = valid[l] ? e : 0.0;
+                    t_ker[l] = valid[l] ? e[l] : 0.0;
                 }
+                for (int l = 0; l < PAIR_CHUNK; l++) q[l] = pair_slope(e[l], far[l], c->c_sep, c->c_inv, c->c_ker, c->inv_2sg2);
+                if (c->dist_r2 > 0)
+                    for (int l = 0; l < PAIR_CHUNK; l++)
+                        if (far[l] && dx2[l] <= c->dist_r2) q[l] += c->c_dist * dist_slope(D[l], dx2[l], c->dist_scale);
                 for (int l = 0; l < PAIR_CHUNK; l++)
-                    if (valid[l]) D_row[j0 + l] = D4[i - i4][l];
+                    if (valid[l]) Q_row[j0 + l] = (real)q[l];
                 /* lane l takes pairs l, l + 8, l + 16, ...: j & 7 as in the plain loop */
                 for (int l0 = 0; l0 < PAIR_CHUNK; l0 += 8)
                     for (int l = 0; l < 8; l++) {
@@ -4471,15 +4482,11 @@ static void pair_forward_task(void *ctx, int block) {
                         inv[r][l] += t_inv[l0 + l];
                         ker[r][l] += t_ker[l0 + l];
                     }
-                for (int l = 0; l < PAIR_CHUNK; l++) n_far[r] += valid[l] && far[l];
                 if (c->dist_r2 > 0) { /* L_dist on (no pair takes part otherwise, so skipping changes nothing) */
                     double res2[PAIR_CHUNK];
-                    int in[PAIR_CHUNK];
                     for (int l = 0; l < PAIR_CHUNK; l++) {
                         double res = dist_residual(D[l], dx2[l], c->dist_scale);
-                        in[l] = valid[l] && far[l] && dx2[l] <= c->dist_r2;
-                        res2[l] = in[l] ? res * res : 0.0;
-                        n_dist[r] += in[l];
+                        res2[l] = valid[l] && far[l] && dx2[l] <= c->dist_r2 ? res * res : 0.0;
                     }
                     for (int l0 = 0; l0 < PAIR_CHUNK; l0 += 8)
                         for (int l = 0; l < 8; l++) dist[r][l] += res2[l0 + l];
@@ -4489,44 +4496,16 @@ static void pair_forward_task(void *ctx, int block) {
     for (int i = i0; i < i1; i++) {
         double *out = c->row_sums + 4 * (size_t)i;
         out[0] = fold8(sep[i - i0]), out[1] = fold8(inv[i - i0]), out[2] = fold8(ker[i - i0]), out[3] = fold8(dist[i - i0]);
-        c->row_far[i] = n_far[i - i0], c->row_dist[i] = n_dist[i - i0];
     }
 }
 
-/* The backward in two passes. First Q_ij over D_ij in place, for the pairs i < j the forward pass
- * kept (row by row, so a row block is a task); Q_ji = Q_ij is not written: the product reads it there. */
-#define PAIR_Q_ROWS 16
-
-static void pair_q_task(void *ctx, int block) {
-    const PairCtx *c = ctx;
-    int M = c->M, i1 = (block + 1) * PAIR_Q_ROWS < M ? (block + 1) * PAIR_Q_ROWS : M;
-    double q[PAIR_CHUNK], dx2[PAIR_CHUNK];
-    int far[PAIR_CHUNK];
-    for (int i = block * PAIR_Q_ROWS; i < i1; i++) {
-        double xi = c->px[i], yi = c->py[i];
-        for (int j0 = i + 1; j0 < M; j0 += PAIR_CHUNK) {
-            int w = j0 + PAIR_CHUNK < M ? PAIR_CHUNK : M - j0;
-            real *row = c->pq + (size_t)i * M + j0;
-            for (int l = 0; l < w; l++) { /* pair_dx2's and pair_forward_task's operations */
-                double dx = xi - c->px[j0 + l], dy = yi - c->py[j0 + l];
-                dx2[l] = dx * dx + dy * dy;
-                far[l] = dx2[l] > c->sigma_x2;
-                q[l] = pair_slope(gs_exp(-(double)row[l] * c->inv_2sg2), far[l], c->c_sep, c->c_inv, c->c_ker, c->inv_2sg2);
-            }
-            if (c->dist_r2 > 0)
-                for (int l = 0; l < w; l++)
-                    if (far[l] && dx2[l] <= c->dist_r2) q[l] += c->c_dist * dist_slope(row[l], dx2[l], c->dist_scale);
-            for (int l = 0; l < w; l++) row[l] = (real)q[l];
-        }
-    }
-}
-
-/* Then A = Q G and s = Q 1, a block of PAIR_BLOCK rows a task, over blocks of PAIR_BLOCK j's. Blocks
- * above the diagonal read Q in place; on and below it the block is first copied into a tile, Q_ij
- * from Q_ji (Q_ii = 0). Within a block each A_ik is one sequence of real additions over j, as in the
- * plain loop; four rows by sixteen columns are held at once (q_times_g_4x16: 64 accumulators, eight
- * 256-bit registers), so each g_j loaded serves four rows and each Q_ij sixteen columns. Rows and
- * columns left over take the general loop. */
+/* The backward: A = Q G and s = Q 1, a block of PAIR_BLOCK rows a task, over blocks of PAIR_BLOCK j's.
+ * Q_ij is stored for i < j only. Blocks above the diagonal read it in place, row i's slopes along a
+ * row; blocks below it read Q_ij = Q_ji down a column, four rows' slopes side by side (no copy); the
+ * block on the diagonal is copied into a tile, mirrored, with Q_ii = 0. Within a block each A_ik is
+ * one sequence of real additions over j, as in the plain loop; four rows by sixteen columns are held
+ * at once (64 accumulators, eight 256-bit registers), so each g_j loaded serves four rows and each
+ * Q_ij sixteen columns. Rows and columns left over take the general loop. */
 KERNEL void q_times_g_4x16(real out[4][16], const real *q, size_t ldq, const real *g, int N, int count) {
     real a0[16] = {0}, a1[16] = {0}, a2[16] = {0}, a3[16] = {0}; /* one array per row: compilers keep them in registers */
     for (int j = 0; j < count; j++) {
@@ -4542,46 +4521,68 @@ KERNEL void q_times_g_4x16(real out[4][16], const real *q, size_t ldq, const rea
     memcpy(out[0], a0, sizeof a0), memcpy(out[1], a1, sizeof a1), memcpy(out[2], a2, sizeof a2), memcpy(out[3], a3, sizeof a3);
 }
 
-static void q_times_g(real out[4][16], const real *q, size_t ldq, const real *g, int N, int count, int rows, int cols) {
+/* The same sums with row r's slope for j at qt[j ldqt + r] (below the diagonal: Q_ij = Q_ji). */
+KERNEL void qt_times_g_4x16(real out[4][16], const real *qt, size_t ldqt, const real *g, int N, int count) {
+    real a0[16] = {0}, a1[16] = {0}, a2[16] = {0}, a3[16] = {0};
+    for (int j = 0; j < count; j++) {
+        const real *g_j = g + (size_t)j * N, *q_j = qt + (size_t)j * ldqt;
+        real q0 = q_j[0], q1 = q_j[1], q2 = q_j[2], q3 = q_j[3];
+        for (int k = 0; k < 16; k++) {
+            a0[k] += q0 * g_j[k];
+            a1[k] += q1 * g_j[k];
+            a2[k] += q2 * g_j[k];
+            a3[k] += q3 * g_j[k];
+        }
+    }
+    memcpy(out[0], a0, sizeof a0), memcpy(out[1], a1, sizeof a1), memcpy(out[2], a2, sizeof a2), memcpy(out[3], a3, sizeof a3);
+}
+
+/* The general loop, for either layout: row r's slope for j at q[r row_step + j col_step]. */
+static void q_times_g(real out[4][16], const real *q, size_t row_step, size_t col_step, const real *g, int N, int count,
+                      int rows, int cols) {
     for (int r = 0; r < rows; r++)
         for (int k = 0; k < cols; k++) out[r][k] = 0;
     for (int j = 0; j < count; j++)
         for (int r = 0; r < rows; r++)
-            for (int k = 0; k < cols; k++) out[r][k] += q[r * ldq + j] * g[(size_t)j * N + k];
+            for (int k = 0; k < cols; k++) out[r][k] += q[r * row_step + j * col_step] * g[(size_t)j * N + k];
 }
 
 static void pair_gemm_task(void *ctx, int block) {
     const PairCtx *c = ctx;
-    int M = c->M, N = c->N, i0 = block * PAIR_BLOCK, i1 = i0 + PAIR_BLOCK < M ? i0 + PAIR_BLOCK : M;
+    int M = c->M, N = c->N, i0 = block * PAIR_BLOCK, i1 = i0 + PAIR_BLOCK < M ? i0 + PAIR_BLOCK : M, rows_in = i1 - i0;
     double *acc = xcalloc((size_t)PAIR_BLOCK * N, sizeof(double)), s[PAIR_BLOCK] = {0};
     real part[4][16], tile[PAIR_BLOCK][PAIR_BLOCK];
     for (int j0 = 0; j0 < M; j0 += PAIR_BLOCK) {
         int count = j0 + PAIR_BLOCK < M ? PAIR_BLOCK : M - j0;
-        const real *q_block = c->pq + (size_t)i0 * M + j0; /* rows i0.., columns j0..: in place above the diagonal */
-        size_t ldq = (size_t)M;
-        if (j0 + PAIR_BLOCK < i0) /* the next block's rows are far apart in memory: ask for them now */
-            for (int j = j0 + PAIR_BLOCK; j < j0 + 2 * PAIR_BLOCK; j++)
-                for (int i = i0; i < i1; i += 16) PREFETCH(c->pq + (size_t)j * M + i);
-        if (j0 < i0) { /* below the diagonal: Q_ij = Q_ji, a transposed copy */
-            for (int j = j0; j < j0 + count; j++)
-                for (int i = i0; i < i1; i++) tile[i - i0][j - j0] = c->pq[(size_t)j * M + i];
-            q_block = &tile[0][0], ldq = PAIR_BLOCK;
+        /* row r of the block, pair j0 + j: q[r row_step + j col_step] */
+        const real *q = c->pq + (size_t)i0 * M + j0;
+        size_t row_step = (size_t)M, col_step = 1;
+        if (j0 < i0) { /* below the diagonal: down the columns of rows j0.. */
+            q = c->pq + (size_t)j0 * M + i0, row_step = 1, col_step = (size_t)M;
+            if (j0 + PAIR_BLOCK < i0) /* the next block's rows are far apart in memory: ask for them now */
+                for (int j = j0 + PAIR_BLOCK; j < j0 + 2 * PAIR_BLOCK; j++)
+                    for (int i = i0; i < i1; i += 16) PREFETCH(c->pq + (size_t)j * M + i);
         } else if (j0 == i0) { /* on it: above in place, below mirrored, Q_ii = 0 */
             for (int i = i0; i < i1; i++)
                 for (int j = j0; j < j0 + count; j++)
                     tile[i - i0][j - j0] = j > i ? c->pq[(size_t)i * M + j] : j < i ? c->pq[(size_t)j * M + i] : 0;
-            q_block = &tile[0][0], ldq = PAIR_BLOCK;
+            q = &tile[0][0], row_step = PAIR_BLOCK;
         }
+        if (row_step == 1) /* the rows' sums side by side, each in ascending j */
+            for (int j = 0; j < count; j++)
+                for (int r = 0; r < rows_in; r++) s[r] += q[j * col_step + r];
+        else
+            for (int j = 0; j < count; j++)
+                for (int r = 0; r < rows_in; r++) s[r] += q[r * row_step + j];
         const real *g_block = c->g + (size_t)j0 * N;
         for (int i = i0; i < i1; i += 4) {
             int rows = i + 4 <= i1 ? 4 : i1 - i;
-            const real *q = q_block + (size_t)(i - i0) * ldq;
-            for (int j = 0; j < count; j++) /* the rows' sums side by side, each in ascending j */
-                for (int r = 0; r < rows; r++) s[i - i0 + r] += q[(size_t)r * ldq + j];
+            const real *q_i = q + (size_t)(i - i0) * row_step;
             for (int k0 = 0; k0 < N; k0 += 16) {
                 int cols = k0 + 16 <= N ? 16 : N - k0;
-                if (rows == 4 && cols == 16) q_times_g_4x16(part, q, ldq, g_block + k0, N, count);
-                else q_times_g(part, q, ldq, g_block + k0, N, count, rows, cols);
+                if (rows == 4 && cols == 16 && col_step == 1) q_times_g_4x16(part, q_i, row_step, g_block + k0, N, count);
+                else if (rows == 4 && cols == 16) qt_times_g_4x16(part, q_i, col_step, g_block + k0, N, count);
+                else q_times_g(part, q_i, row_step, col_step, g_block + k0, N, count, rows, cols);
                 for (int r = 0; r < rows; r++)
                     for (int k = 0; k < cols; k++) acc[(size_t)(i - i0 + r) * N + k0 + k] += part[r][k];
             }
@@ -4596,9 +4597,27 @@ static void pair_gemm_task(void *ctx, int block) {
     free(acc);
 }
 
-/* Fills ctx's padded transposed copies of g and the positions; free them with pair_ctx_free. */
+/* The far pairs and L_dist's pairs of each row i (j > i), from the positions alone. */
+static void pair_count_task(void *ctx, int block) {
+    const PairCtx *c = ctx;
+    int M = c->M, i1 = (block + 1) * PAIR_ROWS < M ? (block + 1) * PAIR_ROWS : M;
+    const double *px = c->px, *py = c->py, sigma_x2 = c->sigma_x2, dist_r2 = c->dist_r2;
+    for (int i = block * PAIR_ROWS; i < i1; i++) {
+        int far = 0, dist = 0; /* a row has fewer than 2^28 pairs (the size check) */
+        for (int j = i + 1; j < M; j++) {
+            double dx = px[i] - px[j], dy = py[i] - py[j]; /* pair_dx2's operations */
+            double dx2 = dx * dx + dy * dy;
+            far += dx2 > sigma_x2;
+            dist += (dx2 > sigma_x2) & (dx2 <= dist_r2);
+        }
+        c->row_far[i] = far, c->row_dist[i] = dist;
+    }
+}
+
+/* Fills ctx's padded transposed copies of g and the positions, and counts the pairs of each kind
+ * (which the slopes of mean-reduced terms need before the forward pass); free with pair_ctx_free. */
 static PairCtx pair_ctx(const real *g, const real *pos, real *pq, int M, int N, double sigma_x, double sigma_g,
-                        double dist_scale, double dist_rmax) {
+                        double dist_scale, double dist_rmax, int threads) {
     PairCtx c;
     memset(&c, 0, sizeof c);
     /* The forward pass starts a row block's chunks at a multiple of 8 (so lane l stays j & 7). The last
@@ -4614,6 +4633,14 @@ static PairCtx pair_ctx(const real *g, const real *pos, real *pq, int M, int N, 
         px[j] = pos[2 * (size_t)j], py[j] = pos[2 * (size_t)j + 1];
     }
     c.gT = gT, c.px = px, c.py = py;
+    c.row_far = xcalloc((size_t)M, sizeof(int64_t)), c.row_dist = xcalloc((size_t)M, sizeof(int64_t));
+    parallel_for(threads, (M + PAIR_ROWS - 1) / PAIR_ROWS, pair_count_task, &c);
+    for (int i = 0; i < M; i++) {
+        c.n_far += c.row_far[i], c.n_dist += c.row_dist[i];
+        c.n_near += (M - 1 - i) - c.row_far[i];
+    }
+    free(c.row_far), free(c.row_dist);
+    c.row_far = c.row_dist = NULL;
     return c;
 }
 
@@ -4621,28 +4648,27 @@ static void pair_ctx_free(PairCtx *c) {
     free((void *)c->gT), free((void *)c->px), free((void *)c->py);
 }
 
-/* The pair sums of ctx's states (built once per batch by pair_ctx, shared with the backward pass). */
-static PairSums pair_losses_forward_fast(PairCtx c, int threads) {
+/* The pair sums of ctx's states (built once per batch by pair_ctx, shared with the backward pass),
+ * and each pair's slope Q_ij into ctx's matrix, for the weights c_sep .. c_dist the backward will
+ * apply (pair_slopes): the slope needs the pair's e = exp(-D / (2 sigma_g^2)), which the sums
+ * compute anyway, so each pair's exponential is taken once per step. */
+static PairSums pair_losses_forward_fast(PairCtx c, double c_sep, double c_inv, double c_ker, double c_dist, int threads) {
     int M = c.M;
+    c.c_sep = c_sep, c.c_inv = c_inv, c.c_ker = c_ker, c.c_dist = c_dist;
     c.row_sums = xcalloc(4 * (size_t)M, sizeof(double));
-    c.row_far = xcalloc((size_t)M, sizeof(int64_t));
-    c.row_dist = xcalloc((size_t)M, sizeof(int64_t));
     parallel_for(threads, (M + PAIR_ROWS - 1) / PAIR_ROWS, pair_forward_task, &c);
-    PairSums s = {0, 0, 0, 0, 0, 0, 0};
+    PairSums s = {0, 0, 0, 0, c.n_near, c.n_far, c.n_dist};
     for (int i = 0; i < M; i++) {
         const double *row = c.row_sums + 4 * (size_t)i;
         s.sep_sum += row[0], s.inv_sum += row[1], s.ker_sum += row[2], s.dist_sum += row[3];
-        s.n_far += c.row_far[i], s.n_dist += c.row_dist[i];
-        s.n_near += (M - 1 - i) - c.row_far[i];
     }
-    free(c.row_sums), free(c.row_far), free(c.row_dist);
+    free(c.row_sums);
     return s;
 }
 
-static void pair_losses_backward_fast(real *d_g, PairCtx c, double c_sep, double c_inv, double c_ker, double c_dist,
-                                      int threads) {
-    c.c_sep = c_sep, c.c_inv = c_inv, c.c_ker = c_ker, c.c_dist = c_dist, c.d_g = d_g;
-    parallel_for(threads, (c.M + PAIR_Q_ROWS - 1) / PAIR_Q_ROWS, pair_q_task, &c);
+/* d_g += dL/dg from the slopes the forward pass left in ctx's matrix. */
+static void pair_losses_backward_fast(real *d_g, PairCtx c, int threads) {
+    c.d_g = d_g;
     parallel_for(threads, (c.M + PAIR_BLOCK - 1) / PAIR_BLOCK, pair_gemm_task, &c);
 }
 
