@@ -4286,6 +4286,7 @@ typedef struct {
     real *out, *d_in, *d_W, *d_b;
     const real *in, *W, *b, *d_out;
     int rows, in_dim, out_dim;
+    const double *d_out64;
 } LinearCtx;
 
 static void linear_forward_task(void *ctx, int task) {
@@ -4329,7 +4330,7 @@ static void linear_forward_task(void *ctx, int task) {
 
 static void linear_forward_fast(real *out, const real *in, const real *W, const real *b, int rows, int in_dim, int out_dim,
                                 int threads) {
-    LinearCtx c = {out, NULL, NULL, NULL, in, W, b, NULL, rows, in_dim, out_dim};
+    LinearCtx c = {out, NULL, NULL, NULL, in, W, b, NULL, rows, in_dim, out_dim, NULL};
     parallel_for(threads, (out_dim + LINEAR_BLOCK - 1) / LINEAR_BLOCK, linear_forward_task, &c);
 }
 
@@ -4347,8 +4348,9 @@ KERNEL void axpy_rows64(real *y, const real *d, size_t d_stride, const real *x, 
 }
 
 /* out[r][i] = sum_o d[r * d_stride + o] w[o * w_stride + i] for r < 4, i < 16: in double, in sequence over
- * o, as linear_backward's d_in; four rows at once, so each w converted serves all four. */
-KERNEL void din_4x16(double out[4][16], const real *d, size_t d_stride, const real *w, size_t w_stride, int count) {
+ * o, as linear_backward's d_in; four rows at once, so each w converted serves all four (d comes
+ * converted: d_out in double). */
+KERNEL void din_4x16(double out[4][16], const double *d, size_t d_stride, const real *w, size_t w_stride, int count) {
     double a0[16] = {0}, a1[16] = {0}, a2[16] = {0}, a3[16] = {0};
     for (int o = 0; o < count; o++) {
         const real *w_o = w + (size_t)o * w_stride;
@@ -4386,7 +4388,7 @@ static void linear_backward_task(void *ctx, int task) {
         int width = i + 16 <= i1 ? 16 : i1 - i, r = 0;
         if (width == 16)
             for (; r + 4 <= c->rows; r += 4) {
-                din_4x16(part, c->d_out + (size_t)r * c->out_dim, (size_t)c->out_dim, c->W + i, (size_t)c->in_dim, c->out_dim);
+                din_4x16(part, c->d_out64 + (size_t)r * c->out_dim, (size_t)c->out_dim, c->W + i, (size_t)c->in_dim, c->out_dim);
                 for (int q = 0; q < 4; q++)
                     for (int k = 0; k < 16; k++) c->d_in[(size_t)(r + q) * c->in_dim + i + k] += (real)part[q][k];
             }
@@ -4401,9 +4403,15 @@ static void linear_backward_task(void *ctx, int task) {
 
 static void linear_backward_fast(real *d_in, real *d_W, real *d_b, const real *d_out, const real *in, const real *W,
                                  int rows, int in_dim, int out_dim, int threads) {
-    LinearCtx c = {NULL, d_in, d_W, d_b, in, W, NULL, d_out, rows, in_dim, out_dim};
+    double *d_out64 = NULL; /* d_out in double once, not once per sixteen inputs (exact: same sums) */
+    if (d_in) {
+        d_out64 = xcalloc((size_t)rows * out_dim, sizeof(double));
+        for (size_t e = 0; e < (size_t)rows * out_dim; e++) d_out64[e] = d_out[e];
+    }
+    LinearCtx c = {NULL, d_in, d_W, d_b, in, W, NULL, d_out, rows, in_dim, out_dim, d_out64};
     int tasks = (out_dim + LINEAR_BLOCK - 1) / LINEAR_BLOCK + (d_in ? (in_dim + 31) / 32 : 0);
     parallel_for(threads, tasks, linear_backward_task, &c);
+    free(d_out64);
 }
 
 /* ---- fast pair kernels: the same sums in the same order as the two functions above, bit for bit --
@@ -4413,9 +4421,10 @@ static void linear_backward_fast(real *d_in, real *d_W, real *d_b, const real *d
  * (2) exp and the masks are branch-free over a chunk, and the eight lanes of a sum take eight
  * consecutive pairs at a time, so they vectorise too; (3) row blocks are independent tasks for
  * parallel_for, and the forward pass stores each row's folded lane sums so that the rows are added in
- * order 0..M-1 afterwards, whatever thread computed them; (4) the forward pass keeps each D_ij in the
- * M x M matrix pq, so the backward never recomputes a distance: it turns D into the slopes Q and
- * multiplies Q by g like a matrix product (memory: M^2 reals, 243 MB at paper.cfg's M = 7800). */
+ * order 0..M-1 afterwards, whatever thread computed them; (4) the forward pass keeps each pair's slope
+ * Q_ij, formed from the distance and the exponential it computes anyway, in the M x M matrix pq, so
+ * the backward recomputes neither: it multiplies Q by g like a matrix product (memory: M^2 reals,
+ * 243 MB at paper.cfg's M = 7800). */
 /* D[r][l] = |g_{i+r} - g_{j0+l}|^2 for r < 4, l < PAIR_CHUNK: sq_dist's operations, side by side. Rows
  * past the last (rows < 4) repeat it and are not used. */
 KERNEL void sq_dist_4rows(real D[4][PAIR_CHUNK], const real *g_i, int rows, const real *gT, int Mp, int j0, int N) {
