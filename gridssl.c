@@ -4216,12 +4216,10 @@ static void parallel_for(int threads, int n_tasks, TaskFn fn, void *ctx) {
 
 /* The micro-kernels below hold their accumulators in registers only when compiled on their own: inlined
  * into a larger loop, compilers spill them to the stack (measured with gcc 12: the pair backward took
- * 15 % longer with its micro-kernel inlined). PREFETCH asks for memory ahead of use. */
+ * 15 % longer with its micro-kernel inlined). */
 #if defined(__GNUC__) || defined(__clang__)
-#define PREFETCH(p) __builtin_prefetch(p) /* a hint: no effect on any result */
 #define KERNEL static __attribute__((noinline))
 #else
-#define PREFETCH(p) ((void)(p))
 #define KERNEL static
 #endif
 
@@ -4568,9 +4566,6 @@ static void pair_gemm_task(void *ctx, int block) {
         size_t row_step = (size_t)M, col_step = 1;
         if (j0 < i0) { /* below the diagonal: down the columns of rows j0.. */
             q = c->pq + (size_t)j0 * M + i0, row_step = 1, col_step = (size_t)M;
-            if (j0 + PAIR_BLOCK < i0) /* the next block's rows are far apart in memory: ask for them now */
-                for (int j = j0 + PAIR_BLOCK; j < j0 + 2 * PAIR_BLOCK; j++)
-                    for (int i = i0; i < i1; i += 16) PREFETCH(c->pq + (size_t)j * M + i);
         } else if (j0 == i0) { /* on it: above in place, below mirrored, Q_ii = 0 */
             for (int i = i0; i < i1; i++)
                 for (int j = j0; j < j0 + count; j++)
@@ -4584,18 +4579,16 @@ static void pair_gemm_task(void *ctx, int block) {
             for (int j = 0; j < count; j++)
                 for (int r = 0; r < rows_in; r++) s[r] += q[r * row_step + j];
         const real *g_block = c->g + (size_t)j0 * N;
-        for (int i = i0; i < i1; i += 4) {
-            int rows = i + 4 <= i1 ? 4 : i1 - i;
-            const real *q_i = q + (size_t)(i - i0) * row_step;
-            for (int k0 = 0; k0 < N; k0 += 16) {
-                int cols = k0 + 16 <= N ? 16 : N - k0;
+        for (int k0 = 0; k0 < N; k0 += 16) /* a column slice of g_block (count x 16) stays in L1 for all rows */
+            for (int i = i0; i < i1; i += 4) {
+                int rows = i + 4 <= i1 ? 4 : i1 - i, cols = k0 + 16 <= N ? 16 : N - k0;
+                const real *q_i = q + (size_t)(i - i0) * row_step;
                 if (rows == 4 && cols == 16 && col_step == 1) q_times_g_4x16(part, q_i, row_step, g_block + k0, N, count);
                 else if (rows == 4 && cols == 16) qt_times_g_4x16(part, q_i, col_step, g_block + k0, N, count);
                 else q_times_g(part, q_i, row_step, col_step, g_block + k0, N, count, rows, cols);
                 for (int r = 0; r < rows; r++)
                     for (int k = 0; k < cols; k++) acc[(size_t)(i - i0 + r) * N + k0 + k] += part[r][k];
             }
-        }
     }
     for (int i = i0; i < i1; i++) {
         const real *gi = c->g + (size_t)i * N;
