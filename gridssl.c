@@ -4512,12 +4512,14 @@ static void pair_forward_task(void *ctx, int block) {
  * block on the diagonal is copied into a tile, mirrored, with Q_ii = 0. Within a block each A_ik is
  * one sequence of real additions over j, as in the plain loop; four rows by sixteen columns are held
  * at once (64 accumulators, eight 256-bit registers), so each g_j loaded serves four rows and each
- * Q_ij sixteen columns. Rows and columns left over take the general loop. */
-KERNEL void q_times_g_4x16(real out[4][16], const real *q, size_t ldq, const real *g, int N, int count) {
+ * Q_ij sixteen columns. Rows and columns left over take the general loop. Row r's slope for pair j
+ * of a block is at q[r row_step + j col_step]: (M, 1) in place, (1, M) below the diagonal. */
+KERNEL void q_times_g_4x16(real out[4][16], const real *q, size_t row_step, size_t col_step, const real *g, int N,
+                           int count) {
     real a0[16] = {0}, a1[16] = {0}, a2[16] = {0}, a3[16] = {0}; /* one array per row: compilers keep them in registers */
     for (int j = 0; j < count; j++) {
-        const real *g_j = g + (size_t)j * N;
-        real q0 = q[j], q1 = q[ldq + j], q2 = q[2 * ldq + j], q3 = q[3 * ldq + j];
+        const real *g_j = g + (size_t)j * N, *q_j = q + (size_t)j * col_step;
+        real q0 = q_j[0], q1 = q_j[row_step], q2 = q_j[2 * row_step], q3 = q_j[3 * row_step];
         for (int k = 0; k < 16; k++) {
             a0[k] += q0 * g_j[k];
             a1[k] += q1 * g_j[k];
@@ -4528,23 +4530,7 @@ KERNEL void q_times_g_4x16(real out[4][16], const real *q, size_t ldq, const rea
     memcpy(out[0], a0, sizeof a0), memcpy(out[1], a1, sizeof a1), memcpy(out[2], a2, sizeof a2), memcpy(out[3], a3, sizeof a3);
 }
 
-/* The same sums with row r's slope for j at qt[j ldqt + r] (below the diagonal: Q_ij = Q_ji). */
-KERNEL void qt_times_g_4x16(real out[4][16], const real *qt, size_t ldqt, const real *g, int N, int count) {
-    real a0[16] = {0}, a1[16] = {0}, a2[16] = {0}, a3[16] = {0};
-    for (int j = 0; j < count; j++) {
-        const real *g_j = g + (size_t)j * N, *q_j = qt + (size_t)j * ldqt;
-        real q0 = q_j[0], q1 = q_j[1], q2 = q_j[2], q3 = q_j[3];
-        for (int k = 0; k < 16; k++) {
-            a0[k] += q0 * g_j[k];
-            a1[k] += q1 * g_j[k];
-            a2[k] += q2 * g_j[k];
-            a3[k] += q3 * g_j[k];
-        }
-    }
-    memcpy(out[0], a0, sizeof a0), memcpy(out[1], a1, sizeof a1), memcpy(out[2], a2, sizeof a2), memcpy(out[3], a3, sizeof a3);
-}
-
-/* The general loop, for either layout: row r's slope for j at q[r row_step + j col_step]. */
+/* The same for any rows and columns. */
 static void q_times_g(real out[4][16], const real *q, size_t row_step, size_t col_step, const real *g, int N, int count,
                       int rows, int cols) {
     for (int r = 0; r < rows; r++)
@@ -4583,8 +4569,7 @@ static void pair_gemm_task(void *ctx, int block) {
             for (int i = i0; i < i1; i += 4) {
                 int rows = i + 4 <= i1 ? 4 : i1 - i, cols = k0 + 16 <= N ? 16 : N - k0;
                 const real *q_i = q + (size_t)(i - i0) * row_step;
-                if (rows == 4 && cols == 16 && col_step == 1) q_times_g_4x16(part, q_i, row_step, g_block + k0, N, count);
-                else if (rows == 4 && cols == 16) qt_times_g_4x16(part, q_i, col_step, g_block + k0, N, count);
+                if (rows == 4 && cols == 16) q_times_g_4x16(part, q_i, row_step, col_step, g_block + k0, N, count);
                 else q_times_g(part, q_i, row_step, col_step, g_block + k0, N, count, rows, cols);
                 for (int r = 0; r < rows; r++)
                     for (int k = 0; k < cols; k++) acc[(size_t)(i - i0 + r) * N + k0 + k] += part[r][k];
