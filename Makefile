@@ -75,6 +75,12 @@ bench: gridssl
 seeds: gridssl # a recipe over seeds, side by side: one table row per seed (tests/seeds.sh says how)
 	sh tests/seeds.sh $(ARGS)
 
+ablations: gridssl # the paper's Fig. 7 over seeds 1-5: one table row per variant (about 30 min on 2 cores)
+	sh tests/ablations.sh $(ARGS)
+
+generalisation: gridssl # CKPT=... in larger boxes and under other walks (tests/generalisation.sh; OUT=DIR)
+	sh tests/generalisation.sh $(CKPT) $(or $(OUT),$(dir $(CKPT))generalisation)
+
 demo: gridssl # the default run, end to end, and where to look
 	./gridssl train --out out
 	./gridssl eval out/checkpoint.bin
@@ -92,4 +98,4 @@ asan: gridssl.c gridssl.h
 clean:
 	rm -rf gridssl gridssl_f64 gridssl_debug gridssl_asan tests/unit_f32 tests/unit_f64 tests/fuzz tests/build tests/out tests/out_demo
 
-.PHONY: all test fuzz crosscheck seeds portability bench demo demo-check debug asan clean
+.PHONY: all test fuzz crosscheck seeds ablations generalisation portability bench demo demo-check debug asan clean

@@ -27,9 +27,11 @@
  *     gridssl eval CHECKPOINT [--box 2,3,4] [--out DIR] [eval_key=value ...]
  *         Walks the trained network through square boxes (section 7) and analyses every unit (section 8).
  *         Per box, in DIR/box_<L>m: ratemaps.npy (<f4, shape (N, n, n), NaN = unvisited bin),
- *         unit_NNN.pgm, montage.pgm, montage.png/.ppm (colour, sorted by module then score),
- *         sac_NNN.pgm, autocorrelograms.pgm, period_histogram.png, scores.csv, summary.json; and
- *         DIR/generalisation.csv. Only eval_* keys may be overridden. DIR: "<checkpoint dir>/eval".
+ *         unit_NNN.pgm, montage.pgm, montage.png/.ppm (colour, sorted by module then phase or score,
+ *         each tile labelled "unit score60 M<module>"), sac_NNN.pgm, autocorrelograms.pgm,
+ *         period_histogram.png, scores.csv, summary.json, and per module of >= 6 units
+ *         state_space_module_K.png and phases_module_K.png (section 8); and DIR/generalisation.csv.
+ *         Only eval_* keys may be overridden. DIR: "<checkpoint dir>/eval".
  *     gridssl score RATEMAPS.npy --box METRES [--out DIR]
  *         The same analysis on (units, n, n) ratemaps from any source ('<f4' or '<f8', NaN = unvisited).
  *     gridssl dump CHECKPOINT DIR
@@ -387,7 +389,8 @@ static void pair_losses_backward_fast(real *d_g, PairCtx c, int threads);
 /* D. images: colour map, montages, PPM and PNG writers, the period histogram */
 typedef struct { int width, height; uint8_t *grey, *rgb; } Image;
 static void map_pixels(uint8_t *out, const double *v, int n, int colour);
-static Image tile_montage(const double *tiles, int n, const int *order, int count, int colour, int scale);
+#define MONTAGE_LABEL 24 /* bytes per tile legend */
+static Image tile_montage(const double *tiles, int n, const int *order, int count, int colour, int scale, const char *labels);
 static void image_free(Image *im);
 static void ppm_encode(Buf *b, const Image *im);
 static void png_encode(Buf *b, const Image *im);
@@ -2178,7 +2181,8 @@ static void eval_ratemaps(Ratemaps *rm, const Model *m, const Config *c, EvalPla
 
 /* ==============================================================================================
  * 8. GRID ANALYSIS (Sargolini et al. 2006; Banino et al. 2018's gridness as the paper's Fig. 4 uses it)
- * Autocorrelograms, gridness, period, orientation, Fourier period, modules; images of all of it.
+ * Autocorrelograms, gridness, period, orientation, the Fourier spectrum, place fields, modules and
+ * their state spaces; images of all of it.
  * ============================================================================================== */
 
 /* Pearson correlation of a and b (n) over the entries where both are finite; NaN if fewer than
@@ -2382,20 +2386,10 @@ static void fft(double *x, int len) {
         }
 }
 
-/* |X(kx, ky)|^2 of a P x P spectrum (interleaved re/im), indices taken modulo P. */
-static double power_at(const double *X, int P, int kx, int ky) {
-    const double *v = X + 2 * ((size_t)((ky + P) % P) * P + (kx + P) % P);
-    return v[0] * v[0] + v[1] * v[1];
-}
-
-/* Second period estimate: the peak of the 2-D Fourier power of the ratemap. The map minus
- * its mean over visited bins (unvisited bins 0) is zero-padded to P x P, P the power of two >= 4n, so
- * frequencies are sampled every 1/(P bin) cycles per metre; the strongest frequency, periods longer
- * than the box excluded (|k| >= 1/box), is refined by a parabola along each axis. A hexagonal lattice
- * of field spacing L is three plane waves of wavelength L sqrt(3)/2, so the estimate is reported as
- * the spacing 2 / (sqrt(3) |k|) (for a square lattice or a band it is 2/sqrt(3) times the
- * wavelength). Returns metres. */
-static double fourier_period(const real *R, int n, double bin_m) {
+/* The 2-D Fourier transform of a ratemap (n, n) minus its mean over visited bins (unvisited bins 0),
+ * zero-padded to P x P, P the power of two >= 4n, so frequencies are sampled every 1/(P bin) cycles
+ * per metre. Returns the spectrum (P x P, interleaved re/im, X[ky][kx]) and sets *P. */
+static double *map_spectrum(const real *R, int n, int *P_out) {
     int P = 1;
     while (P < 4 * n) P <<= 1;
     double *grid = xcalloc((size_t)2 * P * P, sizeof(double)), *row = xcalloc((size_t)2 * P, sizeof(double));
@@ -2412,25 +2406,124 @@ static double fourier_period(const real *R, int n, double bin_m) {
         fft(row, P);
         for (int y = 0; y < P; y++) grid[2 * ((size_t)y * P + x)] = row[2 * y], grid[2 * ((size_t)y * P + x) + 1] = row[2 * y + 1];
     }
-    double k_min = (double)P / n; /* |k| in index units below which the period exceeds the box */
-    double best = -1;
-    int kx_best = 0, ky_best = 0;
+    free(row);
+    *P_out = P;
+    return grid;
+}
+
+/* The power at frequency (kx, ky) of a P x P power spectrum, indices taken modulo P. */
+static double power_at(const double *power, int P, int kx, int ky) {
+    return power[(size_t)((ky + P) % P) * P + (kx + P) % P];
+}
+
+/* The strongest frequency (kx, ky) of a P x P power (index units, signed) whose |k| lies in
+ * [k_lo, k_hi) and whose direction is at least min_angle_deg (modulo 180) from each of the
+ * n_avoid directions in avoid_kx/ky; ties go to the first in scan order. Returns its power, -1 if none. */
+static double spectrum_peak(const double *power, int P, double k_lo, double k_hi, const int *avoid_kx, const int *avoid_ky,
+                            int n_avoid, double min_angle_deg, int *kx_out, int *ky_out) {
+    double best = -1, cos_max = gs_cos(min_angle_deg * PI / 180);
     for (int y = 0; y < P; y++)
         for (int x = 0; x < P; x++) {
             int ky = y < P / 2 ? y : y - P, kx = x < P / 2 ? x : x - P;
-            if (sqrt((double)kx * kx + (double)ky * ky) < k_min) continue;
-            double p = power_at(grid, P, kx, ky);
-            if (p > best) best = p, kx_best = kx, ky_best = ky;
+            double k = sqrt((double)kx * kx + (double)ky * ky);
+            if (k < k_lo || k >= k_hi || power[(size_t)y * P + x] <= best) continue;
+            int near = 0; /* |cos| of the angle to an avoided direction above cos(min_angle): too close */
+            for (int a = 0; a < n_avoid && !near; a++) {
+                double ka = sqrt((double)avoid_kx[a] * avoid_kx[a] + (double)avoid_ky[a] * avoid_ky[a]);
+                near = fabs((double)kx * avoid_kx[a] + (double)ky * avoid_ky[a]) > cos_max * k * ka;
+            }
+            if (near) continue;
+            best = power[(size_t)y * P + x], *kx_out = kx, *ky_out = ky;
         }
-    int kx = kx_best, ky = ky_best;
-    double fx = kx, fy = ky;
-    double l = power_at(grid, P, kx - 1, ky), r = power_at(grid, P, kx + 1, ky);
-    double d = power_at(grid, P, kx, ky - 1), u = power_at(grid, P, kx, ky + 1);
-    if (l - 2 * best + r < 0) fx += 0.5 * (l - r) / (l - 2 * best + r);
-    if (d - 2 * best + u < 0) fy += 0.5 * (d - u) / (d - 2 * best + u);
-    free(grid), free(row);
-    double k = sqrt(fx * fx + fy * fy) / (P * bin_m); /* cycles per metre */
-    return best > 0 && k > 0 ? 2.0 / (sqrt(3.0) * k) : gs_nan();
+    return best;
+}
+
+/* Fourier measures of one unit (the 2-D spectrum of a ratemap as Krupic et al., Science 2012, read it):
+ *   period_m    the strongest frequency, periods longer than the box excluded (|k| >= 1/box), refined
+ *               by a parabola along each axis. A hexagonal lattice of field spacing L is three plane
+ *               waves of wavelength L sqrt(3)/2, so it is reported as the spacing 2 / (sqrt(3) |k|)
+ *               (for a square lattice or a band: 2/sqrt(3) times the wavelength).
+ *   a2, a4, a6  the symmetry of the ring of frequencies within 15 % of that peak's |k|:
+ *               a_m = |sum P(k) exp(i m theta_k)| / sum P(k) over the ring. A hexagonal lattice puts
+ *               its power in six peaks 60 degrees apart: a6 ~ 1, a4 ~ a2 ~ 0; a square lattice four
+ *               peaks 90 degrees apart: a4 ~ 1, a6 ~ a2 ~ 0; a band two opposite peaks: a2 ~ 1 (a4, a6
+ *               high too). The finite box blurs each peak over ~1/box cycles per metre, along the ring
+ *               too, so the values fall with the period: a6 0.91 for a hexagonal lattice of 0.3 m in a
+ *               2 m box, 0.70 for one of 0.8 m (tests/unit.c).
+ *               exp(i m theta) is ((kx + i ky)/|k|)^m, by repeated multiplication. */
+typedef struct { double period_m, a2, a4, a6; } FourierScores;
+
+static FourierScores fourier_scores(const real *R, int n, double bin_m) {
+    int P;
+    double *grid = map_spectrum(R, n, &P), *power = xcalloc((size_t)P * P, sizeof(double));
+    for (size_t i = 0; i < (size_t)P * P; i++) power[i] = grid[2 * i] * grid[2 * i] + grid[2 * i + 1] * grid[2 * i + 1];
+    free(grid);
+    FourierScores f = {gs_nan(), gs_nan(), gs_nan(), gs_nan()};
+    int kx = 0, ky = 0;
+    double k_min = (double)P / n; /* |k| in index units below which the period exceeds the box */
+    double best = spectrum_peak(power, P, k_min, HUGE_VAL, NULL, NULL, 0, 0, &kx, &ky);
+    if (best > 0) {
+        double fx = kx, fy = ky;
+        double l = power_at(power, P, kx - 1, ky), r = power_at(power, P, kx + 1, ky);
+        double d = power_at(power, P, kx, ky - 1), u = power_at(power, P, kx, ky + 1);
+        if (l - 2 * best + r < 0) fx += 0.5 * (l - r) / (l - 2 * best + r);
+        if (d - 2 * best + u < 0) fy += 0.5 * (d - u) / (d - 2 * best + u);
+        double k = sqrt(fx * fx + fy * fy) / (P * bin_m); /* cycles per metre */
+        if (k > 0) f.period_m = 2.0 / (sqrt(3.0) * k);
+        double k_peak = sqrt((double)kx * kx + (double)ky * ky), total = 0, re[3] = {0}, im[3] = {0};
+        for (int y = 0; y < P; y++)
+            for (int x = 0; x < P; x++) {
+                int qy = y < P / 2 ? y : y - P, qx = x < P / 2 ? x : x - P;
+                double q = sqrt((double)qx * qx + (double)qy * qy), p = power[(size_t)y * P + x];
+                if (q < 0.85 * k_peak || q > 1.15 * k_peak) continue;
+                double c1 = qx / q, s1 = qy / q, c = 1, s = 0; /* exp(i theta), and its powers */
+                total += p;
+                for (int m = 1; m <= 6; m++) {
+                    double t = c * c1 - s * s1;
+                    s = c * s1 + s * c1, c = t;
+                    if (m % 2 == 0) re[m / 2 - 1] += p * c, im[m / 2 - 1] += p * s;
+                }
+            }
+        f.a2 = sqrt(re[0] * re[0] + im[0] * im[0]) / total;
+        f.a4 = sqrt(re[1] * re[1] + im[1] * im[1]) / total;
+        f.a6 = sqrt(re[2] * re[2] + im[2] * im[2]) / total;
+    }
+    free(power);
+    return f;
+}
+
+/* Place fields (the paper's Fig. 7, small sigma_g: "place-cell-like"; the usual definition, e.g.
+ * Langston et al. 2010): bins above half the map's range (min + (max - min) / 2 over visited bins),
+ * grouped into 4-connected components; a component of at least FIELD_MIN_M2 is a field. Returns the
+ * number of fields and their mean diameter sqrt(4 area / pi) in metres (NaN without a field). */
+#define FIELD_MIN_M2 0.01 /* a 10 x 10 cm patch: smaller islands are noise, not fields */
+typedef struct { int count; double diameter_m; } Fields;
+
+static Fields place_fields(const real *R, int n, double bin_m) {
+    double lo = HUGE_VAL, hi = -HUGE_VAL;
+    for (int b = 0; b < n * n; b++)
+        if (R[b] == R[b]) lo = R[b] < lo ? R[b] : lo, hi = R[b] > hi ? R[b] : hi;
+    Fields f = {0, gs_nan()};
+    if (!(hi > lo)) return f;
+    double threshold = lo + (hi - lo) / 2, area_sum = 0;
+    int *label = xcalloc((size_t)n * n, sizeof(int)), *stack = xcalloc((size_t)n * n, sizeof(int));
+    int min_bins = (int)(FIELD_MIN_M2 / (bin_m * bin_m) + 0.999), components = 0;
+    for (int b = 0; b < n * n; b++) {
+        if (label[b] || !(R[b] > threshold)) continue;
+        int top = 0, size = 0; /* flood fill with an explicit stack */
+        label[b] = ++components, stack[top++] = b;
+        while (top) {
+            int c = stack[--top], cx = c % n, cy = c / n;
+            size++;
+            int next[4] = {cx > 0 ? c - 1 : -1, cx < n - 1 ? c + 1 : -1, cy > 0 ? c - n : -1, cy < n - 1 ? c + n : -1};
+            for (int i = 0; i < 4; i++)
+                if (next[i] >= 0 && !label[next[i]] && R[next[i]] > threshold) label[next[i]] = components, stack[top++] = next[i];
+        }
+        if (size >= min_bins) f.count++, area_sum += size * bin_m * bin_m;
+    }
+    free(label), free(stack);
+    if (f.count) f.diameter_m = sqrt(4 * area_sum / f.count / PI);
+    return f;
 }
 
 /* Everything gridssl measures about one unit in one box. */
@@ -2438,6 +2531,10 @@ typedef struct {
     double score60, score60_minmax, score90, period_m, orientation_deg, fourier_period_m, mean_rate;
     double split_half_r, early_late_r; /* NaN when not measured (gridssl score) */
     int module;                        /* 1.. by increasing period; 0 = not grid-like */
+    double fourier_a2, fourier_a4, fourier_a6; /* the symmetry of the spectrum's dominant ring */
+    int fields;                                /* place fields, and their mean diameter */
+    double field_diameter_m;
+    double phase[2]; /* in the module's lattice cell, cycles along its first two waves; NaN outside one */
 } UnitScores;
 
 typedef struct { int units; double period_m, orientation_deg, orientation_spread_deg; } Module;
@@ -2445,11 +2542,11 @@ typedef struct { int units; double period_m, orientation_deg, orientation_spread
 #define GRID_THRESHOLD 0.3 /* "grid-like" means score60 > 0.3, the usual threshold */
 #define MODULE_GAP 1.2     /* sorted periods more than 20 % apart start a new module */
 
-/* SAC, gridness, period, orientation and Fourier period of each of N maps (n, n); sacs receives
+/* SAC, gridness, period, orientation, Fourier measures and fields of each of N maps (n, n); sacs receives
  * the autocorrelograms (N, 2n-1, 2n-1). */
 typedef struct { UnitScores *u; double *sacs; const real *maps; int n; double bin_m; } AnalyseCtx;
 
-/* One unit: its SAC, gridness, period, orientation, Fourier period and mean rate. */
+/* One unit: its SAC, gridness, period, orientation, Fourier measures, place fields and mean rate. */
 static void analyse_task(void *ctx, int k) {
     const AnalyseCtx *c = ctx;
     int n = c->n;
@@ -2462,7 +2559,11 @@ static void analyse_task(void *ctx, int k) {
     u->score60 = gs.score60, u->score60_minmax = gs.score60_minmax, u->score90 = gs.score90;
     sac_period(&period_bins, &u->orientation_deg, sac, n);
     u->period_m = period_bins * c->bin_m;
-    u->fourier_period_m = fourier_period(R, n, c->bin_m);
+    FourierScores f = fourier_scores(R, n, c->bin_m);
+    u->fourier_period_m = f.period_m, u->fourier_a2 = f.a2, u->fourier_a4 = f.a4, u->fourier_a6 = f.a6;
+    Fields fields = place_fields(R, n, c->bin_m);
+    u->fields = fields.count, u->field_diameter_m = fields.diameter_m;
+    u->phase[0] = u->phase[1] = gs_nan();
     int count = 0;
     for (size_t b = 0; b < bins; b++)
         if (R[b] == R[b]) sum += R[b], count++;
@@ -2516,9 +2617,219 @@ static int assign_modules(UnitScores *u, Module *modules, int N) {
     return n_modules;
 }
 
+/* ---- the state space of a module (the paper's Fig. 6; Gardner et al., Nature 2022) ----------------
+ * A module's units, read together, give one population vector per place: z(b) (units) at each bin b
+ * visited by all of them, each unit standardised (mean 0, variance 1 over those bins) so that no loud
+ * unit dominates. Over the box these vectors trace the module's state space. If the units are one
+ * module of a lattice, z depends on position only through the phase of x in the lattice cell, so the
+ * points lie on a torus (the cell with opposite sides glued), which recorded grid modules show
+ * (Gardner et al. 2022) and the paper's Fig. 6 shows for its trained modules.
+ *   PCA: the covariance C = Z Z^T / bins of the standardised units, its eigenvalues by cyclic
+ *       Jacobi rotations; variance[i] = lambda_i / trace, and the bins' scores on PCs 1-6 (pcs).
+ *   Rings: a lattice module is a sum of plane waves exp(2 pi i k_d . x), d = 1..3 for a hexagonal
+ *       lattice (2 for a square one), so the six leading PCs pair into rings, one per wave, along
+ *       which the state's angle advances with k_d . x. The waves are the peaks of the units' summed
+ *       Fourier power: k_1 the strongest with at least RING_MIN_CYCLES periods across the box (a
+ *       ring has to wrap, else a smooth sheet of place fields would pass), k_2 and k_3 the strongest
+ *       within 15 % of |k_1| at least 30 degrees (modulo 180) from those before. For each wave the
+ *       6-PC scores y(b) give c_d = mean_b y(b) exp(-2 pi i k_d . x_b) (a complex 6-vector); the
+ *       wave carries the fraction 2 |c_d|^2 / mean_b |y(b)|^2 of the 6-PC variance, and the angle of
+ *       y(b) in the plane of c_d, arg(y(b) . conj(c_d)), advances with k_d . x_b to the extent
+ *       coherence = |mean_b exp(i (arg(y(b) . conj(c_d)) - 2 pi k_d . x_b))| (1: a circle traversed
+ *       in step with position; ~0.64 for a line traversed back and forth, a standing wave).
+ *   Shape: a ring counts when its fraction >= RING_MIN_FRACTION and coherence >= RING_MIN_COHERENCE;
+ *       two counted rings (in independent directions, by construction) = "torus", one = "ring" (a
+ *       population of bands), none = "none" (e.g. place fields: a sheet or a blob).
+ *   Phases: unit j's phase along wave d is arg of its map's Fourier coefficient at k_d, in cycles
+ *       (0..1, from the box's south-west corner); the pair (phase_1, phase_2) places it in the
+ *       lattice cell. In a module whose units tile the cell, each phase is spread over the circle:
+ *       phase_resultant = max_d |mean_j exp(2 pi i phase_jd)| is ~0 (a clump of equal phases: ~1). */
+#define STATE_PCS 10          /* the variance of PCs 1..10 is reported */
+#define STATE_PLOT_PCS 6      /* PCs 1..6 are drawn pairwise and searched for rings */
+#define RING_MIN_CYCLES 2.0   /* a ring's wave has at least two periods across the box */
+#define RING_MIN_FRACTION 0.1 /* of the 6-PC variance */
+#define RING_MIN_COHERENCE 0.8
+
+typedef struct {
+    int units, bins, n_pcs, rings; /* rings: how many count (see the shape above) */
+    double variance[STATE_PCS];    /* fraction of the total variance on PC 1..n_pcs */
+    double ring_k[3][2];           /* each wave's (kx, ky), cycles per metre; NaN if not found */
+    double ring_fraction[3], ring_coherence[3];
+    double phase_resultant;
+    double *pcs; /* (n * n, STATE_PLOT_PCS): each bin's scores; NaN where not every unit was visited */
+} StateSpace;
+
+static const char *state_shape(const StateSpace *s) { return s->rings >= 2 ? "torus" : s->rings == 1 ? "ring" : "none"; }
+
+/* Eigen-decomposition of the symmetric m x m matrix A by cyclic Jacobi rotations: each rotation in the
+ * (p, q) plane zeroes A_pq; sweeps over p < q in order until the off-diagonal mass is below 1e-24 of
+ * the diagonal's (or 60 sweeps). On return A's diagonal holds the eigenvalues and V (m x m) the
+ * eigenvectors in its columns. Fixed order, + - * / sqrt only: the same bits everywhere. */
+static void jacobi_eigen(double *A, double *V, int m) {
+    for (int i = 0; i < m * m; i++) V[i] = i % (m + 1) == 0;
+    for (int sweep = 0; sweep < 60; sweep++) {
+        double off = 0, diag = 0;
+        for (int p = 0; p < m; p++) {
+            diag += A[p * m + p] * A[p * m + p];
+            for (int q = p + 1; q < m; q++) off += A[p * m + q] * A[p * m + q];
+        }
+        if (!(off > 1e-24 * diag)) break;
+        for (int p = 0; p < m; p++)
+            for (int q = p + 1; q < m; q++) {
+                double apq = A[p * m + q];
+                if (apq == 0) continue;
+                /* the angle with tan(2 phi) = 2 A_pq / (A_qq - A_pp); t = tan(phi), the smaller root */
+                double theta = (A[q * m + q] - A[p * m + p]) / (2 * apq);
+                double t = (theta >= 0 ? 1 : -1) / (fabs(theta) + sqrt(theta * theta + 1));
+                double c = 1 / sqrt(t * t + 1), s = t * c;
+                for (int k = 0; k < m; k++) { /* A <- A R (columns p, q) */
+                    double akp = A[k * m + p], akq = A[k * m + q];
+                    A[k * m + p] = c * akp - s * akq, A[k * m + q] = s * akp + c * akq;
+                }
+                for (int k = 0; k < m; k++) { /* A <- R^T A (rows p, q) */
+                    double apk = A[p * m + k], aqk = A[q * m + k];
+                    A[p * m + k] = c * apk - s * aqk, A[q * m + k] = s * apk + c * aqk;
+                }
+                for (int k = 0; k < m; k++) { /* V <- V R */
+                    double vkp = V[k * m + p], vkq = V[k * m + q];
+                    V[k * m + p] = c * vkp - s * vkq, V[k * m + q] = s * vkp + c * vkq;
+                }
+            }
+    }
+}
+
+/* The state space of the count units listed in units (indices into maps (N, n, n)) in a box of side box;
+ * phases (count, 2) receives each unit's phase in the cell. s->pcs is allocated (free it). */
+static void state_space(StateSpace *s, double *phases, const real *maps, const int *units, int count, int n, double box) {
+    size_t nn = (size_t)n * n;
+    memset(s, 0, sizeof *s);
+    s->units = count;
+    s->phase_resultant = gs_nan();
+    for (int d = 0; d < 3; d++) s->ring_k[d][0] = s->ring_k[d][1] = s->ring_fraction[d] = s->ring_coherence[d] = gs_nan();
+    for (int i = 0; i < 2 * count; i++) phases[i] = gs_nan();
+    s->pcs = xcalloc(nn * STATE_PLOT_PCS, sizeof(double));
+    for (size_t i = 0; i < nn * STATE_PLOT_PCS; i++) s->pcs[i] = gs_nan();
+    /* Z (count, n*n): standardised units; a bin counts when every unit visited it */
+    double *Z = xcalloc((size_t)count * nn, sizeof(double));
+    uint8_t *used = xcalloc(nn, 1);
+    for (size_t b = 0; b < nn; b++) {
+        used[b] = 1;
+        for (int j = 0; j < count && used[b]; j++) used[b] = maps[units[j] * nn + b] == maps[units[j] * nn + b];
+        s->bins += used[b];
+    }
+    if (count < 2 || s->bins < 2) goto done;
+    for (int j = 0; j < count; j++) {
+        const real *R = maps + units[j] * nn;
+        double mean = 0, var = 0;
+        for (size_t b = 0; b < nn; b++)
+            if (used[b]) mean += R[b];
+        mean /= s->bins;
+        for (size_t b = 0; b < nn; b++)
+            if (used[b]) var += (R[b] - mean) * (R[b] - mean);
+        double scale = var > 0 ? 1 / sqrt(var / s->bins) : 0;
+        for (size_t b = 0; b < nn; b++) Z[j * nn + b] = used[b] ? (R[b] - mean) * scale : 0;
+    }
+    /* PCA: C = Z Z^T / bins (count x count) */
+    double *C = xcalloc((size_t)count * count, sizeof(double)), *V = xcalloc((size_t)count * count, sizeof(double));
+    for (int i = 0; i < count; i++)
+        for (int j = 0; j <= i; j++) {
+            double sum = 0;
+            for (size_t b = 0; b < nn; b++) sum += Z[i * nn + b] * Z[j * nn + b];
+            C[i * count + j] = C[j * count + i] = sum / s->bins;
+        }
+    jacobi_eigen(C, V, count);
+    int *order = xcalloc((size_t)count, sizeof(int));
+    double trace = 0;
+    for (int i = 0; i < count; i++) order[i] = i, trace += C[i * count + i];
+    for (int i = 1; i < count; i++) /* eigenvalues falling; ties by index */
+        for (int j = i; j > 0 && C[order[j - 1] * (count + 1)] < C[order[j] * (count + 1)]; j--) {
+            int t = order[j];
+            order[j] = order[j - 1], order[j - 1] = t;
+        }
+    s->n_pcs = count < STATE_PCS ? count : STATE_PCS;
+    for (int i = 0; i < s->n_pcs; i++) s->variance[i] = trace > 0 ? C[order[i] * (count + 1)] / trace : gs_nan();
+    int q = count < STATE_PLOT_PCS ? count : STATE_PLOT_PCS;
+    for (int i = 0; i < q; i++) {
+        int col = order[i], big = 0; /* sign: the eigenvector's largest entry positive */
+        for (int j = 1; j < count; j++) big = fabs(V[j * count + col]) > fabs(V[big * count + col]) ? j : big;
+        double sign = V[big * count + col] < 0 ? -1 : 1;
+        for (size_t b = 0; b < nn; b++) {
+            if (!used[b]) continue;
+            double y = 0;
+            for (int j = 0; j < count; j++) y += sign * V[j * count + col] * Z[j * nn + b];
+            s->pcs[b * STATE_PLOT_PCS + i] = y;
+        }
+    }
+    free(C), free(V), free(order);
+    /* the waves: peaks of the summed power of the standardised maps */
+    int P = 0;
+    double *power = NULL;
+    real *map = xcalloc(nn, sizeof(real));
+    for (int j = 0; j < count; j++) {
+        for (size_t b = 0; b < nn; b++) map[b] = used[b] ? (real)Z[j * nn + b] : real_nan();
+        double *X = map_spectrum(map, n, &P);
+        if (!power) power = xcalloc((size_t)P * P, sizeof(double));
+        for (size_t i = 0; i < (size_t)P * P; i++) power[i] += X[2 * i] * X[2 * i] + X[2 * i + 1] * X[2 * i + 1];
+        free(X);
+    }
+    free(map);
+    int kx[3] = {0}, ky[3] = {0}, found = 0;
+    double k_lo = RING_MIN_CYCLES * P / n; /* index units: P / n per cycle across the box */
+    if (spectrum_peak(power, P, k_lo, HUGE_VAL, NULL, NULL, 0, 0, &kx[0], &ky[0]) > 0) {
+        double k1 = sqrt((double)kx[0] * kx[0] + (double)ky[0] * ky[0]);
+        found = 1;
+        while (found < 3 && spectrum_peak(power, P, 0.85 * k1, 1.15 * k1, kx, ky, found, 30, &kx[found], &ky[found]) > 0) found++;
+    }
+    free(power);
+    /* each wave: the 6-PC scores' Fourier coefficient c_d, its fraction, its coherence; the units' phases */
+    double total = 0, bin_m = box / n;
+    for (size_t b = 0; b < nn; b++)
+        for (int i = 0; i < q && used[b]; i++) total += s->pcs[b * STATE_PLOT_PCS + i] * s->pcs[b * STATE_PLOT_PCS + i];
+    total /= s->bins;
+    double *wave_re = xcalloc(nn, sizeof(double)), *wave_im = xcalloc(nn, sizeof(double)), sum_re[2] = {0}, sum_im[2] = {0};
+    for (int d = 0; d < found; d++) {
+        s->ring_k[d][0] = kx[d] / (P * bin_m), s->ring_k[d][1] = ky[d] / (P * bin_m);
+        double c_re[STATE_PLOT_PCS] = {0}, c_im[STATE_PLOT_PCS] = {0}, norm = 0;
+        for (size_t b = 0; b < nn; b++) { /* exp(-2 pi i k . x_b), x_b in bins from the corner */
+            double angle = -2 * PI * ((double)kx[d] * (double)(b % n) + (double)ky[d] * (double)(b / n)) / P;
+            wave_re[b] = gs_cos(angle), wave_im[b] = gs_sin(angle);
+            for (int i = 0; i < q && used[b]; i++) c_re[i] += s->pcs[b * STATE_PLOT_PCS + i] * wave_re[b], c_im[i] += s->pcs[b * STATE_PLOT_PCS + i] * wave_im[b];
+        }
+        for (int i = 0; i < q; i++) c_re[i] /= s->bins, c_im[i] /= s->bins, norm += c_re[i] * c_re[i] + c_im[i] * c_im[i];
+        s->ring_fraction[d] = total > 0 ? 2 * norm / total : gs_nan();
+        double coh_re = 0, coh_im = 0;
+        for (size_t b = 0; b < nn; b++) {
+            if (!used[b]) continue;
+            double z_re = 0, z_im = 0; /* y(b) . conj(c_d) */
+            for (int i = 0; i < q; i++) z_re += s->pcs[b * STATE_PLOT_PCS + i] * c_re[i], z_im -= s->pcs[b * STATE_PLOT_PCS + i] * c_im[i];
+            double r = sqrt(z_re * z_re + z_im * z_im);
+            if (r > 0) /* exp(i arg z) exp(-2 pi i k . x) */
+                coh_re += (z_re * wave_re[b] - z_im * wave_im[b]) / r, coh_im += (z_re * wave_im[b] + z_im * wave_re[b]) / r;
+        }
+        s->ring_coherence[d] = sqrt(coh_re * coh_re + coh_im * coh_im) / s->bins;
+        s->rings += s->ring_fraction[d] >= RING_MIN_FRACTION && s->ring_coherence[d] >= RING_MIN_COHERENCE;
+        for (int j = 0; j < count && d < 2; j++) {
+            double f_re = 0, f_im = 0;
+            for (size_t b = 0; b < nn; b++) f_re += Z[j * nn + b] * wave_re[b], f_im += Z[j * nn + b] * wave_im[b];
+            double r = sqrt(f_re * f_re + f_im * f_im), cycles = gs_atan2(f_im, f_re) / (2 * PI);
+            phases[2 * j + d] = cycles < 0 ? cycles + 1 : cycles;
+            if (r > 0) sum_re[d] += f_re / r, sum_im[d] += f_im / r;
+        }
+    }
+    free(wave_re), free(wave_im);
+    if (found >= 2) {
+        double r0 = sqrt(sum_re[0] * sum_re[0] + sum_im[0] * sum_im[0]) / count, r1 = sqrt(sum_re[1] * sum_re[1] + sum_im[1] * sum_im[1]) / count;
+        s->phase_resultant = r0 > r1 ? r0 : r1;
+    }
+done:
+    free(Z), free(used);
+}
+
 /* ---- one box's analysis, and its files -------------------------------------------------------- */
 /* (the images themselves are drawn by appendix D) */
 static Image period_histogram(const UnitScores *u, int N, double max_m);
+static Image state_space_image(const StateSpace *s, int n);
+static Image phases_image(const UnitScores *u, int N, int module);
 
 typedef struct {
     int N, n;
@@ -2528,6 +2839,7 @@ typedef struct {
     double *sacs;       /* (N, 2n-1, 2n-1) */
     Module *modules;    /* (N) room; n_modules used */
     int n_modules;
+    StateSpace *spaces; /* (n_modules): each module's state space; units = 0 for modules of < 6 units */
 } Analysis;
 
 static void analysis_run(Analysis *an, const real *maps, int N, int n, double box, int threads) {
@@ -2538,6 +2850,18 @@ static void analysis_run(Analysis *an, const real *maps, int N, int n, double bo
     an->modules = xcalloc((size_t)N, sizeof(Module));
     analyse_maps(an->units, an->sacs, maps, N, n, an->bin_m, threads);
     an->n_modules = assign_modules(an->units, an->modules, N);
+    an->spaces = xcalloc((size_t)(an->n_modules ? an->n_modules : 1), sizeof(StateSpace));
+    int *members = xcalloc((size_t)N, sizeof(int));
+    double *phases = xcalloc((size_t)2 * N, sizeof(double));
+    for (int md = 0; md < an->n_modules; md++) {
+        int count = 0;
+        for (int k = 0; k < N; k++)
+            if (an->units[k].module == md + 1) members[count++] = k;
+        if (count < STATE_PLOT_PCS) continue; /* three rings need six components */
+        state_space(&an->spaces[md], phases, maps, members, count, n, box);
+        for (int j = 0; j < count; j++) an->units[members[j]].phase[0] = phases[2 * j], an->units[members[j]].phase[1] = phases[2 * j + 1];
+    }
+    free(members), free(phases);
     int visited = 0;
     for (int b = 0; b < n * n; b++) {
         int any = 0;
@@ -2548,7 +2872,8 @@ static void analysis_run(Analysis *an, const real *maps, int N, int n, double bo
 }
 
 static void analysis_free(Analysis *an) {
-    free(an->units), free(an->sacs), free(an->modules);
+    for (int md = 0; md < an->n_modules; md++) free(an->spaces[md].pcs);
+    free(an->units), free(an->sacs), free(an->modules), free(an->spaces);
     memset(an, 0, sizeof *an);
 }
 
@@ -2559,7 +2884,9 @@ static void put_number(Buf *b, double x, int json) {
     else buf_printf(b, json ? "null" : "nan");
 }
 
-/* Units ordered by module (1, 2, ..., then the non-grid units) and, within one, by falling score60. */
+/* Units ordered by module (1, 2, ..., then the non-grid units) and, within a module whose state space
+ * was measured, by phase along its first wave (neighbouring tiles then have neighbouring fields);
+ * otherwise by falling score60. */
 static void montage_order(int *order, const UnitScores *u, int N) {
     for (int k = 0; k < N; k++) order[k] = k;
     for (int i = 1; i < N; i++)
@@ -2567,6 +2894,7 @@ static void montage_order(int *order, const UnitScores *u, int N) {
             const UnitScores *a = &u[order[j - 1]], *b = &u[order[j]];
             int ma = a->module ? a->module : N + 1, mb = b->module ? b->module : N + 1;
             double sa = a->score60 == a->score60 ? a->score60 : -HUGE_VAL, sb = b->score60 == b->score60 ? b->score60 : -HUGE_VAL;
+            if (a->phase[0] == a->phase[0] && b->phase[0] == b->phase[0]) sa = -a->phase[0], sb = -b->phase[0];
             if (ma < mb || (ma == mb && sa >= sb)) break;
             int t = order[j];
             order[j] = order[j - 1], order[j - 1] = t;
@@ -2581,13 +2909,15 @@ static int analysis_write(Outputs *o, const char *dir, const Analysis *an, const
     Buf b = {0};
     /* scores.csv */
     buf_printf(&b, "unit,score60,score90,period_m,orientation_deg,fourier_period_m,module,coverage,mean_rate,"
-                   "score60_minmax,split_half_r,early_late_r\n");
+                   "score60_minmax,split_half_r,early_late_r,fourier_a2,fourier_a4,fourier_a6,fields,field_diameter_m,"
+                   "phase_1,phase_2\n");
     for (int k = 0; k < N; k++) {
         const UnitScores *u = &an->units[k];
-        double row[11] = {u->score60, u->score90, u->period_m, u->orientation_deg, u->fourier_period_m, u->module,
-                          an->coverage, u->mean_rate, u->score60_minmax, u->split_half_r, u->early_late_r};
+        double row[18] = {u->score60,       u->score90,      u->period_m,     u->orientation_deg, u->fourier_period_m, u->module,
+                          an->coverage,     u->mean_rate,    u->score60_minmax, u->split_half_r, u->early_late_r,  u->fourier_a2,
+                          u->fourier_a4,    u->fourier_a6,   u->fields,       u->field_diameter_m, u->phase[0],     u->phase[1]};
         buf_printf(&b, "%d", k);
-        for (int i = 0; i < 11; i++) buf_put(&b, ",", 1), put_number(&b, row[i], 0);
+        for (int i = 0; i < 18; i++) buf_put(&b, ",", 1), put_number(&b, row[i], 0);
         buf_put(&b, "\n", 1);
     }
     path_join(path, sizeof path, dir, "scores.csv");
@@ -2617,6 +2947,20 @@ static int analysis_write(Outputs *o, const char *dir, const Analysis *an, const
         put_number(&b, md->period_m, 1);
         buf_printf(&b, ", \"orientation_deg\": "), put_number(&b, md->orientation_deg, 1);
         buf_printf(&b, ", \"orientation_spread_deg\": "), put_number(&b, md->orientation_spread_deg, 1);
+        const StateSpace *s = &an->spaces[i];
+        if (s->units) {
+            buf_printf(&b, ",\n     \"state_space\": {\"units\": %d, \"bins\": %d, \"shape\": \"%s\", \"rings\": %d, \"pca_variance\": [",
+                       s->units, s->bins, state_shape(s), s->rings);
+            for (int c = 0; c < s->n_pcs; c++) buf_printf(&b, "%s", c ? ", " : ""), put_number(&b, s->variance[c], 1);
+            buf_printf(&b, "],\n       \"waves\": [");
+            for (int d = 0; d < 3; d++) {
+                buf_printf(&b, "%s{\"k_per_m\": [", d ? ", " : "");
+                put_number(&b, s->ring_k[d][0], 1), buf_printf(&b, ", "), put_number(&b, s->ring_k[d][1], 1);
+                buf_printf(&b, "], \"fraction\": "), put_number(&b, s->ring_fraction[d], 1);
+                buf_printf(&b, ", \"coherence\": "), put_number(&b, s->ring_coherence[d], 1), buf_printf(&b, "}");
+            }
+            buf_printf(&b, "],\n       \"phase_resultant\": "), put_number(&b, s->phase_resultant, 1), buf_printf(&b, "}");
+        }
         buf_printf(&b, "}");
     }
     buf_printf(&b, "%s],\n  \"period_ratios\": [", an->n_modules ? "\n  " : "");
@@ -2648,7 +2992,7 @@ static int analysis_write(Outputs *o, const char *dir, const Analysis *an, const
     free(pix);
     int *order = xcalloc((size_t)N, sizeof(int));
     montage_order(order, an->units, N);
-    Image sac_montage = tile_montage(an->sacs, size, order, N, 0, 1);
+    Image sac_montage = tile_montage(an->sacs, size, order, N, 0, 1, NULL);
     b.len = 0;
     pgm_encode(&b, sac_montage.grey, sac_montage.width, sac_montage.height);
     image_free(&sac_montage);
@@ -2657,11 +3001,20 @@ static int analysis_write(Outputs *o, const char *dir, const Analysis *an, const
         free(order);
         goto done;
     }
-    /* colour montage of the ratemaps, sorted by module then score */
+    /* colour montage of the ratemaps, sorted by module then phase or score; under each tile its
+     * legend "unit score60 M<module>" (score60 to two decimals, "-" if NaN; no module: no "M") */
     double *tiles = xcalloc((size_t)N * n * n, sizeof(double));
     for (size_t i = 0; i < (size_t)N * n * n; i++) tiles[i] = maps[i];
-    Image montage = tile_montage(tiles, n, order, N, 1, n < 40 ? 120 / n : 3); /* tiles of ~120 px */
-    free(tiles), free(order);
+    char *labels = xcalloc((size_t)N, MONTAGE_LABEL);
+    for (int k = 0; k < N; k++) {
+        const UnitScores *u = &an->units[k];
+        char score[16] = "-", module[16] = "";
+        if (u->score60 == u->score60) snprintf(score, sizeof score, "%.2f", u->score60);
+        if (u->module) snprintf(module, sizeof module, " M%d", u->module);
+        snprintf(labels + (size_t)k * MONTAGE_LABEL, MONTAGE_LABEL, "%d %s%s", k, score, module);
+    }
+    Image montage = tile_montage(tiles, n, order, N, 1, n < 40 ? 120 / n : 3, labels); /* tiles of ~120 px */
+    free(tiles), free(order), free(labels);
     b.len = 0;
     ppm_encode(&b, &montage);
     path_join(path, sizeof path, dir, "montage.ppm");
@@ -2677,6 +3030,19 @@ static int analysis_write(Outputs *o, const char *dir, const Analysis *an, const
     image_free(&hist);
     path_join(path, sizeof path, dir, "period_histogram.png");
     if (out_file(o, path, &b, 0, err)) goto done;
+    /* each measured module's state space (PCs 1-6 pairwise) and its units' phases in the cell */
+    for (int md = 0; md < an->n_modules; md++) {
+        if (!an->spaces[md].units) continue;
+        for (int which = 0; which < 2; which++) {
+            Image im = which ? phases_image(an->units, N, md + 1) : state_space_image(&an->spaces[md], n);
+            b.len = 0;
+            png_encode(&b, &im);
+            image_free(&im);
+            snprintf(name, sizeof name, which ? "phases_module_%d.png" : "state_space_module_%d.png", md + 1);
+            path_join(path, sizeof path, dir, name);
+            if (out_file(o, path, &b, 0, err)) goto done;
+        }
+    }
     rc = 0;
 done:
     buf_free(&b);
@@ -2708,7 +3074,7 @@ static int ratemaps_write(Outputs *o, const char *dir, const real *maps, int N, 
     }
     free(pix);
     if (rc == 0) {
-        Image montage = tile_montage(tiles, n, order, N, 0, 1);
+        Image montage = tile_montage(tiles, n, order, N, 0, 1, NULL);
         b.len = 0;
         pgm_encode(&b, montage.grey, montage.width, montage.height);
         image_free(&montage);
@@ -4693,26 +5059,31 @@ static void map_pixels(uint8_t *out, const double *v, int n, int colour) {
 }
 
 /* The tiles listed in order (count of them, each n x n, drawn scale x scale pixels per value) in a
- * grid of ceil(sqrt(count)) columns with 2-pixel gaps: grey (grey background) or colour (white). */
+ * grid of ceil(sqrt(count)) columns with 2-pixel gaps: grey (grey background) or colour (white).
+ * labels (colour only; NULL for none): MONTAGE_LABEL bytes of text per tile, indexed like the tiles,
+ * written under each tile in the pixel font. */
+static void draw_text(Image *im, int x, int y, const char *text, int scale, const uint8_t *rgb);
 
-static Image tile_montage(const double *tiles, int n, const int *order, int count, int colour, int scale) {
-    int cols = 1, gap = 2, depth = colour ? 3 : 1, side = n * scale;
+static Image tile_montage(const double *tiles, int n, const int *order, int count, int colour, int scale, const char *labels) {
+    int cols = 1, gap = 2, depth = colour ? 3 : 1, side = n * scale, strip = labels ? 14 : 0;
     while (cols * cols < count) cols++;
     int rows = (count + cols - 1) / cols;
-    Image im = {cols * (side + gap) + gap, rows * (side + gap) + gap, NULL, NULL};
+    Image im = {cols * (side + gap) + gap, rows * (side + strip + gap) + gap, NULL, NULL};
     size_t bytes = (size_t)depth * im.width * im.height;
     uint8_t *canvas = xcalloc(bytes, 1), *tile = xcalloc((size_t)depth * n * n, 1);
     memset(canvas, colour ? 255 : 96, bytes);
+    if (colour) im.rgb = canvas;
+    else im.grey = canvas;
+    const uint8_t black[3] = {0, 0, 0};
     for (int t = 0; t < count; t++) {
         map_pixels(tile, tiles + (size_t)order[t] * n * n, n, colour);
-        int x0 = gap + (t % cols) * (side + gap), y0 = gap + (t / cols) * (side + gap);
+        int x0 = gap + (t % cols) * (side + gap), y0 = gap + (t / cols) * (side + strip + gap);
         for (int r = 0; r < side; r++)
             for (int c = 0; c < side; c++)
                 memcpy(canvas + (size_t)depth * ((size_t)(y0 + r) * im.width + x0 + c), tile + (size_t)depth * ((r / scale) * n + c / scale), (size_t)depth);
+        if (labels && colour) draw_text(&im, x0 + 1, y0 + side + 2, labels + (size_t)order[t] * MONTAGE_LABEL, 2, black);
     }
     free(tile);
-    if (colour) im.rgb = canvas;
-    else im.grey = canvas;
     return im;
 }
 
@@ -4765,12 +5136,12 @@ static void png_encode(Buf *b, const Image *im) {
     free(raw);
 }
 
-/* A 3 x 5 pixel font for axis labels: digits and '.'. Each glyph is five rows of three bits. */
+/* A 3 x 5 pixel font for labels: digits, '.', '-' and 'M'. Each glyph is five rows of three bits. */
 static void draw_text(Image *im, int x, int y, const char *text, int scale, const uint8_t *rgb) {
-    static const char *glyphs = "0123456789.";
-    static const uint8_t rows[11][5] = {{7, 5, 5, 5, 7}, {2, 6, 2, 2, 7}, {7, 1, 7, 4, 7}, {7, 1, 7, 1, 7},
-                                        {5, 5, 7, 1, 1}, {7, 4, 7, 1, 7}, {7, 4, 7, 5, 7}, {7, 1, 1, 1, 1},
-                                        {7, 5, 7, 5, 7}, {7, 5, 7, 1, 7}, {0, 0, 0, 0, 2}};
+    static const char *glyphs = "0123456789.-M";
+    static const uint8_t rows[13][5] = {{7, 5, 5, 5, 7}, {2, 6, 2, 2, 7}, {7, 1, 7, 4, 7}, {7, 1, 7, 1, 7}, {5, 5, 7, 1, 1},
+                                        {7, 4, 7, 1, 7}, {7, 4, 7, 5, 7}, {7, 1, 1, 1, 1}, {7, 5, 7, 5, 7}, {7, 5, 7, 1, 7},
+                                        {0, 0, 0, 0, 2}, {0, 0, 7, 0, 0}, {5, 7, 7, 5, 5}};
     for (; *text; text++, x += 4 * scale) {
         const char *g = strchr(glyphs, *text);
         if (!g) continue; /* anything else is a space */
@@ -4828,6 +5199,71 @@ static Image period_histogram(const UnitScores *u, int N, double max_m) {
     draw_text(&im, 2, 4, count, 2, black);
     fill_rect(&im, left, top, left + 4, top + 1, black); /* the level of that count */
     free(grid_count), free(other);
+    return im;
+}
+
+/* A module's state space (section 8): PCs 1-6 drawn pairwise in a 6 x 6 grid of panels, each bin a
+ * dot. Above the diagonal panel (row i, column j) plots PC j (across) against PC i (up), coloured by
+ * the bin's x position (west dark, east yellow); below it the same pair coloured by y (south dark,
+ * north yellow); the diagonal names the PC. Each panel is scaled to its PCs' range. */
+static Image state_space_image(const StateSpace *s, int n) {
+    const int panel = 96, gap = 4, q = STATE_PLOT_PCS;
+    Image im = {q * (panel + gap) + gap, q * (panel + gap) + gap, NULL, NULL};
+    im.rgb = xcalloc((size_t)3 * im.width * im.height, 1);
+    memset(im.rgb, 255, (size_t)3 * im.width * im.height);
+    double lo[STATE_PLOT_PCS], hi[STATE_PLOT_PCS];
+    for (int i = 0; i < q; i++) {
+        lo[i] = HUGE_VAL, hi[i] = -HUGE_VAL;
+        for (int b = 0; b < n * n; b++) {
+            double v = s->pcs[(size_t)b * q + i];
+            if (v == v) lo[i] = v < lo[i] ? v : lo[i], hi[i] = v > hi[i] ? v : hi[i];
+        }
+    }
+    const uint8_t black[3] = {0, 0, 0}, frame[3] = {200, 200, 200};
+    for (int row = 0; row < q; row++)
+        for (int col = 0; col < q; col++) {
+            int x0 = gap + col * (panel + gap), y0 = gap + row * (panel + gap);
+            fill_rect(&im, x0 - 1, y0 - 1, x0 + panel + 1, y0 + panel + 1, frame);
+            fill_rect(&im, x0, y0, x0 + panel, y0 + panel, (const uint8_t[3]){255, 255, 255});
+            if (row == col) {
+                char label[4];
+                snprintf(label, sizeof label, "%d", row + 1);
+                draw_text(&im, x0 + panel / 2 - 6, y0 + panel / 2 - 10, label, 4, black);
+                continue;
+            }
+            for (int b = 0; b < n * n; b++) {
+                double u = s->pcs[(size_t)b * q + col], v = s->pcs[(size_t)b * q + row];
+                if (!(u == u) || !(v == v) || !(hi[col] > lo[col]) || !(hi[row] > lo[row])) continue;
+                int px = x0 + 1 + (int)((panel - 3) * (u - lo[col]) / (hi[col] - lo[col]));
+                int py = y0 + panel - 2 - (int)((panel - 3) * (v - lo[row]) / (hi[row] - lo[row]));
+                uint8_t rgb[3];
+                colormap(rgb, row < col ? (b % n + 0.5) / n : (b / n + 0.5) / n);
+                fill_rect(&im, px, py, px + 2, py + 2, rgb);
+            }
+        }
+    return im;
+}
+
+/* The phases of a module's units in its lattice cell (section 8): phase_1 across, phase_2 up, both
+ * 0..1 cycles, one dot per unit, on a square with a light grid at 0.25. */
+static Image phases_image(const UnitScores *u, int N, int module) {
+    const int side = 200, margin = 10;
+    Image im = {side + 2 * margin, side + 2 * margin, NULL, NULL};
+    im.rgb = xcalloc((size_t)3 * im.width * im.height, 1);
+    memset(im.rgb, 255, (size_t)3 * im.width * im.height);
+    const uint8_t black[3] = {0, 0, 0}, light[3] = {220, 220, 220}, teal[3] = {33, 144, 141};
+    for (int i = 1; i < 4; i++) {
+        int at = margin + i * side / 4;
+        fill_rect(&im, at, margin, at + 1, margin + side, light);
+        fill_rect(&im, margin, at, margin + side, at + 1, light);
+    }
+    fill_rect(&im, margin, margin, margin + side, margin + 1, black), fill_rect(&im, margin, margin + side, margin + side + 1, margin + side + 1, black);
+    fill_rect(&im, margin, margin, margin + 1, margin + side, black), fill_rect(&im, margin + side, margin, margin + side + 1, margin + side, black);
+    for (int k = 0; k < N; k++) {
+        if (u[k].module != module || !(u[k].phase[0] == u[k].phase[0]) || !(u[k].phase[1] == u[k].phase[1])) continue;
+        int px = margin + (int)(u[k].phase[0] * side), py = margin + side - (int)(u[k].phase[1] * side);
+        fill_rect(&im, px - 2, py - 2, px + 3, py + 3, teal);
+    }
     return im;
 }
 

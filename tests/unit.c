@@ -772,6 +772,139 @@ static void test_modules(void) {
     free(maps);
 }
 
+/* Fourier symmetry of the dominant ring: six peaks for a hexagonal lattice, four for a square one, two
+ * (opposite) for a band; and place fields of Gaussian bumps, whose half-maximum diameter is known. */
+static void band_map(real *R, int n, double box, double wavelength, double angle_deg, double phase_m) {
+    double k = 2 * PI / wavelength, a = angle_deg * PI / 180, bin = box / n;
+    for (int iy = 0; iy < n; iy++)
+        for (int ix = 0; ix < n; ix++) {
+            double x = -box / 2 + (ix + 0.5) * bin, y = -box / 2 + (iy + 0.5) * bin, v = cos(k * (cos(a) * x + sin(a) * y - phase_m));
+            R[iy * n + ix] = (real)(v > 0 ? v : 0);
+        }
+}
+
+/* Gaussian bumps (sd sigma) at the given centres, summed. */
+static void bumps_map(real *R, int n, double box, const double (*centres)[2], int count, double sigma) {
+    double bin = box / n;
+    for (int iy = 0; iy < n; iy++)
+        for (int ix = 0; ix < n; ix++) {
+            double x = -box / 2 + (ix + 0.5) * bin, y = -box / 2 + (iy + 0.5) * bin, v = 0;
+            for (int c = 0; c < count; c++) {
+                double dx = x - centres[c][0], dy = y - centres[c][1];
+                v += exp(-(dx * dx + dy * dy) / (2 * sigma * sigma));
+            }
+            R[iy * n + ix] = (real)v;
+        }
+}
+
+static void test_fourier_symmetry_and_fields(void) {
+    const int n = 40;
+    const double box = 2.0, periods[3] = {0.3, 0.5, 0.8}, orients[3] = {0, 17, 41};
+    real R[40 * 40];
+    /* A finite box blurs each peak over about 1/box cycles per metre, which spreads it along the ring
+     * by more the longer the period: a6 of these hexagonal lattices falls from 0.91 at 0.3 m to 0.70 at
+     * 0.8 m; a4 of the square ones from 0.95 to 0.76. The thresholds sit a little below what the
+     * analysis measures here (hexagonal a6 >= 0.698, a4 and a2 <= 0.054; square a4 >= 0.761, a6 and
+     * a2 <= 0.018; bands a2 >= 0.919). */
+    double hex_a6 = HUGE_VAL, hex_other = 0, sq_a4 = HUGE_VAL, sq_other = 0, band_min = HUGE_VAL;
+    for (int p = 0; p < 3; p++)
+        for (int o = 0; o < 3; o++) {
+            lattice_map(R, n, box, periods[p], orients[o], 0.03, -0.05, 3);
+            UnitScores u = score_one(R, n, box);
+            hex_a6 = u.fourier_a6 < hex_a6 || !(u.fourier_a6 == u.fourier_a6) ? u.fourier_a6 : hex_a6;
+            hex_other = fmax(hex_other, fmax(u.fourier_a4, u.fourier_a2));
+            lattice_map(R, n, box, periods[p], orients[o], 0.03, -0.05, 2);
+            u = score_one(R, n, box);
+            sq_a4 = u.fourier_a4 < sq_a4 || !(u.fourier_a4 == u.fourier_a4) ? u.fourier_a4 : sq_a4;
+            sq_other = fmax(sq_other, fmax(u.fourier_a6, u.fourier_a2));
+            band_map(R, n, box, periods[p], orients[o], 0.07);
+            u = score_one(R, n, box);
+            band_min = fmin(band_min, u.fourier_a2);
+        }
+    check(hex_a6 > 0.65 && hex_other < 0.1, "hexagonal lattices: Fourier ring a6 >= %.3f > 0.65, a4 and a2 <= %.3f < 0.1", hex_a6, hex_other);
+    check(sq_a4 > 0.7 && sq_other < 0.05, "square lattices: Fourier ring a4 >= %.3f > 0.7, a6 and a2 <= %.3f < 0.05", sq_a4, sq_other);
+    check(band_min > 0.9, "bands: Fourier ring a2 >= %.3f > 0.9 (two opposite peaks)", band_min);
+    /* k bumps of sd 0.08 m far apart: k fields; at half maximum a bump's diameter is 2 sqrt(2 ln 2) sd. */
+    const double centres[4][2] = {{-0.5, -0.5}, {0.5, 0.4}, {-0.4, 0.6}, {0.6, -0.6}}, sigma = 0.08;
+    int right = 1;
+    double worst = 0, want = 2 * sqrt(2 * log(2.0)) * sigma;
+    for (int k = 1; k <= 4; k++) {
+        bumps_map(R, n, box, centres, k, sigma);
+        UnitScores u = score_one(R, n, box);
+        right &= u.fields == k;
+        worst = fmax(worst, fabs(u.field_diameter_m / want - 1));
+    }
+    check(right && worst < 0.1, "1-4 Gaussian bumps: 1-4 place fields, diameter within %.1f%% of 2 sqrt(2 ln 2) sd (< 10%%)", 100 * worst);
+    for (int b = 0; b < n * n; b++) R[b] = 1;
+    UnitScores flat = score_one(R, n, box);
+    check(flat.fields == 0 && !(flat.field_diameter_m == flat.field_diameter_m), "a flat map has no place field");
+}
+
+/* The state space of a module (section 8): units that tile a lattice cell make a torus, units that
+ * tile the period of a band make a ring, place fields tiling the box make neither. */
+static void test_state_space(void) {
+    const int n = 40, side = 6, count = side * side;
+    const double box = 2.0, period = 0.5, orient = 10;
+    real *maps = xcalloc((size_t)count * n * n, sizeof(real));
+    double *phases = xcalloc((size_t)2 * count, sizeof(double));
+    int units[36];
+    for (int j = 0; j < count; j++) units[j] = j;
+    /* hexagonal: unit (i, j) shifted by (i/6) a1 + (j/6) a2, a1 and a2 the lattice vectors */
+    double a1x = period * cos(orient * PI / 180), a1y = period * sin(orient * PI / 180);
+    double a2x = period * cos((orient + 60) * PI / 180), a2y = period * sin((orient + 60) * PI / 180);
+    for (int i = 0; i < side; i++)
+        for (int j = 0; j < side; j++)
+            lattice_map(maps + (size_t)(i * side + j) * n * n, n, box, period, orient, (i * a1x + j * a2x) / side, (i * a1y + j * a2y) / side, 3);
+    StateSpace s;
+    state_space(&s, phases, maps, units, count, n, box);
+    double kerr = 0, want_k = 2 / (sqrt(3.0) * period);
+    for (int d = 0; d < 3; d++) kerr = fmax(kerr, fabs(sqrt(s.ring_k[d][0] * s.ring_k[d][0] + s.ring_k[d][1] * s.ring_k[d][1]) / want_k - 1));
+    double var6 = 0;
+    for (int i = 0; i < 6; i++) var6 += s.variance[i];
+    check(strcmp(state_shape(&s), "torus") == 0 && s.rings == 3 && kerr < 0.05,
+          "hexagonal module, phases tiling the cell: a torus of %d rings (coherence %.2f %.2f %.2f), waves within %.1f%% of 2/(sqrt 3 L)",
+          s.rings, s.ring_coherence[0], s.ring_coherence[1], s.ring_coherence[2], 100 * kerr);
+    check(s.phase_resultant < 0.1 && var6 > 0.8, "hexagonal module: phases tile the cell (resultant %.3f < 0.1); PCs 1-6 hold %.0f%% of the variance",
+          s.phase_resultant, 100 * var6);
+    /* the phases come back: unit (i, j)'s phase along each wave differs from unit (0, 0)'s by a multiple of 1/6 */
+    double off = 0;
+    for (int j = 0; j < count; j++)
+        for (int d = 0; d < 2; d++) {
+            double x = (phases[2 * j + d] - phases[d]) * side;
+            off = fmax(off, fabs(x - floor(x + 0.5)));
+        }
+    check(off < 0.05, "hexagonal module: each unit's phase is its shift, to %.3f of a sixth of the cell", off);
+    free(s.pcs);
+    /* a band population: one wave, phases tiling its period */
+    for (int j = 0; j < count; j++) band_map(maps + (size_t)j * n * n, n, box, period, orient, period * j / count);
+    state_space(&s, phases, maps, units, count, n, box);
+    check(strcmp(state_shape(&s), "ring") == 0, "band module, phases tiling the period: a ring (%d ring(s); fractions %.2f %.2f %.2f)", s.rings,
+          s.ring_fraction[0], s.ring_fraction[1], s.ring_fraction[2]);
+    free(s.pcs);
+    /* place fields: one Gaussian bump per unit (sd 0.2 m) on a 6 x 6 grid over the box */
+    for (int i = 0; i < side; i++)
+        for (int j = 0; j < side; j++) {
+            double centre[1][2] = {{-box / 2 + (i + 0.5) * box / side, -box / 2 + (j + 0.5) * box / side}};
+            bumps_map(maps + (size_t)(i * side + j) * n * n, n, box, (const double (*)[2])centre, 1, 0.2);
+        }
+    state_space(&s, phases, maps, units, count, n, box);
+    check(strcmp(state_shape(&s), "none") == 0, "place fields tiling the box: no ring (%d; coherence %.2f %.2f %.2f)", s.rings,
+          s.ring_coherence[0], s.ring_coherence[1], s.ring_coherence[2]);
+    free(s.pcs);
+    /* Jacobi: the eigenpairs of a known symmetric matrix, A v = lambda v to 1e-12 */
+    double A[9] = {4, 1, 2, 1, 3, 0, 2, 0, 5}, B[9], V[9], worst = 0;
+    memcpy(B, A, sizeof A);
+    jacobi_eigen(B, V, 3);
+    for (int c = 0; c < 3; c++)
+        for (int r = 0; r < 3; r++) {
+            double av = 0;
+            for (int k = 0; k < 3; k++) av += A[r * 3 + k] * V[k * 3 + c];
+            worst = fmax(worst, fabs(av - B[c * 4] * V[r * 3 + c]));
+        }
+    check(worst < 1e-12 && fabs(B[0] + B[4] + B[8] - 12) < 1e-12, "Jacobi eigenpairs: |A v - lambda v| %.1e < 1e-12, trace kept", worst);
+    free(maps), free(phases);
+}
+
 /* The SAC of any map is 1 at lag 0 and symmetric under lag -> -lag. */
 static void test_autocorrelogram(void) {
     const int n = 12, size = 23;
@@ -949,6 +1082,8 @@ int main(void) {
     test_autocorrelogram();
     test_grid_scores();
     test_modules();
+    test_fourier_symmetry_and_fields();
+    test_state_space();
     test_npy_reader();
     test_png();
 #ifdef GRIDSSL_DOUBLE
