@@ -29,7 +29,8 @@
  *         Per box, in DIR/box_<L>m: ratemaps.npy (<f4, shape (N, n, n), NaN = unvisited bin),
  *         unit_NNN.pgm, montage.pgm, montage.png/.ppm (colour, sorted by module then phase or score,
  *         each tile labelled "unit score60 M<module>"), sac_NNN.pgm, autocorrelograms.pgm,
- *         period_histogram.png, scores.csv, summary.json, and per module of >= 6 units
+ *         period_histogram.png, fourier.png (each unit's 2-D Fourier power, same order, labelled
+ *         "unit a6"), scores.csv, summary.json, and per module of >= 6 units
  *         state_space_module_K.png and phases_module_K.png (section 8); and DIR/generalisation.csv.
  *         Only eval_* keys may be overridden. DIR: "<checkpoint dir>/eval".
  *     gridssl score RATEMAPS.npy --box METRES [--out DIR]
@@ -2453,11 +2454,22 @@ static double spectrum_peak(const double *power, int P, double k_lo, double k_hi
  *               exp(i m theta) is ((kx + i ky)/|k|)^m, by repeated multiplication. */
 typedef struct { double period_m, a2, a4, a6; } FourierScores;
 
-static FourierScores fourier_scores(const real *R, int n, double bin_m) {
+#define FOURIER_TILE 101    /* the picture of a unit's spectrum: 101 x 101 pixels, */
+#define FOURIER_MAX_K 4.0   /* frequencies -4 .. 4 cycles per metre on each axis (periods down to ~0.3 m) */
+
+/* Also draws the spectrum into tile (FOURIER_TILE^2, row 0 = ky most negative): sqrt of the power at
+ * the nearest sampled frequency, so that weaker peaks stay visible. */
+static FourierScores fourier_scores(const real *R, int n, double bin_m, double *tile) {
     int P;
     double *grid = map_spectrum(R, n, &P), *power = xcalloc((size_t)P * P, sizeof(double));
     for (size_t i = 0; i < (size_t)P * P; i++) power[i] = grid[2 * i] * grid[2 * i] + grid[2 * i + 1] * grid[2 * i + 1];
     free(grid);
+    double per_pixel = 2 * FOURIER_MAX_K / (FOURIER_TILE - 1) * P * bin_m; /* index units per pixel */
+    for (int i = 0; i < FOURIER_TILE; i++)
+        for (int j = 0; j < FOURIER_TILE; j++) {
+            int ky = (int)floor((i - FOURIER_TILE / 2) * per_pixel + 0.5), kx = (int)floor((j - FOURIER_TILE / 2) * per_pixel + 0.5);
+            tile[i * FOURIER_TILE + j] = sqrt(power_at(power, P, kx, ky));
+        }
     FourierScores f = {gs_nan(), gs_nan(), gs_nan(), gs_nan()};
     int kx = 0, ky = 0;
     double k_min = (double)P / n; /* |k| in index units below which the period exceeds the box */
@@ -2544,7 +2556,7 @@ typedef struct { int units; double period_m, orientation_deg, orientation_spread
 
 /* SAC, gridness, period, orientation, Fourier measures and fields of each of N maps (n, n); sacs receives
  * the autocorrelograms (N, 2n-1, 2n-1). */
-typedef struct { UnitScores *u; double *sacs; const real *maps; int n; double bin_m; } AnalyseCtx;
+typedef struct { UnitScores *u; double *sacs, *spectra; const real *maps; int n; double bin_m; } AnalyseCtx;
 
 /* One unit: its SAC, gridness, period, orientation, Fourier measures, place fields and mean rate. */
 static void analyse_task(void *ctx, int k) {
@@ -2559,7 +2571,7 @@ static void analyse_task(void *ctx, int k) {
     u->score60 = gs.score60, u->score60_minmax = gs.score60_minmax, u->score90 = gs.score90;
     sac_period(&period_bins, &u->orientation_deg, sac, n);
     u->period_m = period_bins * c->bin_m;
-    FourierScores f = fourier_scores(R, n, c->bin_m);
+    FourierScores f = fourier_scores(R, n, c->bin_m, c->spectra + (size_t)k * FOURIER_TILE * FOURIER_TILE);
     u->fourier_period_m = f.period_m, u->fourier_a2 = f.a2, u->fourier_a4 = f.a4, u->fourier_a6 = f.a6;
     Fields fields = place_fields(R, n, c->bin_m);
     u->fields = fields.count, u->field_diameter_m = fields.diameter_m;
@@ -2572,8 +2584,8 @@ static void analyse_task(void *ctx, int k) {
     u->module = 0;
 }
 
-static void analyse_maps(UnitScores *u, double *sacs, const real *maps, int N, int n, double bin_m, int threads) {
-    AnalyseCtx c = {u, sacs, maps, n, bin_m};
+static void analyse_maps(UnitScores *u, double *sacs, double *spectra, const real *maps, int N, int n, double bin_m, int threads) {
+    AnalyseCtx c = {u, sacs, spectra, maps, n, bin_m};
     parallel_for(threads, N, analyse_task, &c);
 }
 
@@ -2837,6 +2849,7 @@ typedef struct {
     int walks, steps;   /* of the evaluation walks; 0 when the maps came from elsewhere (gridssl score) */
     UnitScores *units;  /* (N) */
     double *sacs;       /* (N, 2n-1, 2n-1) */
+    double *spectra;    /* (N, FOURIER_TILE, FOURIER_TILE) pictures of the Fourier power */
     Module *modules;    /* (N) room; n_modules used */
     int n_modules;
     StateSpace *spaces; /* (n_modules): each module's state space; units = 0 for modules of < 6 units */
@@ -2848,7 +2861,8 @@ static void analysis_run(Analysis *an, const real *maps, int N, int n, double bo
     an->units = xcalloc((size_t)N, sizeof(UnitScores));
     an->sacs = xcalloc((size_t)N * (2 * n - 1) * (2 * n - 1), sizeof(double));
     an->modules = xcalloc((size_t)N, sizeof(Module));
-    analyse_maps(an->units, an->sacs, maps, N, n, an->bin_m, threads);
+    an->spectra = xcalloc((size_t)N * FOURIER_TILE * FOURIER_TILE, sizeof(double));
+    analyse_maps(an->units, an->sacs, an->spectra, maps, N, n, an->bin_m, threads);
     an->n_modules = assign_modules(an->units, an->modules, N);
     an->spaces = xcalloc((size_t)(an->n_modules ? an->n_modules : 1), sizeof(StateSpace));
     int *members = xcalloc((size_t)N, sizeof(int));
@@ -2873,7 +2887,7 @@ static void analysis_run(Analysis *an, const real *maps, int N, int n, double bo
 
 static void analysis_free(Analysis *an) {
     for (int md = 0; md < an->n_modules; md++) free(an->spaces[md].pcs);
-    free(an->units), free(an->sacs), free(an->modules), free(an->spaces);
+    free(an->units), free(an->sacs), free(an->spectra), free(an->modules), free(an->spaces);
     memset(an, 0, sizeof *an);
 }
 
@@ -3014,7 +3028,7 @@ static int analysis_write(Outputs *o, const char *dir, const Analysis *an, const
         snprintf(labels + (size_t)k * MONTAGE_LABEL, MONTAGE_LABEL, "%d %s%s", k, score, module);
     }
     Image montage = tile_montage(tiles, n, order, N, 1, n < 40 ? 120 / n : 3, labels); /* tiles of ~120 px */
-    free(tiles), free(order), free(labels);
+    free(tiles);
     b.len = 0;
     ppm_encode(&b, &montage);
     path_join(path, sizeof path, dir, "montage.ppm");
@@ -3023,7 +3037,23 @@ static int analysis_write(Outputs *o, const char *dir, const Analysis *an, const
     png_encode(&b, &montage);
     image_free(&montage);
     path_join(path, sizeof path, dir, "montage.png");
-    if (bad || out_file(o, path, &b, 1, err)) goto done;
+    /* the units' Fourier power in the same order, each labelled "unit a6" */
+    for (int k = 0; k < N; k++) {
+        double a6 = an->units[k].fourier_a6;
+        if (a6 == a6) snprintf(labels + (size_t)k * MONTAGE_LABEL, MONTAGE_LABEL, "%d %.2f", k, a6);
+        else snprintf(labels + (size_t)k * MONTAGE_LABEL, MONTAGE_LABEL, "%d -", k);
+    }
+    Image spectra = tile_montage(an->spectra, FOURIER_TILE, order, N, 1, 1, labels);
+    free(order), free(labels);
+    if (bad || out_file(o, path, &b, 1, err)) {
+        image_free(&spectra);
+        goto done;
+    }
+    b.len = 0;
+    png_encode(&b, &spectra);
+    image_free(&spectra);
+    path_join(path, sizeof path, dir, "fourier.png");
+    if (out_file(o, path, &b, 0, err)) goto done;
     Image hist = period_histogram(an->units, N, an->box > 2 ? an->box : 2);
     b.len = 0;
     png_encode(&b, &hist);

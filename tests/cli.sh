@@ -69,7 +69,7 @@ check "ratemaps.npy declares shape ($n_units, $n_bins, $n_bins) '<f4' and holds 
     sh -c "head -c 128 $E/ratemaps.npy | grep -q \"'descr': '<f4', 'fortran_order': False, 'shape': ($n_units, $n_bins, $n_bins)\" && test $npy_size = $((128 + n_units * n_bins * n_bins * 4))"
 missing=""
 for box in 2 3 4; do
-    for f in scores.csv summary.json montage.png montage.ppm period_histogram.png autocorrelograms.pgm sac_000.pgm ratemaps.npy; do
+    for f in scores.csv summary.json montage.png montage.ppm period_histogram.png fourier.png autocorrelograms.pgm sac_000.pgm ratemaps.npy; do
         [ -s "$T/ref/eval/box_${box}m/$f" ] || missing="$missing box_${box}m/$f"
     done
 done
