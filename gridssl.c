@@ -2668,8 +2668,14 @@ typedef struct {
     double ring_k[3][2];           /* each wave's (kx, ky), cycles per metre; NaN if not found */
     double ring_fraction[3], ring_coherence[3];
     double phase_resultant;
-    double *pcs; /* (n * n, STATE_PLOT_PCS): each bin's scores; NaN where not every unit was visited */
+    double *pcs;         /* (n * n, STATE_PLOT_PCS): each bin's scores; NaN where not every unit was visited */
+    double *ring_points; /* (n * n, 3, 2): each bin's point y(b) . conj(c_d) in wave d's plane; NaN likewise */
 } StateSpace;
+
+static void state_space_free(StateSpace *s) {
+    free(s->pcs), free(s->ring_points);
+    s->pcs = s->ring_points = NULL;
+}
 
 static const char *state_shape(const StateSpace *s) { return s->rings >= 2 ? "torus" : s->rings == 1 ? "ring" : "none"; }
 
@@ -2711,7 +2717,8 @@ static void jacobi_eigen(double *A, double *V, int m) {
 }
 
 /* The state space of the count units listed in units (indices into maps (N, n, n)) in a box of side box;
- * phases (count, 2) receives each unit's phase in the cell. s->pcs is allocated (free it). */
+ * phases (count, 2) receives each unit's phase in the cell. s->pcs and s->ring_points are allocated
+ * (state_space_free). */
 static void state_space(StateSpace *s, double *phases, const real *maps, const int *units, int count, int n, double box) {
     size_t nn = (size_t)n * n;
     memset(s, 0, sizeof *s);
@@ -2721,6 +2728,8 @@ static void state_space(StateSpace *s, double *phases, const real *maps, const i
     for (int i = 0; i < 2 * count; i++) phases[i] = gs_nan();
     s->pcs = xcalloc(nn * STATE_PLOT_PCS, sizeof(double));
     for (size_t i = 0; i < nn * STATE_PLOT_PCS; i++) s->pcs[i] = gs_nan();
+    s->ring_points = xcalloc(nn * 6, sizeof(double));
+    for (size_t i = 0; i < nn * 6; i++) s->ring_points[i] = gs_nan();
     /* Z (count, n*n): standardised units; a bin counts when every unit visited it */
     double *Z = xcalloc((size_t)count * nn, sizeof(double));
     uint8_t *used = xcalloc(nn, 1);
@@ -2814,6 +2823,7 @@ static void state_space(StateSpace *s, double *phases, const real *maps, const i
             if (!used[b]) continue;
             double z_re = 0, z_im = 0; /* y(b) . conj(c_d) */
             for (int i = 0; i < q; i++) z_re += s->pcs[b * STATE_PLOT_PCS + i] * c_re[i], z_im -= s->pcs[b * STATE_PLOT_PCS + i] * c_im[i];
+            s->ring_points[(b * 3 + d) * 2] = z_re, s->ring_points[(b * 3 + d) * 2 + 1] = z_im;
             double r = sqrt(z_re * z_re + z_im * z_im);
             if (r > 0) /* exp(i arg z) exp(-2 pi i k . x) */
                 coh_re += (z_re * wave_re[b] - z_im * wave_im[b]) / r, coh_im += (z_re * wave_im[b] + z_im * wave_re[b]) / r;
@@ -2886,7 +2896,7 @@ static void analysis_run(Analysis *an, const real *maps, int N, int n, double bo
 }
 
 static void analysis_free(Analysis *an) {
-    for (int md = 0; md < an->n_modules; md++) free(an->spaces[md].pcs);
+    for (int md = 0; md < an->n_modules; md++) state_space_free(&an->spaces[md]);
     free(an->units), free(an->sacs), free(an->spectra), free(an->modules), free(an->spaces);
     memset(an, 0, sizeof *an);
 }
@@ -5232,45 +5242,57 @@ static Image period_histogram(const UnitScores *u, int N, double max_m) {
     return im;
 }
 
-/* A module's state space (section 8): PCs 1-6 drawn pairwise in a 6 x 6 grid of panels, each bin a
- * dot. Above the diagonal panel (row i, column j) plots PC j (across) against PC i (up), coloured by
- * the bin's x position (west dark, east yellow); below it the same pair coloured by y (south dark,
- * north yellow); the diagonal names the PC. Each panel is scaled to its PCs' range. */
+/* One scatter panel at (x0, y0): the points (u[b * stride], v[b * stride]) of the n * n bins, scaled to
+ * their range, each a 2 x 2 dot coloured by the bin's x (by_y = 0: west dark, east yellow) or y. */
+static void scatter_panel(Image *im, int x0, int y0, int panel, const double *u, const double *v, int stride, int n, int by_y) {
+    double ulo = HUGE_VAL, uhi = -HUGE_VAL, vlo = HUGE_VAL, vhi = -HUGE_VAL;
+    for (int b = 0; b < n * n; b++) {
+        double x = u[(size_t)b * stride], y = v[(size_t)b * stride];
+        if (!(x == x) || !(y == y)) continue;
+        ulo = x < ulo ? x : ulo, uhi = x > uhi ? x : uhi, vlo = y < vlo ? y : vlo, vhi = y > vhi ? y : vhi;
+    }
+    fill_rect(im, x0 - 1, y0 - 1, x0 + panel + 1, y0 + panel + 1, (const uint8_t[3]){200, 200, 200});
+    fill_rect(im, x0, y0, x0 + panel, y0 + panel, (const uint8_t[3]){255, 255, 255});
+    if (!(uhi > ulo) || !(vhi > vlo)) return;
+    for (int b = 0; b < n * n; b++) {
+        double x = u[(size_t)b * stride], y = v[(size_t)b * stride];
+        if (!(x == x) || !(y == y)) continue;
+        int px = x0 + 1 + (int)((panel - 3) * (x - ulo) / (uhi - ulo)), py = y0 + panel - 2 - (int)((panel - 3) * (y - vlo) / (vhi - vlo));
+        uint8_t rgb[3];
+        colormap(rgb, by_y ? (b / n + 0.5) / n : (b % n + 0.5) / n);
+        fill_rect(im, px, py, px + 2, py + 2, rgb);
+    }
+}
+
+/* A module's state space (section 8), each bin a dot. Rows 1-6: PCs 1-6 pairwise; above the diagonal
+ * panel (row i, column j) plots PC j (across) against PC i (up), coloured by the bin's x position (west
+ * dark, east yellow); below it the same pair coloured by y (south dark, north yellow); the diagonal
+ * names the PC. Row 7: the bins in the plane of each lattice wave (the rings; see state_space), waves
+ * 1-3 coloured by x, then again coloured by y: a ring whose colour cycles along it, as many times as
+ * the wave has periods across the box. Each panel is scaled to its points' range. */
 static Image state_space_image(const StateSpace *s, int n) {
     const int panel = 96, gap = 4, q = STATE_PLOT_PCS;
-    Image im = {q * (panel + gap) + gap, q * (panel + gap) + gap, NULL, NULL};
+    Image im = {q * (panel + gap) + gap, (q + 1) * (panel + gap) + gap, NULL, NULL};
     im.rgb = xcalloc((size_t)3 * im.width * im.height, 1);
     memset(im.rgb, 255, (size_t)3 * im.width * im.height);
-    double lo[STATE_PLOT_PCS], hi[STATE_PLOT_PCS];
-    for (int i = 0; i < q; i++) {
-        lo[i] = HUGE_VAL, hi[i] = -HUGE_VAL;
-        for (int b = 0; b < n * n; b++) {
-            double v = s->pcs[(size_t)b * q + i];
-            if (v == v) lo[i] = v < lo[i] ? v : lo[i], hi[i] = v > hi[i] ? v : hi[i];
-        }
-    }
-    const uint8_t black[3] = {0, 0, 0}, frame[3] = {200, 200, 200};
+    const uint8_t black[3] = {0, 0, 0};
     for (int row = 0; row < q; row++)
         for (int col = 0; col < q; col++) {
             int x0 = gap + col * (panel + gap), y0 = gap + row * (panel + gap);
-            fill_rect(&im, x0 - 1, y0 - 1, x0 + panel + 1, y0 + panel + 1, frame);
-            fill_rect(&im, x0, y0, x0 + panel, y0 + panel, (const uint8_t[3]){255, 255, 255});
-            if (row == col) {
-                char label[4];
-                snprintf(label, sizeof label, "%d", row + 1);
-                draw_text(&im, x0 + panel / 2 - 6, y0 + panel / 2 - 10, label, 4, black);
+            if (row != col) {
+                scatter_panel(&im, x0, y0, panel, s->pcs + col, s->pcs + row, q, n, row > col);
                 continue;
             }
-            for (int b = 0; b < n * n; b++) {
-                double u = s->pcs[(size_t)b * q + col], v = s->pcs[(size_t)b * q + row];
-                if (!(u == u) || !(v == v) || !(hi[col] > lo[col]) || !(hi[row] > lo[row])) continue;
-                int px = x0 + 1 + (int)((panel - 3) * (u - lo[col]) / (hi[col] - lo[col]));
-                int py = y0 + panel - 2 - (int)((panel - 3) * (v - lo[row]) / (hi[row] - lo[row]));
-                uint8_t rgb[3];
-                colormap(rgb, row < col ? (b % n + 0.5) / n : (b / n + 0.5) / n);
-                fill_rect(&im, px, py, px + 2, py + 2, rgb);
-            }
+            char label[4];
+            snprintf(label, sizeof label, "%d", row + 1);
+            fill_rect(&im, x0 - 1, y0 - 1, x0 + panel + 1, y0 + panel + 1, (const uint8_t[3]){200, 200, 200});
+            fill_rect(&im, x0, y0, x0 + panel, y0 + panel, (const uint8_t[3]){255, 255, 255});
+            draw_text(&im, x0 + panel / 2 - 6, y0 + panel / 2 - 10, label, 4, black);
         }
+    for (int k = 0; k < 6; k++) {
+        int d = k % 3;
+        scatter_panel(&im, gap + k * (panel + gap), gap + q * (panel + gap), panel, s->ring_points + 2 * d, s->ring_points + 2 * d + 1, 6, n, k >= 3);
+    }
     return im;
 }
 

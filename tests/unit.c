@@ -874,13 +874,13 @@ static void test_state_space(void) {
             off = fmax(off, fabs(x - floor(x + 0.5)));
         }
     check(off < 0.05, "hexagonal module: each unit's phase is its shift, to %.3f of a sixth of the cell", off);
-    free(s.pcs);
+    state_space_free(&s);
     /* a band population: one wave, phases tiling its period */
     for (int j = 0; j < count; j++) band_map(maps + (size_t)j * n * n, n, box, period, orient, period * j / count);
     state_space(&s, phases, maps, units, count, n, box);
     check(strcmp(state_shape(&s), "ring") == 0, "band module, phases tiling the period: a ring (%d ring(s); fractions %.2f %.2f %.2f)", s.rings,
           s.ring_fraction[0], s.ring_fraction[1], s.ring_fraction[2]);
-    free(s.pcs);
+    state_space_free(&s);
     /* place fields: one Gaussian bump per unit (sd 0.2 m) on a 6 x 6 grid over the box */
     for (int i = 0; i < side; i++)
         for (int j = 0; j < side; j++) {
@@ -890,7 +890,7 @@ static void test_state_space(void) {
     state_space(&s, phases, maps, units, count, n, box);
     check(strcmp(state_shape(&s), "none") == 0, "place fields tiling the box: no ring (%d; coherence %.2f %.2f %.2f)", s.rings,
           s.ring_coherence[0], s.ring_coherence[1], s.ring_coherence[2]);
-    free(s.pcs);
+    state_space_free(&s);
     /* Jacobi: the eigenpairs of a known symmetric matrix, A v = lambda v to 1e-12 */
     double A[9] = {4, 1, 2, 1, 3, 0, 2, 0, 5}, B[9], V[9], worst = 0;
     memcpy(B, A, sizeof A);
