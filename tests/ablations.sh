@@ -15,18 +15,21 @@
 # seconds of training per run. Each variant's montage is OUT/<variant>/seed_<first>/run/eval/box_2m/montage.png.
 #
 # usage (from the repository root, after make):
-#     sh tests/ablations.sh [--seeds 1-5] [--jobs 2] [--full] [--out DIR] [--table]
-#     --full    14 000-step runs (4 times the cost) instead of the 4000-step screen
+#     sh tests/ablations.sh [--seeds 1-5] [--jobs 2] [--full] [--config FILE] [--out DIR] [--table]
+#     --full    runs of the config's length (the default's 14 000 steps: 4 times the cost) instead of
+#               the 4000-step screen
+#     --config  the recipe to ablate (default: the built-in default)
 #     --table   only print the table of runs already made
 set -u
 cd "$(dirname "$0")/.." || exit 2
-seeds=1-5 jobs=2 full=0 out=tests/out/ablations table_only=0
-usage() { echo "usage: sh tests/ablations.sh [--seeds A-B] [--jobs J] [--full] [--out DIR] [--table]" >&2; exit 2; }
+seeds=1-5 jobs=2 full=0 config="" out=tests/out/ablations table_only=0
+usage() { echo "usage: sh tests/ablations.sh [--seeds A-B] [--jobs J] [--full] [--config FILE] [--out DIR] [--table]" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --seeds) [ $# -ge 2 ] || usage; seeds=$2; shift 2 ;;
     --jobs) [ $# -ge 2 ] || usage; jobs=$2; shift 2 ;;
     --full) full=1; shift ;;
+    --config) [ $# -ge 2 ] || usage; config=$2; shift 2 ;;
     --out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
     --table) table_only=1; shift ;;
     *) usage ;;
@@ -51,7 +54,7 @@ if [ $table_only = 0 ]; then
     echo "$VARIANTS" | while IFS=: read -r name overrides; do
         echo "# ablations: $name ($seeds${overrides:+; $overrides})" >&2
         # shellcheck disable=SC2086
-        sh tests/seeds.sh --seeds "$seeds" --jobs "$jobs" $screen --out "$out/$name" $overrides > /dev/null 2>&1 ||
+        sh tests/seeds.sh --seeds "$seeds" --jobs "$jobs" $screen ${config:+--config "$config"} --out "$out/$name" $overrides > /dev/null 2>&1 ||
             echo "ablations: $name: some runs failed (see $out/$name/seed_*/train.stderr)" >&2
     done
 fi

@@ -78,6 +78,20 @@ if [ -z "$missing" ]; then ok "eval analyses 2, 3 and 4 m boxes: scores.csv, sum
 check "scores.csv has the documented columns and one row per unit" sh -c "head -1 $E/scores.csv | grep -q '^unit,score60,score90,period_m,orientation_deg,fourier_period_m,module,coverage,mean_rate' && test \$(wc -l < $E/scores.csv) = $((n_units + 1))"
 check "summary.json reports coverage, grid-like units and modules" sh -c "grep -q '\"coverage\"' $E/summary.json && grep -q '\"fraction_grid_like\"' $E/summary.json && grep -q '\"modules\"' $E/summary.json"
 check "generalisation.csv compares every unit across the boxes" sh -c "head -1 $T/ref/eval/generalisation.csv | grep -q 'period_m_2m,score60_3m,period_m_3m,score60_4m,period_m_4m' && test \$(wc -l < $T/ref/eval/generalisation.csv) = $((n_units + 1))"
+# the paper's experiments as commands (tests/generalisation.sh, tests/ablations.sh), on the tiny run
+what="generalisation.sh evaluates 2, 3, 4 m boxes and four other walks: one row per condition"
+if sh tests/generalisation.sh $T/ref/checkpoint.bin $T/gen --threads 2 > $T/gen.stdout 2> $T/gen.stderr &&
+    test "$(cut -f1 $T/gen.stdout | tr '\n' ' ')" = "condition 2m 3m 4m slow fast straight tortuous "; then ok "$what"; else fail "$what"; fi
+check "its generalisation.csv has one row per unit and a score and a period per condition" \
+    sh -c "head -1 $T/gen/generalisation.csv | grep -q '^unit,module_2m,score60_2m,period_m_2m,.*,score60_tortuous,period_m_tortuous\$' && test \$(wc -l < $T/gen/generalisation.csv) = $((n_units + 1))"
+check "its slower walks are slower: other maps than the default walks'" sh -c "! cmp -s $T/gen/slow/box_2m/ratemaps.npy $T/gen/boxes/box_2m/ratemaps.npy"
+what="ablations.sh runs the default and seven ablations: one row each, every run finished"
+if sh tests/ablations.sh --seeds 1-1 --full --config data/tiny.cfg --out $T/abl > $T/abl.stdout 2> $T/abl.stderr &&
+    test "$(awk -F'\t' 'NR > 1 && $3 == 1 { printf "%s ", $1 }' $T/abl.stdout)" = \
+        "default no_capacity sigma_g_0.2 sigma_g_0.1 no_separation no_invariance no_permutation no_isometry "; then ok "$what"; else fail "$what"; fi
+check "each ablation's run was trained with its change" sh -c "grep -q '^lambda_cap = 0\$' $T/abl/no_capacity/seed_1/run/config.txt &&
+    grep -q '^permute = 0\$' $T/abl/no_permutation/seed_1/run/config.txt && grep -q '^sigma_g = 0.1\$' $T/abl/sigma_g_0.1/seed_1/run/config.txt &&
+    grep -q '^lambda_iso = 0\$' $T/abl/no_isometry/seed_1/run/config.txt && grep -q '^steps = 60\$' $T/abl/default/seed_1/run/config.txt"
 check "eval --box 2.5 --out DIR evaluates that box only" sh -c "$G eval $T/ref/checkpoint.bin --box 2.5 --out $T/box25 > /dev/null 2>&1 && test -s $T/box25/box_2.5m/scores.csv && ! test -e $T/box25/box_2m"
 check "score analyses a ratemaps.npy from any source" sh -c "$G score $E/ratemaps.npy --box 2 --out $T/scored > /dev/null 2>&1 && test -s $T/scored/scores.csv && test -s $T/scored/montage.png"
 cut -d, -f1-10,13-19 "$T/scored/scores.csv" > "$T/scored.cols" 2> /dev/null
