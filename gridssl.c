@@ -2504,6 +2504,29 @@ static FourierScores fourier_scores(const real *R, int n, double bin_m, double *
     return f;
 }
 
+/* The 4-connected components of the bins of R (n, n) above threshold (unvisited bins are never
+ * above it): label[b] = 1.. for the component of bin b, 0 below; sizes[c - 1] = bins of component c.
+ * Components are numbered in scan order, each filled from its first bin with an explicit stack.
+ * Returns their number; label, sizes and stack have room for n * n. */
+static int label_components(int *label, int *sizes, int *stack, const real *R, int n, double threshold) {
+    int components = 0;
+    memset(label, 0, (size_t)n * n * sizeof(int));
+    for (int b = 0; b < n * n; b++) {
+        if (label[b] || !(R[b] > threshold)) continue;
+        int top = 0, size = 0;
+        label[b] = ++components, stack[top++] = b;
+        while (top) {
+            int c = stack[--top], cx = c % n, cy = c / n;
+            size++;
+            int next[4] = {cx > 0 ? c - 1 : -1, cx < n - 1 ? c + 1 : -1, cy > 0 ? c - n : -1, cy < n - 1 ? c + n : -1};
+            for (int i = 0; i < 4; i++)
+                if (next[i] >= 0 && !label[next[i]] && R[next[i]] > threshold) label[next[i]] = components, stack[top++] = next[i];
+        }
+        sizes[components - 1] = size;
+    }
+    return components;
+}
+
 /* Place fields (the paper's Fig. 7, small sigma_g: "place-cell-like"; the usual definition, e.g.
  * Langston et al. 2010): bins above half the map's range (min + (max - min) / 2 over visited bins),
  * grouped into 4-connected components; a component of at least FIELD_MIN_M2 is a field. Returns the
@@ -2517,25 +2540,61 @@ static Fields place_fields(const real *R, int n, double bin_m) {
         if (R[b] == R[b]) lo = R[b] < lo ? R[b] : lo, hi = R[b] > hi ? R[b] : hi;
     Fields f = {0, gs_nan()};
     if (!(hi > lo)) return f;
-    double threshold = lo + (hi - lo) / 2, area_sum = 0;
-    int *label = xcalloc((size_t)n * n, sizeof(int)), *stack = xcalloc((size_t)n * n, sizeof(int));
-    int min_bins = (int)(FIELD_MIN_M2 / (bin_m * bin_m) + 0.999), components = 0;
-    for (int b = 0; b < n * n; b++) {
-        if (label[b] || !(R[b] > threshold)) continue;
-        int top = 0, size = 0; /* flood fill with an explicit stack */
-        label[b] = ++components, stack[top++] = b;
-        while (top) {
-            int c = stack[--top], cx = c % n, cy = c / n;
-            size++;
-            int next[4] = {cx > 0 ? c - 1 : -1, cx < n - 1 ? c + 1 : -1, cy > 0 ? c - n : -1, cy < n - 1 ? c + n : -1};
-            for (int i = 0; i < 4; i++)
-                if (next[i] >= 0 && !label[next[i]] && R[next[i]] > threshold) label[next[i]] = components, stack[top++] = next[i];
-        }
-        if (size >= min_bins) f.count++, area_sum += size * bin_m * bin_m;
-    }
-    free(label), free(stack);
+    int *label = xcalloc((size_t)n * n, sizeof(int)), *sizes = xcalloc((size_t)n * n, sizeof(int)), *stack = xcalloc((size_t)n * n, sizeof(int));
+    int components = label_components(label, sizes, stack, R, n, lo + (hi - lo) / 2);
+    int min_bins = (int)(FIELD_MIN_M2 / (bin_m * bin_m) + 0.999);
+    double area_sum = 0;
+    for (int c = 0; c < components; c++)
+        if (sizes[c] >= min_bins) f.count++, area_sum += sizes[c] * bin_m * bin_m;
+    free(label), free(sizes), free(stack);
     if (f.count) f.diameter_m = sqrt(4 * area_sum / f.count / PI);
     return f;
+}
+
+/* Border score (Solstad, Boccara, Kropff, Moser & Moser, Science 2008), for a square box:
+ *     b = (c_M - d_m) / (c_M + d_m),  in [-1, 1]
+ * Fields: 4-connected bins above 0.3 times the map's peak rate, of at least BORDER_FIELD_M2
+ * (200 cm^2; both their values). c_M: the largest fraction of one wall's visited bins (the outermost
+ * row or column on that side) that lie in one field, over fields and the four walls. d_m: the mean
+ * distance to the nearest wall of the bins in fields, weighted by rate, divided by half the box's
+ * side (0 on a wall, 1 at the centre). A field along one wall gives b near 1; fields away from the
+ * walls give b near -1 (none touching a wall: c_M = 0, b = -1). NaN when the peak rate is not
+ * positive or no field is large enough. Rates are used as they are (the units' are non-negative). */
+#define BORDER_FIELD_M2 0.02
+#define BORDER_THRESHOLD 0.3
+
+static double border_score(const real *R, int n, double bin_m) {
+    double peak = -HUGE_VAL;
+    for (int b = 0; b < n * n; b++)
+        if (R[b] == R[b] && R[b] > peak) peak = R[b];
+    if (!(peak > 0)) return gs_nan();
+    int *label = xcalloc((size_t)n * n, sizeof(int)), *sizes = xcalloc((size_t)n * n, sizeof(int)), *stack = xcalloc((size_t)n * n, sizeof(int));
+    int components = label_components(label, sizes, stack, R, n, BORDER_THRESHOLD * peak);
+    int min_bins = (int)(BORDER_FIELD_M2 / (bin_m * bin_m) + 0.999), any = 0;
+    double c_max = 0, weighted = 0, weight = 0;
+    for (int c = 1; c <= components; c++) {
+        if (sizes[c - 1] < min_bins) continue;
+        any = 1;
+        for (int wall = 0; wall < 4; wall++) { /* west, east, south, north */
+            int visited = 0, covered = 0;
+            for (int i = 0; i < n; i++) {
+                int b = wall == 0 ? i * n : wall == 1 ? i * n + n - 1 : wall == 2 ? i : (n - 1) * n + i;
+                if (!(R[b] == R[b])) continue;
+                visited++, covered += label[b] == c;
+            }
+            if (visited && (double)covered / visited > c_max) c_max = (double)covered / visited;
+        }
+        for (int b = 0; b < n * n; b++) {
+            if (label[b] != c) continue;
+            double x = b % n + 0.5, y = b / n + 0.5, d = x < n - x ? x : n - x;
+            d = y < d ? y : d, d = n - y < d ? n - y : d;
+            weighted += R[b] * (d / (n / 2.0)), weight += R[b];
+        }
+    }
+    free(label), free(sizes), free(stack);
+    if (!any) return gs_nan();
+    double d_m = weighted / weight;
+    return (c_max - d_m) / (c_max + d_m);
 }
 
 /* Everything gridssl measures about one unit in one box. */
@@ -2546,6 +2605,7 @@ typedef struct {
     double fourier_a2, fourier_a4, fourier_a6; /* the symmetry of the spectrum's dominant ring */
     int fields;                                /* place fields, and their mean diameter */
     double field_diameter_m;
+    double border_score;                       /* Solstad et al. 2008 */
     double phase[2]; /* in the module's lattice cell, cycles along its first two waves; NaN outside one */
 } UnitScores;
 
@@ -2575,6 +2635,7 @@ static void analyse_task(void *ctx, int k) {
     u->fourier_period_m = f.period_m, u->fourier_a2 = f.a2, u->fourier_a4 = f.a4, u->fourier_a6 = f.a6;
     Fields fields = place_fields(R, n, c->bin_m);
     u->fields = fields.count, u->field_diameter_m = fields.diameter_m;
+    u->border_score = border_score(R, n, c->bin_m);
     u->phase[0] = u->phase[1] = gs_nan();
     int count = 0;
     for (size_t b = 0; b < bins; b++)
@@ -2934,14 +2995,15 @@ static int analysis_write(Outputs *o, const char *dir, const Analysis *an, const
     /* scores.csv */
     buf_printf(&b, "unit,score60,score90,period_m,orientation_deg,fourier_period_m,module,coverage,mean_rate,"
                    "score60_minmax,split_half_r,early_late_r,fourier_a2,fourier_a4,fourier_a6,fields,field_diameter_m,"
-                   "phase_1,phase_2\n");
+                   "phase_1,phase_2,border_score\n");
     for (int k = 0; k < N; k++) {
         const UnitScores *u = &an->units[k];
-        double row[18] = {u->score60,       u->score90,      u->period_m,     u->orientation_deg, u->fourier_period_m, u->module,
-                          an->coverage,     u->mean_rate,    u->score60_minmax, u->split_half_r, u->early_late_r,  u->fourier_a2,
-                          u->fourier_a4,    u->fourier_a6,   u->fields,       u->field_diameter_m, u->phase[0],     u->phase[1]};
+        double row[19] = {u->score60,    u->score90,    u->period_m,       u->orientation_deg,   u->fourier_period_m,
+                          u->module,     an->coverage,  u->mean_rate,      u->score60_minmax,    u->split_half_r,
+                          u->early_late_r, u->fourier_a2, u->fourier_a4,   u->fourier_a6,        u->fields,
+                          u->field_diameter_m, u->phase[0], u->phase[1],   u->border_score};
         buf_printf(&b, "%d", k);
-        for (int i = 0; i < 18; i++) buf_put(&b, ",", 1), put_number(&b, row[i], 0);
+        for (int i = 0; i < 19; i++) buf_put(&b, ",", 1), put_number(&b, row[i], 0);
         buf_put(&b, "\n", 1);
     }
     path_join(path, sizeof path, dir, "scores.csv");

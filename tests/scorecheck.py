@@ -9,7 +9,7 @@ their bins unvisited (NaN), plus i.i.d. noise maps; runs `gridssl score ... --bo
 scores.csv and summary.json and checks what the lattices' construction fixes independently of
 gridssl: the period (within 5 %), the orientation (within 3 degrees), score60 > 0.8 for the lattices
 and |score60| < 0.3 for noise, and exactly three modules at the three periods; recomputes the Fourier
-ring symmetry and the place fields of every map from their definitions; and scores a hexagonal module
+ring symmetry, the place fields and the border score of every map from their definitions; and scores a hexagonal module
 of 36 units tiling its cell, which must come out as one module whose state space is a torus, each
 unit's phase its shift.
 Prints "ok   ..." / "FAIL ..." lines and "N passed, N failed".
@@ -58,31 +58,59 @@ def ring_symmetry(m, bin_m):
 
 def place_fields(m, bin_m):
     """Number and mean diameter of the 4-connected regions above half the range, >= 0.01 m^2 each."""
-    n = m.shape[0]
     lo, hi = np.nanmin(m), np.nanmax(m)
     if not hi > lo:
         return 0, float("nan")
-    above = np.nan_to_num(m, nan=-np.inf) > lo + (hi - lo) / 2
-    seen = np.zeros_like(above)
-    min_bins = math.ceil(0.01 / bin_m ** 2 - 1e-9)
+    _, sizes = components(np.nan_to_num(m, nan=-np.inf) > lo + (hi - lo) / 2)
+    sizes = [s for s in sizes if s >= math.ceil(0.01 / bin_m ** 2 - 1e-9)]
+    if not sizes:
+        return 0, float("nan")
+    return len(sizes), math.sqrt(4 * np.mean(sizes) * bin_m ** 2 / math.pi)
+
+
+def components(above):
+    """Sizes and labels of the 4-connected regions of a boolean map, numbered in scan order."""
+    n = above.shape[0]
+    label = np.zeros(above.shape, dtype=int)
     sizes = []
     for start in zip(*np.nonzero(above)):
-        if seen[start]:
+        if label[start]:
             continue
-        seen[start] = True
+        label[start] = len(sizes) + 1
         stack, size = [start], 0
         while stack:
             cy, cx = stack.pop()
             size += 1
             for ny, nx in ((cy, cx - 1), (cy, cx + 1), (cy - 1, cx), (cy + 1, cx)):
-                if 0 <= ny < n and 0 <= nx < n and above[ny, nx] and not seen[ny, nx]:
-                    seen[ny, nx] = True
+                if 0 <= ny < n and 0 <= nx < n and above[ny, nx] and not label[ny, nx]:
+                    label[ny, nx] = len(sizes) + 1
                     stack.append((ny, nx))
-        if size >= min_bins:
-            sizes.append(size)
-    if not sizes:
-        return 0, float("nan")
-    return len(sizes), math.sqrt(4 * np.mean(sizes) * bin_m ** 2 / math.pi)
+        sizes.append(size)
+    return label, sizes
+
+
+def border_score(m, bin_m):
+    """Solstad et al. 2008: (cM - dm) / (cM + dm) over fields above 0.3 peak and >= 200 cm^2."""
+    n = m.shape[0]
+    peak = np.nanmax(m)
+    if not peak > 0:
+        return float("nan")
+    label, sizes = components(np.nan_to_num(m, nan=-np.inf) > 0.3 * peak)
+    c = np.arange(n) + 0.5
+    x, y = np.meshgrid(c, c)
+    dist = np.minimum(np.minimum(x, n - x), np.minimum(y, n - y)) / (n / 2)
+    walls = [(slice(None), 0), (slice(None), n - 1), (0, slice(None)), (n - 1, slice(None))]
+    cmax, big = 0.0, [k + 1 for k, s in enumerate(sizes) if s >= math.ceil(0.02 / bin_m ** 2 - 1e-9)]
+    if not big:
+        return float("nan")
+    for k in big:
+        for w in walls:
+            seen = ~np.isnan(m[w])
+            if seen.any():
+                cmax = max(cmax, np.sum((label[w] == k) & seen) / seen.sum())
+    infield = np.isin(label, big)
+    dm = np.sum(m[infield] * dist[infield]) / np.sum(m[infield])
+    return (cmax - dm) / (cmax + dm)
 
 
 def main():
@@ -131,6 +159,11 @@ def main():
         same = all(int(float(r["fields"])) == f[0] and (f[0] == 0 or abs(float(r["field_diameter_m"]) - f[1]) < 1e-6)
                    for r, f in zip(rows, fields))
         check(same, "place fields (count, mean diameter) of all %d maps: numpy agrees" % len(maps))
+        borders = [border_score(m, 2.0 / 40) for m in maps]
+        same = all((math.isnan(b) and r["border_score"] == "nan") or abs(float(r["border_score"]) - b) < 1e-6
+                   for r, b in zip(rows, borders))
+        check(same, "border scores of all %d maps: numpy agrees (lattices %.2f to %.2f)" % (
+            len(maps), min(borders[:len(truth)]), max(borders[:len(truth)])))
     # a hexagonal module whose 36 units tile the lattice cell: gridssl must find one module, a torus,
     # and give each unit its shift back as a phase
     c = -1 + (np.arange(40) + 0.5) * 0.05

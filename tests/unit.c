@@ -840,6 +840,38 @@ static void test_fourier_symmetry_and_fields(void) {
     check(flat.fields == 0 && !(flat.field_diameter_m == flat.field_diameter_m), "a flat map has no place field");
 }
 
+/* Border score (Solstad et al. 2008): a field along a wall is a border field, a lattice or a bump in
+ * the middle is not. Its closed forms: a bump touching no wall has c_M = 0, so b = -1 exactly; a
+ * band one bin wide on a wall has c_M = 1 and d_m = 0.5 bin / (n/2 bins) = 1/n, so b = (1 - 1/n) / (1 + 1/n). */
+static void test_border_score(void) {
+    const int n = 40;
+    const double box = 2.0, bin = box / n;
+    real R[40 * 40];
+    double worst_border = HUGE_VAL;
+    for (int wall = 0; wall < 4; wall++) { /* a field 15 cm wide along each wall in turn */
+        for (int iy = 0; iy < n; iy++)
+            for (int ix = 0; ix < n; ix++) {
+                double d = (wall == 0 ? ix : wall == 1 ? n - 1 - ix : wall == 2 ? iy : n - 1 - iy) * bin;
+                R[iy * n + ix] = (real)exp(-d * d / (2 * 0.05 * 0.05));
+            }
+        worst_border = fmin(worst_border, score_one(R, n, box).border_score);
+    }
+    check(worst_border > 0.8, "a field along any of the four walls: border score >= %.3f > 0.8", worst_border);
+    for (int b = 0; b < n * n; b++) R[b] = (real)(b % n == n - 1 ? 1.0 : 0.0); /* the east column only */
+    double line = score_one(R, n, box).border_score, want = (1 - 1.0 / n) / (1 + 1.0 / n);
+    check(fabs(line - want) < 1e-12, "a one-bin band on the east wall: border score %.6f = (1 - 1/n)/(1 + 1/n)", line);
+    const double centre[1][2] = {{0.1, -0.2}};
+    bumps_map(R, n, box, centre, 1, 0.1);
+    double bump = score_one(R, n, box).border_score;
+    check(bump == -1, "a bump in the middle (touching no wall): border score %.3f = -1", bump);
+    double worst_grid = -HUGE_VAL;
+    for (int p = 0; p < 3; p++) {
+        lattice_map(R, n, box, 0.3 + 0.25 * p, 13 * p, 0.04, -0.02, 3);
+        worst_grid = fmax(worst_grid, score_one(R, n, box).border_score);
+    }
+    check(worst_grid < 0, "hexagonal lattices (0.3, 0.55, 0.8 m): border score <= %.3f < 0", worst_grid);
+}
+
 /* The state space of a module (section 8): units that tile a lattice cell make a torus, units that
  * tile the period of a band make a ring, place fields tiling the box make neither. */
 static void test_state_space(void) {
@@ -1083,6 +1115,7 @@ int main(void) {
     test_grid_scores();
     test_modules();
     test_fourier_symmetry_and_fields();
+    test_border_score();
     test_state_space();
     test_npy_reader();
     test_png();
