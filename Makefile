@@ -75,7 +75,7 @@ bench: gridssl
 seeds: gridssl # a recipe over seeds, side by side: one table row per seed (tests/seeds.sh says how)
 	sh tests/seeds.sh $(ARGS)
 
-ablations: gridssl # the paper's Fig. 7 over seeds 1-5: one table row per variant (about 30 min on 2 cores)
+ablations: gridssl # the paper's Fig. 7 over seeds 1-5: one table row per variant (about 1 h on 2 cores)
 	sh tests/ablations.sh $(ARGS)
 
 generalisation: gridssl # CKPT=... in larger boxes and under other walks (tests/generalisation.sh; OUT=DIR)

@@ -3,11 +3,12 @@
 # and, each on its own, no capacity loss, sigma_g reduced in two steps, no separation, no path
 # invariance, no permutations, no isometry. Each variant runs through tests/seeds.sh (the 4000-step
 # screen unless --full) into OUT/<variant>/, and one table compares them, one row per variant:
-#     variant  overrides  seeds  hexagonal  square  grid_like  stable_hexagonal  square_like
+#     variant  overrides  seeds  hexagonal  square  grid_like  stable_hexagonal  square_like  flat
 #     lattice_modules  fields  field_diameter_m  median_score60  train_s
 # seeds: runs that finished; hexagonal / square: runs labelled so by seeds.sh (more hexagonal-leaning
 # than square-leaning units, or the reverse); grid_like, stable_hexagonal, square_like: units per run,
-# mean over seeds (seeds.sh defines them); lattice_modules: clusters of at least 3 lattice units
+# mean over seeds (seeds.sh defines them); flat: units per run whose map has no variance (a dead or
+# constant unit: score60 undefined), mean over seeds; lattice_modules: clusters of at least 3 lattice units
 # (score60 > 0.3 or score90 > 0.3, square lattices included) whose sorted SAC periods are less than
 # 20 % apart, mean per run, with the periods of all such clusters in brackets; fields and
 # field_diameter_m: the median over every unit with a field of its number of place fields and their
@@ -59,7 +60,7 @@ if [ $table_only = 0 ]; then
     done
 fi
 
-printf 'variant\toverrides\tseeds\thexagonal\tsquare\tgrid_like\tstable_hexagonal\tsquare_like\tlattice_modules\tfields\tfield_diameter_m\tmedian_score60\ttrain_s\n'
+printf 'variant\toverrides\tseeds\thexagonal\tsquare\tgrid_like\tstable_hexagonal\tsquare_like\tflat\tlattice_modules\tfields\tfield_diameter_m\tmedian_score60\ttrain_s\n'
 echo "$VARIANTS" | while IFS=: read -r name overrides; do
     # shellcheck disable=SC2086
     table=$(sh tests/seeds.sh --table --seeds "$seeds" --out "$out/$name" $overrides 2> /dev/null)
@@ -92,13 +93,13 @@ echo "$VARIANTS" | while IFS=: read -r name overrides; do
                 while ((getline line < files[i]) > 0) {
                     if (line ~ /^unit/) continue
                     split(line, c, ",")
-                    if (c[2] != "nan") s60[++ns] = c[2] + 0
+                    if (c[2] != "nan") s60[++ns] = c[2] + 0; else flat++
                     if (c[16] + 0 > 0) { fl[++nfl] = c[16] + 0; dm[nfl] = c[17] + 0 }
                 }
                 close(files[i])
             }
-            printf "%s\t%s\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f [%s]\t%s\t%s\t%s\t%.0f\n", name, overrides, runs, hex, sq,
-                runs ? grid / runs : 0, runs ? stable / runs : 0, runs ? square / runs : 0, nm ? total / nm : 0, periods,
+            printf "%s\t%s\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f [%s]\t%s\t%s\t%s\t%.0f\n", name, overrides, runs, hex, sq,
+                runs ? grid / runs : 0, runs ? stable / runs : 0, runs ? square / runs : 0, nf ? flat / nf : 0, nm ? total / nm : 0, periods,
                 median(fl, nfl), median(dm, nfl), median(s60, ns), runs ? train / runs : 0
         }
         function median(a, n,    i, j, t) {
