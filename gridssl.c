@@ -3109,6 +3109,7 @@ static int analysis_write(Outputs *o, const char *dir, const Analysis *an, const
     png_encode(&b, &montage);
     image_free(&montage);
     path_join(path, sizeof path, dir, "montage.png");
+    bad = bad || out_file(o, path, &b, 1, err);
     /* the units' Fourier power in the same order, each labelled "unit a6" */
     for (int k = 0; k < N; k++) {
         double a6 = an->units[k].fourier_a6;
@@ -3117,15 +3118,11 @@ static int analysis_write(Outputs *o, const char *dir, const Analysis *an, const
     }
     Image spectra = tile_montage(an->spectra, FOURIER_TILE, order, N, 1, 1, labels);
     free(order), free(labels);
-    if (bad || out_file(o, path, &b, 1, err)) {
-        image_free(&spectra);
-        goto done;
-    }
     b.len = 0;
     png_encode(&b, &spectra);
     image_free(&spectra);
     path_join(path, sizeof path, dir, "fourier.png");
-    if (out_file(o, path, &b, 0, err)) goto done;
+    if (bad || out_file(o, path, &b, 0, err)) goto done;
     Image hist = period_histogram(an->units, N, an->box > 2 ? an->box : 2);
     b.len = 0;
     png_encode(&b, &hist);
