@@ -2387,10 +2387,10 @@ static void fft(double *x, int len) {
         }
 }
 
-/* The 2-D Fourier transform of a ratemap (n, n) minus its mean over visited bins (unvisited bins 0),
+/* The 2-D Fourier power of a ratemap (n, n) minus its mean over visited bins (unvisited bins 0),
  * zero-padded to P x P, P the power of two >= 4n, so frequencies are sampled every 1/(P bin) cycles
- * per metre. Returns the spectrum (P x P, interleaved re/im, X[ky][kx]) and sets *P. */
-static double *map_spectrum(const real *R, int n, int *P_out) {
+ * per metre. Returns |X|^2 (P x P, power[ky][kx]) and sets *P. */
+static double *map_power(const real *R, int n, int *P_out) {
     int P = 1;
     while (P < 4 * n) P <<= 1;
     double *grid = xcalloc((size_t)2 * P * P, sizeof(double)), *row = xcalloc((size_t)2 * P, sizeof(double));
@@ -2408,8 +2408,9 @@ static double *map_spectrum(const real *R, int n, int *P_out) {
         for (int y = 0; y < P; y++) grid[2 * ((size_t)y * P + x)] = row[2 * y], grid[2 * ((size_t)y * P + x) + 1] = row[2 * y + 1];
     }
     free(row);
+    for (size_t i = 0; i < (size_t)P * P; i++) grid[i] = grid[2 * i] * grid[2 * i] + grid[2 * i + 1] * grid[2 * i + 1];
     *P_out = P;
-    return grid;
+    return grid; /* the first P * P entries now hold the power */
 }
 
 /* The power at frequency (kx, ky) of a P x P power spectrum, indices taken modulo P. */
@@ -2461,9 +2462,7 @@ typedef struct { double period_m, a2, a4, a6; } FourierScores;
  * the nearest sampled frequency, so that weaker peaks stay visible. */
 static FourierScores fourier_scores(const real *R, int n, double bin_m, double *tile) {
     int P;
-    double *grid = map_spectrum(R, n, &P), *power = xcalloc((size_t)P * P, sizeof(double));
-    for (size_t i = 0; i < (size_t)P * P; i++) power[i] = grid[2 * i] * grid[2 * i] + grid[2 * i + 1] * grid[2 * i + 1];
-    free(grid);
+    double *power = map_power(R, n, &P);
     double per_pixel = 2 * FOURIER_MAX_K / (FOURIER_TILE - 1) * P * bin_m; /* index units per pixel */
     for (int i = 0; i < FOURIER_TILE; i++)
         for (int j = 0; j < FOURIER_TILE; j++) {
@@ -2849,10 +2848,10 @@ static void state_space(StateSpace *s, double *phases, const real *maps, const i
     real *map = xcalloc(nn, sizeof(real));
     for (int j = 0; j < count; j++) {
         for (size_t b = 0; b < nn; b++) map[b] = used[b] ? (real)Z[j * nn + b] : real_nan();
-        double *X = map_spectrum(map, n, &P);
+        double *unit_power = map_power(map, n, &P);
         if (!power) power = xcalloc((size_t)P * P, sizeof(double));
-        for (size_t i = 0; i < (size_t)P * P; i++) power[i] += X[2 * i] * X[2 * i] + X[2 * i + 1] * X[2 * i + 1];
-        free(X);
+        for (size_t i = 0; i < (size_t)P * P; i++) power[i] += unit_power[i];
+        free(unit_power);
     }
     free(map);
     int kx[3] = {0}, ky[3] = {0}, found = 0;
