@@ -2,7 +2,9 @@
  *
  * Self-supervised learning of representations for space, in one C file: the recipe that makes a
  * recurrent network grow grid cells (Schaeffer, Khona, Ma, Eyzaguirre, Koyejo, Fiete, NeurIPS 2023,
- * arXiv 2311.02316), written to be read top to bottom and to give the same bytes on every machine.
+ * arXiv 2311.02316), written to be read top to bottom and to give the same bytes on every machine,
+ * with the two supervised models it answers (Cueva & Wei, ICLR 2018; Sorscher, Mel, Ganguli & Ocko,
+ * NeurIPS 2019) trained, checked and analysed the same way.
  * The method is written beside its code: each section's banner states the equations it implements
  * and the paper's figure or table they come from, and METHOD NOTES below say what gridssl chose
  * where the paper is silent, and why. "Section n" means a numbered section of this file.
@@ -17,7 +19,9 @@
  *
  * USAGE (every command takes --threads N, default: all cores; the bytes never depend on it)
  *     gridssl train [--config FILE] [key=value ...] [--out DIR] [--resume FILE]
- *         Trains the SIC model. Without --config the built-in defaults (= data/default.cfg) are used;
+ *         Trains the config's model: SIC (model = sic, the default) or a supervised baseline (model = cw,
+ *         model = sorscher: data/cw.cfg, data/sorscher.cfg). Without --config the built-in defaults
+ *         (= data/default.cfg) are used;
  *         key=value arguments override the file. The resolved config is printed on stdout and saved as
  *         DIR/config.txt; progress goes to stderr every log_every steps; DIR/log.tsv records the loss
  *         terms; DIR/checkpoint.bin is written every save_every steps and at the end. --resume FILE
@@ -25,13 +29,15 @@
  *         resets the current learning rate, which otherwise continues where the scheduler left it).
  *         DIR defaults to "out".
  *     gridssl eval CHECKPOINT [--box 2,3,4] [--out DIR] [eval_key=value ...]
- *         Walks the trained network through square boxes (section 7) and analyses every unit (section 8).
+ *         Walks the trained network through square boxes (section 8) and analyses every unit (section 9).
+ *         A baseline walks as it was trained, in arenas of its shape: by default its arena's width and
+ *         1.5 and 2 times it (box_<width>m).
  *         Per box, in DIR/box_<L>m: ratemaps.npy (<f4, shape (N, n, n), NaN = unvisited bin),
  *         unit_NNN.pgm, montage.pgm, montage.png/.ppm (colour, sorted by module then phase or score,
  *         each tile labelled "unit score60 M<module>"), sac_NNN.pgm, autocorrelograms.pgm,
  *         period_histogram.png, fourier.png (each unit's 2-D Fourier power, same order, labelled
  *         "unit a6"), scores.csv, summary.json, and per module of >= 6 units
- *         state_space_module_K.png and phases_module_K.png (section 8); and DIR/generalisation.csv.
+ *         state_space_module_K.png and phases_module_K.png (section 9); and DIR/generalisation.csv.
  *         Only eval_* keys may be overridden. DIR: "<checkpoint dir>/eval".
  *     gridssl score RATEMAPS.npy --box METRES [--out DIR]
  *         The same analysis on (units, n, n) ratemaps from any source ('<f4' or '<f8', NaN = unvisited).
@@ -39,13 +45,16 @@
  *         Draws the batch the checkpoint would train on next and writes every array of it as .npy:
  *         velocities, index (the permutations), positions, g0, g, each parameter and its gradient,
  *         the loss terms (losses.txt, losses.npy) and config.txt. tests/crosscheck.py recomputes them.
+ *         For a baseline: its inputs, positions, starts, noise or place cells, states, readout,
+ *         parameters, gradients, losses.txt and config.txt; tests/basecheck.py recomputes them.
  *     gridssl bench [--config FILE] [key=value ...] [--steps K]
  *         Times K training steps: median seconds per step, each phase's share, GFLOP/s and share of
  *         the measured peak, peak memory.
  *     gridssl gradcheck
  *         Central finite differences against the hand-written gradients, for every parameter block,
  *         every loss term alone and the total, both capacity readings, both reductions, with and
- *         without permutations: tolerance 1e-6, in the double build (./gridssl_f64 gradcheck).
+ *         without permutations, and the baselines' (each cost, ReLU and linear): tolerance 1e-6, in the
+ *         double build (./gridssl_f64 gradcheck).
  *     gridssl --help | --version
  *
  * FILE FORMATS (all binary data little-endian, whatever the host)
@@ -63,7 +72,7 @@
  *     A command that fails exits 1 with one line on stderr, "gridssl: error: ...", and leaves nothing
  *     behind: inputs (config, checkpoint, .npy) are validated field by field and every buffer's size
  *     is checked before anything is allocated or written; files are written as NAME.tmp and renamed
- *     into place only when the whole command has succeeded (see "outputs" in section 6). train
+ *     into place only when the whole command has succeeded (see "outputs" in section 7). train
  *     commits config.txt, log.tsv and checkpoint.bin together at each checkpoint, so a train that fails
  *     later (a full disk, a diverged loss) keeps its last checkpoint. make fuzz checks all of this.
  *
@@ -124,6 +133,10 @@
  *     plateau_threshold, min_lr      the scheduler's details (PyTorch's 1e-4; no floor).
  *     The default (data/default.cfg) is a CPU-sized recipe found by measurement (data/recipes.tsv),
  *     not the paper's scale: N 64, H 256, B 32, T 20, 14 000 steps at lr 3e-4 then 3e-5.
+ *     The baselines (section 5) follow their papers where they are specific (data/cw_paper.cfg,
+ *     data/sorscher_paper.cfg) and say what gridssl chose where they are not (the cw_* keys, the
+ *     input encoding, Adam for Cueva & Wei's Hessian-free); data/cw.cfg and data/sorscher.cfg are
+ *     CPU-sized runs (ref_outputs/baselines/README.md: what they grow, and what they cost).
  *
  * DETERMINISM
  *     Same config and seed give the same bytes on every conforming platform: no libm transcendental
@@ -133,9 +146,9 @@
  *     files. The tests compare SHA-256 hashes of the outputs across builds, threads and machines.
  *
  * SECTIONS (in the order of the method; the machinery it leans on comes last, in appendices)
- *     1 config   2 data   3 model (and the plain kernels)   4 losses   5 training step and optimiser
- *     6 files: outputs, .npy, .pgm, checkpoint   7 evaluation   8 grid analysis   9 gradient check
- *     10 command line
+ *     1 config   2 data   3 model (and the plain kernels)   4 losses   5 the supervised baselines
+ *     6 training step and optimiser   7 files: outputs, .npy, .pgm, checkpoint   8 evaluation
+ *     9 grid analysis   10 gradient check   11 command line
  *     A portable math and the PRNG   B checksums   C threads and the fast kernels   D images
  */
 #if defined(_WIN32) && !defined(__USE_MINGW_ANSI_STDIO)
@@ -330,6 +343,9 @@ static real rd_real(Rd *r) {
     return (real)x;
 }
 
+#define PI 3.14159265358979323846
+#define CW_INPUTS 3 /* Cueva & Wei's input channels: speed, cos and sin of the heading (section 5) */
+
 /* ----------------------------------------------------------------------------------------------
  * What the method leans on - portable math, the PRNG, checksums, threads, the fast twins of the
  * kernels and the image writers - is in appendices A to D at the end of the file, so that the
@@ -344,7 +360,7 @@ static double gs_atan2(double y, double x);
 static inline double gs_nan(void);
 static inline double gs_inf(void);
 static double one_nan(double x);
-enum { STREAM_INIT = 1, STREAM_DATA = 2, STREAM_EVAL = 3, STREAM_CHECK = 4 }; /* a PCG32 stream per purpose */
+enum { STREAM_INIT = 1, STREAM_DATA = 2, STREAM_EVAL = 3, STREAM_CHECK = 4, STREAM_PLACE = 5 }; /* a PCG32 stream per purpose */
 static Rng rng_seed(uint64_t initstate, uint64_t initseq);
 static uint32_t rng_u32(Rng *rng);
 static uint32_t rng_below(Rng *rng, uint32_t bound);
@@ -419,9 +435,10 @@ typedef struct {
     {#name, type, offsetof(Config, name), min, max, def, choices, paper, doc}
 
 static const ConfigKey config_keys[] = {
+    KEY(model, KEY_ENUM, 0, 2, MODEL_SIC, "sic|cw|sorscher", "-", "what is trained: SIC (self-supervised, sections 2-4), or a supervised baseline (section 5): Cueva & Wei 2018 (cw) or Sorscher et al. 2019 (sorscher)"),
     KEY(seed, KEY_INT, 0, 2147483647, 4, NULL, "-", "PRNG seed (initialisation, data; evaluation walks use their own stream)"),
     KEY(B, KEY_INT, 1, 100000, 32, NULL, "130", "trajectories per batch"),
-    KEY(T, KEY_INT, 1, 100, 20, NULL, "60", "steps per trajectory (<= 100 keeps positions exact in float)"),
+    KEY(T, KEY_INT, 1, 1000, 20, NULL, "60", "steps per trajectory (SIC: <= 100, which keeps positions exact in float)"),
     KEY(permute, KEY_INT, 0, 1, 1, NULL, "1", "1: trajectories permute T shared velocities (SIC); 0: independent velocities (ablation)"),
     KEY(vmax, KEY_REAL, 1e-6, 1.0, 0.15, NULL, "0.15", "velocity components ~ Uniform(-vmax, vmax), metres per step"),
     KEY(vel_dist, KEY_ENUM, 0, 2, VEL_DISC, "square|disc|speed", "square", "training velocities uniform in the square [-vmax, vmax]^2, uniform in the disc of radius vmax, or of speed uniform in [0, vmax] and uniform heading"),
@@ -444,6 +461,19 @@ static const ConfigKey config_keys[] = {
     KEY(lambda_sparse, KEY_REAL, 0, 1e6, 0, NULL, "- (0: off)", "weight of L_sparse, the mean L1 norm of the states (lowest when few units are active; gridssl's addition)"),
     KEY(capacity, KEY_ENUM, 0, 1, CAPACITY_MEANNORM, "meannorm|kernel", "meannorm", "capacity reading: minus the squared norm of the mean state, or minus the mean Gaussian kernel over all pairs"),
     KEY(reduction, KEY_ENUM, 0, 1, REDUCTION_MEAN, "mean|sum", "AMBIGUOUS (paper writes sums)", "reduction of L_sep, L_inv and L_dist over their pairs"),
+    KEY(arena, KEY_ENUM, 0, 2, ARENA_SQUARE, "square|hexagon|triangle", "square (CW: each shape)", "baselines: shape of the training arena (sorscher: square only)"),
+    KEY(arena_size, KEY_REAL, 0.1, 100, 2.2, NULL, "2.2 (sorscher); AMBIGUOUS (cw)", "baselines: width of the training arena, metres"),
+    KEY(cw_alpha, KEY_REAL, 0, 1e6, 0.01, NULL, "AMBIGUOUS (not given)", "cw: weight of the L2 cost mean(W_in^2) + mean(W_out^2)"),
+    KEY(cw_beta, KEY_REAL, 0, 1e6, 0.01, NULL, "AMBIGUOUS (not given)", "cw: weight of the metabolic cost mean(u^2)"),
+    KEY(cw_noise, KEY_REAL, 0, 100, 0.1, NULL, "AMBIGUOUS (not given)", "cw: standard deviation of the recurrent noise xi"),
+    KEY(cw_still, KEY_REAL, 0, 0.99, 0.5, NULL, "AMBIGUOUS (e.g. 0.9)", "cw: probability that a step stands still"),
+    KEY(cw_speed, KEY_REAL, 1e-6, 10, 0.1, NULL, "AMBIGUOUS (not given)", "cw: speed of a moving step ~ Uniform(0, cw_speed), metres per step"),
+    KEY(cw_turn_sd, KEY_REAL, 0, 10, 0.2, NULL, "AMBIGUOUS (straight runs)", "cw: heading random walk, rad per step"),
+    KEY(place_cells, KEY_INT, 1, 100000, 512, NULL, "512", "sorscher: place cells N_p"),
+    KEY(place_sigma, KEY_REAL, 1e-6, 100, 0.12, NULL, "0.12", "sorscher: place-cell width sigma, metres"),
+    KEY(place_surround, KEY_REAL, 1, 100, 2, NULL, "2", "sorscher: variance of the surround Gaussian over the centre's (difference of Gaussians)"),
+    KEY(sorscher_wd, KEY_REAL, 0, 1e6, 1e-4, NULL, "1e-4", "sorscher: weight of the squared norm of W_rec in the loss"),
+    KEY(sorscher_relu, KEY_INT, 0, 1, 1, NULL, "1", "sorscher: 1 = ReLU recurrence, 0 = linear (the ablation)"),
     KEY(lr, KEY_REAL, 0, 10, 3e-4, NULL, "2e-5", "AdamW learning rate"),
     KEY(beta1, KEY_REAL, 0, 0.999999, 0.9, NULL, "0.9", "AdamW beta1"),
     KEY(beta2, KEY_REAL, 0, 0.999999999, 0.999, NULL, "0.999", "AdamW beta2"),
@@ -591,23 +621,56 @@ static int config_parse_text(Config *c, const char *text, size_t len, int requir
  * is refused at once, and every index fits its type. */
 #define MAX_BUFFER_ELEMENTS 268435456.0
 
-/* The number of parameters of a model with N units and H hidden (the sizes model_build lays out). */
-static double param_count(int N, int H) {
-    double n2 = (double)N * N;
-    return 3.0 * H + (double)H * H + H + n2 * H + n2 + N;
+/* The parameter tensors of the config's model in buffer order: the name, the named pointer in
+ * ParamTensors it sets (an offset), its element count, and its initialisation (section 3 for SIC,
+ * section 5 for the baselines): Uniform(-init, init), or N(0, init^2) when normal, or zeros (init 0). */
+typedef struct { const char *name; size_t offset; double size, init; int normal; } TensorSpec;
+
+static int model_tensors(TensorSpec *t, const Config *c) {
+    double N = c->N, H = c->hidden, P = c->place_cells, last = c->init_last_scale / sqrt(H);
+    int n = 0;
+#define TENSOR(field, count, init, normal) t[n++] = (TensorSpec){#field, offsetof(ParamTensors, field), count, init, normal}
+    if (c->model == MODEL_SIC) { /* PyTorch's nn.Linear: Uniform(+-1/sqrt(fan_in)); theta0 ~ N(0, 1) */
+        TENSOR(W1, H * 2, 1 / sqrt(2.0), 0), TENSOR(b1, H, 1 / sqrt(2.0), 0);
+        TENSOR(W2, H * H, 1 / sqrt(H), 0), TENSOR(b2, H, 1 / sqrt(H), 0);
+        TENSOR(W3, N * N * H, last, 0), TENSOR(b3, N * N, last, 0);
+        TENSOR(theta0, N, 1, 1);
+    } else if (c->model == MODEL_CW) { /* Cueva & Wei: W_in ~ N(0, 1/D), W_rec ~ N(0, 1.5^2/N), b = 0, W_out = 0 */
+        TENSOR(W_in, N * CW_INPUTS, 1 / sqrt((double)CW_INPUTS), 1), TENSOR(b_rec, N, 0, 0);
+        TENSOR(W_rec, N * N, 1.5 / sqrt(N), 1), TENSOR(W_out, 2 * N, 0, 0);
+    } else { /* Sorscher et al.'s code: PyTorch's defaults for Linear and RNN, Uniform(+-1/sqrt(fan_in)) */
+        TENSOR(W_enc, N * P, 1 / sqrt(P), 0), TENSOR(W_in, N * 2, 1 / sqrt(N), 0);
+        TENSOR(W_rec, N * N, 1 / sqrt(N), 0), TENSOR(W_out, P * N, 1 / sqrt(N), 0);
+    }
+#undef TENSOR
+    return n;
+}
+
+/* The number of parameters of the config's model (the sizes model_build lays out). */
+static double param_count(const Config *c) {
+    TensorSpec t[MAX_PARAM_TENSORS];
+    double count = 0;
+    for (int i = 0, n = model_tensors(t, c); i < n; i++) count += t[i].size;
+    return count;
 }
 
 /* Checks that involve several keys: every training buffer's size (model_build, batch_alloc,
  * acts_alloc, pair_ctx). V = distinct velocities per batch: T with permutations, B*T without. */
 static int config_validate(const Config *c, Err *err) {
     double M = (double)c->B * c->T, V = c->permute ? c->T : M, N = c->N, H = c->hidden;
+    int sic = c->model == MODEL_SIC;
     struct { const char *what; double count; } buffers[] = {
-        {"parameters", param_count(c->N, c->hidden)},
+        {"parameters", param_count(c)},
         {"states (B*T*N)", M * N},
-        {"MLP activations (V*hidden, V = B*T when permute=0)", V * H},
-        {"matrices W(v) (V*N*N, V = B*T when permute=0)", V * N * N},
-        {"pair distances ((B*T)^2)", M * M},
+        {"MLP activations (V*hidden, V = B*T when permute=0)", sic ? V * H : 0},
+        {"matrices W(v) (V*N*N, V = B*T when permute=0)", sic ? V * N * N : 0},
+        {"pair distances ((B*T)^2)", sic ? M * M : 0},
+        {"place-cell codes (B*T*place_cells)", c->model == MODEL_SORSCHER ? M * c->place_cells : 0},
     };
+    if (c->model == MODEL_SIC && c->T > 100)
+        return fail(err, "config: T=%d: SIC takes at most 100 steps per trajectory (positions stay exact in float)", c->T);
+    if (c->model == MODEL_SORSCHER && c->arena != ARENA_SQUARE)
+        return fail(err, "config: model=sorscher trains in a square arena only (arena=square)");
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
         if (buffers[i].count > MAX_BUFFER_ELEMENTS)
             return fail(err, "config: N=%d, hidden=%d, B=%d, T=%d, permute=%d need %.0f %s, more than 2^28", c->N,
@@ -661,19 +724,27 @@ static void config_print(Buf *b, const Config *c) {
  * whether a pair is closer than sigma_x never depends on summation order. */
 #define VEL_QUANTUM (1.0 / 1048576.0)
 
+/* A batch of the config's model: SIC's, or a baseline's (section 5: V = B*T, its inputs, starts and,
+ * for Cueva & Wei, noise). */
 static void batch_alloc(Batch *bt, const Config *c) {
+    size_t M = (size_t)c->B * c->T;
+    memset(bt, 0, sizeof *bt);
     bt->B = c->B;
     bt->T = c->T;
-    bt->V = c->permute ? c->T : c->B * c->T;
+    bt->V = c->permute && c->model == MODEL_SIC ? c->T : c->B * c->T;
     bt->vel = xcalloc((size_t)bt->V * 2, sizeof(real));
-    bt->index = xcalloc((size_t)c->B * c->T, sizeof(int32_t));
-    bt->pos = xcalloc((size_t)c->B * c->T * 2, sizeof(real));
+    bt->index = xcalloc(M, sizeof(int32_t));
+    bt->pos = xcalloc(M * 2, sizeof(real));
+    if (c->model == MODEL_SIC) return;
+    bt->D = c->model == MODEL_CW ? CW_INPUTS : 2;
+    bt->input = xcalloc(M * bt->D, sizeof(real));
+    bt->start = xcalloc((size_t)c->B * 2, sizeof(real));
+    if (c->model == MODEL_CW) bt->noise = xcalloc(M * c->N, sizeof(real));
 }
 
 static void batch_free(Batch *bt) {
-    free(bt->vel);
-    free(bt->index);
-    free(bt->pos);
+    free(bt->vel), free(bt->index), free(bt->pos), free(bt->input), free(bt->start), free(bt->noise);
+    memset(bt, 0, sizeof *bt);
 }
 
 /* Draws a batch: the V velocities (x then y, in order; vel_dist = disc keeps only those inside the
@@ -824,33 +895,29 @@ static real sq_dist(const real *a, const real *b, int n) {
     return s;
 }
 
-
-static void model_build(Model *m, int N, int H) {
+/* Lays out the config's model (model_tensors): one flat buffer each for the parameters, their
+ * gradients and Adam's two moments, and the named pointers of p and g into the first two. */
+static void model_build(Model *m, const Config *c) {
+    TensorSpec t[MAX_PARAM_TENSORS];
     memset(m, 0, sizeof *m);
-    m->N = N;
-    m->H = H;
-    size_t n2 = (size_t)N * N;
-    size_t sizes[NUM_PARAM_TENSORS] = {
-        (size_t)H * 2, (size_t)H,        /* W1 (H, 2), b1 (H) */
-        (size_t)H * H, (size_t)H,        /* W2 (H, H), b2 (H) */
-        n2 * H,        n2,               /* W3 (N*N, H), b3 (N*N) */
-        (size_t)N,                       /* theta0 (N) */
-    };
-    memcpy(m->sizes, sizes, sizeof sizes);
-    for (int i = 0; i < NUM_PARAM_TENSORS; i++) m->num_params += sizes[i];
+    m->model = c->model, m->N = c->N, m->H = c->hidden;
+    m->num_tensors = model_tensors(t, c);
+    for (int i = 0; i < m->num_tensors; i++) {
+        m->names[i] = t[i].name;
+        m->sizes[i] = (size_t)t[i].size;
+        m->num_params += m->sizes[i];
+    }
     m->params = xcalloc(m->num_params, sizeof(real));
     m->grads = xcalloc(m->num_params, sizeof(real));
     m->adam_m = xcalloc(m->num_params, sizeof(real));
     m->adam_v = xcalloc(m->num_params, sizeof(real));
-    real **named[2][NUM_PARAM_TENSORS] = {
-        {&m->p.W1, &m->p.b1, &m->p.W2, &m->p.b2, &m->p.W3, &m->p.b3, &m->p.theta0},
-        {&m->g.W1, &m->g.b1, &m->g.W2, &m->g.b2, &m->g.W3, &m->g.b3, &m->g.theta0}};
+    ParamTensors *views[2] = {&m->p, &m->g};
     real *base[2] = {m->params, m->grads};
     for (int which = 0; which < 2; which++) {
         real *it = base[which];
-        for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
-            *named[which][i] = it;
-            it += sizes[i];
+        for (int i = 0; i < m->num_tensors; i++) {
+            *(real **)((char *)views[which] + t[i].offset) = it;
+            it += m->sizes[i];
         }
         if (it != base[which] + m->num_params) abort(); /* the pointer walk must consume the buffer */
     }
@@ -864,17 +931,16 @@ static void model_free(Model *m) {
     memset(m, 0, sizeof *m);
 }
 
-static const char *const param_names[NUM_PARAM_TENSORS] = {"W1", "b1", "W2", "b2", "W3", "b3", "theta0"};
-
-/* PyTorch's nn.Linear default: weights and biases ~ Uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)); the last
- * layer's bound is multiplied by init_last_scale; theta0 ~ N(0, 1). Drawn in tensor order. */
+/* Initial parameters as model_tensors gives them (SIC: PyTorch's nn.Linear default, weights and
+ * biases ~ Uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)), the last layer's bound times init_last_scale,
+ * theta0 ~ N(0, 1)), drawn in buffer order. */
 static void model_init(Model *m, const Config *c, Rng *rng) {
-    double bound[NUM_PARAM_TENSORS] = {1 / sqrt(2.0), 1 / sqrt(2.0), 1 / sqrt((double)m->H), 1 / sqrt((double)m->H),
-                                       c->init_last_scale / sqrt((double)m->H), c->init_last_scale / sqrt((double)m->H), 0};
+    TensorSpec t[MAX_PARAM_TENSORS];
+    model_tensors(t, c);
     real *it = m->params;
-    for (int i = 0; i < NUM_PARAM_TENSORS; i++)
+    for (int i = 0; i < m->num_tensors; i++)
         for (size_t j = 0; j < m->sizes[i]; j++, it++)
-            *it = (real)(i == 6 ? rng_normal(rng) : (2 * rng_uniform(rng) - 1) * bound[i]);
+            *it = (real)(t[i].init == 0 ? 0 : t[i].normal ? t[i].init * rng_normal(rng) : (2 * rng_uniform(rng) - 1) * t[i].init);
 }
 
 /* Everything one forward pass keeps for the backward pass, and the gradients of those activations. */
@@ -893,6 +959,16 @@ typedef struct {
     real *d_Wv;       /* (V, N*N)  */
     real *d_h1, *d_h2; /* (V, H)   */
     real *pair_q;     /* (B*T, B*T) the pairs' slopes Q_ij (appendix C) */
+    /* the baselines (section 5) use z (x or pre), g (h), d_g (dL/dh) and d_z (dL/dpre) above, and: */
+    real *drive, *h_prev; /* (B*T, N) W_in I (+ b_rec); h_{r-1} */
+    real *h0, *d_h0;  /* (B, N)    start states and their gradient */
+    real *out, *d_out; /* (B*T, O) readout (O = 2, or N_p logits) and its gradient */
+    real *target;     /* (B*T, N_p) Sorscher: p(x_r) */
+    real *p0;         /* (B, N_p)  Sorscher: p(x_{b,0}) */
+    double *row_lse;  /* (B*T)     Sorscher: log sum_j exp(logit_j) of each row */
+    real *centres;    /* (N_p, 2)  Sorscher: the place-cell centres */
+    double *place_scratch; /* (2 N_p) */
+    real *zeros, *d_bias; /* (max(N, O)) a bias of zeros; a sink for bias gradients no parameter takes */
     PairCtx pairs;     /*          the states transposed for the pair kernels, built by the forward pass */
     double grad_scale; /*          the factor sic_forward folded into Q_ij, for sic_backward */
     double phase_seconds[8]; /* wall time spent in each PHASE_ (gridssl bench reports it) */
@@ -910,9 +986,26 @@ static void phase_end(Acts *a, int p) {
     a->phase_mark = t;
 }
 
+static void place_centres(real *centres, const Config *c); /* section 5 */
+
 static void acts_alloc(Acts *a, const Config *c) {
     size_t M = (size_t)c->B * c->T, N = (size_t)c->N, H = (size_t)c->hidden;
     memset(a, 0, sizeof *a);
+    if (c->model != MODEL_SIC) {
+        size_t B = (size_t)c->B, P = c->model == MODEL_SORSCHER ? (size_t)c->place_cells : 0, O = P ? P : 2;
+        size_t wide = N > O ? N : O;
+        a->z = xcalloc(M * N, sizeof(real)), a->g = xcalloc(M * N, sizeof(real));
+        a->d_z = xcalloc(M * N, sizeof(real)), a->d_g = xcalloc(M * N, sizeof(real));
+        a->drive = xcalloc(M * N, sizeof(real)), a->h_prev = xcalloc(M * N, sizeof(real));
+        a->h0 = xcalloc(B * N, sizeof(real)), a->d_h0 = xcalloc(B * N, sizeof(real));
+        a->out = xcalloc(M * O, sizeof(real)), a->d_out = xcalloc(M * O, sizeof(real));
+        a->target = xcalloc(M * P, sizeof(real)), a->p0 = xcalloc(B * P, sizeof(real));
+        a->row_lse = xcalloc(M, sizeof(double)), a->centres = xcalloc(2 * P, sizeof(real));
+        a->place_scratch = xcalloc(2 * P, sizeof(double));
+        a->zeros = xcalloc(wide, sizeof(real)), a->d_bias = xcalloc(wide, sizeof(real));
+        if (P) place_centres(a->centres, c);
+        return;
+    }
     size_t V = c->permute ? (size_t)c->T : M;
     a->h1 = xcalloc(V * H, sizeof(real));
     a->h2 = xcalloc(V * H, sizeof(real));
@@ -934,7 +1027,9 @@ static void acts_alloc(Acts *a, const Config *c) {
 
 static void acts_free(Acts *a) {
     void *all[] = {a->h1, a->h2, a->Wv, a->g0, a->z, a->g, a->norm, a->iso_s, a->g_mean,
-                   a->d_g, a->d_z, a->d_g0, a->d_Wv, a->d_h1, a->d_h2, a->pair_q};
+                   a->d_g, a->d_z, a->d_g0, a->d_Wv, a->d_h1, a->d_h2, a->pair_q,
+                   a->drive, a->h_prev, a->h0, a->d_h0, a->out, a->d_out, a->target, a->p0, a->row_lse,
+                   a->centres, a->place_scratch, a->zeros, a->d_bias};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
     pair_ctx_free(&a->pairs);
     memset(a, 0, sizeof *a);
@@ -1320,7 +1415,373 @@ static void isometry_backward(real *d_g, real *d_g0, const double *s, int64_t co
 }
 
 /* ==============================================================================================
- * 5. TRAINING STEP AND OPTIMISER (the paper's optimiser settings; METHOD NOTES for the scheduler)
+ * 5. THE SUPERVISED BASELINES: Cueva & Wei (ICLR 2018) and Sorscher, Mel, Ganguli & Ocko (NeurIPS 2019)
+ * SIC answers two networks that are told where they are. gridssl trains them with the same
+ * optimiser, analysis, determinism and gradient check. Both are plain RNNs over B trajectories of
+ * T steps (row r = b*T + t-1, as for SIC), with an input I_r per step and a start state h_{b,0}:
+ *     drive_r = W_in I_r (+ b_rec)       all rows at once (linear_forward_fast)
+ *     pre_r   = W_rec h_{r-1} + drive_r  per trajectory, in time order
+ * Cueva & Wei (model = cw): a continuous-time RNN integrated by Euler steps of dt = tau/10, with
+ * noise xi ~ N(0, cw_noise^2) in every unit at every step (drawn with the batch):
+ *     x_r = 0.9 x_{r-1} + 0.1 (pre_r + xi_r),   u_r = h_r = tanh(x_r),   x_{b,0} = 0 (so u_{b,0} = 0)
+ *     y_r = W_out u_r                     two linear readouts, no bias: the estimated position
+ *     L   = E + cw_alpha R_L2 + cw_beta R_FR
+ *     E    = mean_{r, axis} (y_r - x_r)^2            x_r: the true position, arena centre = origin
+ *     R_L2 = mean(W_in^2) + mean(W_out^2)            (W_rec is not penalised)
+ *     R_FR = mean_{r, k} u_rk^2                      the metabolic cost
+ *   The input is the step's speed and direction; the paper does not say how an angle is fed, so
+ *   gridssl feeds I = (speed, cos heading, sin heading), which has no jump at 360 degrees. The paper
+ *   trains with Hessian-free optimisation; gridssl uses Adam (section 6). Its initialisation:
+ *   W_in ~ N(0, 1/3), W_rec ~ N(0, 1.5^2/N), b_rec = 0, W_out = 0. Its weights alpha and beta and the
+ *   noise are not given (cw_* keys; the values are gridssl's, data/cw.cfg says why).
+ * Sorscher et al. (model = sorscher): a ReLU RNN that predicts a place-cell code:
+ *     h_{b,0} = W_enc p(x_{b,0}),   h_r = ReLU(pre_r)   (sorscher_relu = 0: h_r = pre_r, the ablation)
+ *     yhat_r  = softmax(W_out h_r)        N_p outputs, no biases anywhere
+ *     L = -mean_r sum_j p_j(x_r) log yhat_rj + sorscher_wd |W_rec|^2
+ *     p(x): softmax_j(-|x - c_j|^2 / (2 s^2)) - softmax_j(-|x - c_j|^2 / (2 k s^2))  (s = place_sigma,
+ *           k = place_surround: a difference of Gaussians), minus its smallest entry, over its sum
+ *   The input is the step's displacement (x, y); the centres c_j are uniform in the arena, from the
+ *   seed's own stream; the initialisation is PyTorch's default (the authors' code uses nn.Linear and
+ *   nn.RNN), Uniform(+-1/sqrt(fan_in)).
+ * The trajectories are each paper's (cw_walk, sorscher_walk). Progress lines also report err_m, the
+ * mean distance of the decoded position from the true one (cw: y itself; sorscher: the mean centre of
+ * the three most active outputs, as the authors decode).
+ * ============================================================================================== */
+
+#define CW_DT 0.1   /* Euler step dt / tau: x = (1 - CW_DT) x + CW_DT (drive + noise) */
+#define SORSCHER_DT 0.02             /* seconds per step of Sorscher et al.'s generator */
+#define SORSCHER_SPEED_SCALE 0.8168140899333463 /* Rayleigh scale of the forward speed: 0.13 * 2 pi m/s */
+#define SORSCHER_TURN_SD 11.52       /* turning speed ~ N(0, 11.52^2) rad/s */
+#define SORSCHER_BORDER 0.03         /* metres: closer to a wall and heading into it, the animal turns */
+
+static double gs_tanh(double x) {
+    double e = gs_exp(-2.0 * fabs(x)), t = (1.0 - e) / (1.0 + e); /* e in (0, 1]: no overflow, no cancellation of sign */
+    return x < 0 ? -t : t;
+}
+
+static double wrap_angle(double a) { /* into (-pi, pi] */
+    while (a > PI) a -= 2 * PI;
+    while (a <= -PI) a += 2 * PI;
+    return a;
+}
+
+/* The arena's corners, counter-clockwise, centred on the origin and `size` wide: a square of side
+ * size; a regular hexagon with corners at (+-size/2, 0); an equilateral triangle of side size whose
+ * bounding box is centred on the origin. Returns the number of corners. */
+static int arena_polygon(double *vx, double *vy, int arena, double size) {
+    double h = size / 2, r3 = sqrt(3.0) / 2;
+    if (arena == ARENA_HEXAGON) {
+        double px[6] = {h, h / 2, -h / 2, -h, -h / 2, h / 2}, py[6] = {0, h * r3, h * r3, 0, -h * r3, -h * r3};
+        memcpy(vx, px, sizeof px), memcpy(vy, py, sizeof py);
+        return 6;
+    }
+    if (arena == ARENA_TRIANGLE) {
+        double t = size * r3 / 2, px[3] = {-h, h, 0}, py[3] = {-t, -t, t};
+        memcpy(vx, px, sizeof px), memcpy(vy, py, sizeof py);
+        return 3;
+    }
+    double px[4] = {h, -h, -h, h}, py[4] = {h, h, -h, -h};
+    memcpy(vx, px, sizeof px), memcpy(vy, py, sizeof py);
+    return 4;
+}
+
+/* 1 if (x, y) is in the arena (on no edge's outer side). The origin is inside every shape. */
+static int arena_contains(int arena, double size, double x, double y) {
+    double vx[6], vy[6];
+    int n = arena_polygon(vx, vy, arena, size);
+    for (int i = 0; i < n; i++) {
+        int j = (i + 1) % n;
+        if ((vx[j] - vx[i]) * (y - vy[i]) - (vy[j] - vy[i]) * (x - vx[i]) < 0) return 0;
+    }
+    return 1;
+}
+
+/* Cueva & Wei's trajectory of S steps from the arena's centre: a step stands still with probability
+ * cw_still (the paper's animal rests on most steps); otherwise the heading turns by N(0, cw_turn_sd^2),
+ * a random walk that keeps runs straight, and the speed is Uniform(0, cw_speed); a step that would
+ * leave the arena draws new headings, uniform, until one stays inside (after 100 tries it stands
+ * still). Writes input (S, 3) = (speed, cos heading, sin heading), vel (S, 2) and pos (S, 2), the
+ * position after each step. The PRNG is drawn in that order, step by step. */
+static void cw_walk(real *input, real *vel, real *pos, Rng *rng, const Config *c, int arena, double size, int S) {
+    double x = 0, y = 0, heading = (2 * rng_uniform(rng) - 1) * PI;
+    for (int t = 0; t < S; t++) {
+        double speed = 0;
+        if (rng_uniform(rng) >= c->cw_still) {
+            heading = wrap_angle(heading + c->cw_turn_sd * rng_normal(rng));
+            speed = c->cw_speed * rng_uniform(rng);
+            for (int tries = 0; !arena_contains(arena, size, x + speed * gs_cos(heading), y + speed * gs_sin(heading)); tries++) {
+                if (tries == 100) {
+                    speed = 0;
+                    break;
+                }
+                heading = (2 * rng_uniform(rng) - 1) * PI;
+            }
+        }
+        double dx = speed * gs_cos(heading), dy = speed * gs_sin(heading);
+        x += dx, y += dy;
+        input[3 * t] = (real)speed, input[3 * t + 1] = (real)gs_cos(heading), input[3 * t + 2] = (real)gs_sin(heading);
+        vel[2 * t] = (real)dx, vel[2 * t + 1] = (real)dy;
+        pos[2 * t] = (real)x, pos[2 * t + 1] = (real)y;
+    }
+}
+
+/* Sorscher et al.'s generator (their code's): a start uniform in the square [-start_half, start_half]^2
+ * (the arena, in training) with a uniform heading; each step of SORSCHER_DT seconds a forward speed
+ * ~ Rayleigh(SORSCHER_SPEED_SCALE) m/s and a turn ~ N(0, SORSCHER_TURN_SD^2) rad/s. Within
+ * SORSCHER_BORDER of a wall of the square box `size` wide and heading into it (less than 90 degrees
+ * from its normal), the speed is quartered and the next heading turned parallel to the wall. Writes
+ * start (2), vel (S, 2) (the displacement, also the input) and pos (S, 2). */
+static void sorscher_walk(real *start, real *vel, real *pos, Rng *rng, double size, double start_half, int S) {
+    double x = (2 * rng_uniform(rng) - 1) * start_half, y = (2 * rng_uniform(rng) - 1) * start_half;
+    double heading = 2 * PI * rng_uniform(rng), half = size / 2;
+    start[0] = (real)x, start[1] = (real)y;
+    for (int t = 0; t < S; t++) {
+        double speed = SORSCHER_SPEED_SCALE * sqrt(-2.0 * gs_log(1.0 - rng_uniform(rng)));
+        double turn = SORSCHER_DT * SORSCHER_TURN_SD * rng_normal(rng);
+        double wall_dist[4] = {half - x, half - y, half + x, half + y}; /* walls at 0, 90, 180, 270 degrees */
+        int w = 0;
+        for (int k = 1; k < 4; k++)
+            if (wall_dist[k] < wall_dist[w]) w = k;
+        double to_wall = wrap_angle(heading - w * PI / 2);
+        if (wall_dist[w] < SORSCHER_BORDER && fabs(to_wall) < PI / 2) {
+            turn += (to_wall > 0 ? 1 : -1) * (PI / 2 - fabs(to_wall));
+            speed *= 0.25;
+        }
+        double dx = speed * SORSCHER_DT * gs_cos(heading), dy = speed * SORSCHER_DT * gs_sin(heading);
+        x += dx, y += dy;
+        heading = wrap_angle(heading + turn);
+        vel[2 * t] = (real)dx, vel[2 * t + 1] = (real)dy;
+        pos[2 * t] = (real)x, pos[2 * t + 1] = (real)y;
+    }
+}
+
+/* The N_p place-cell centres c_j (P, 2), uniform in the arena, from the seed's STREAM_PLACE. */
+static void place_centres(real *centres, const Config *c) {
+    Rng rng = rng_seed((uint64_t)c->seed, STREAM_PLACE);
+    for (int j = 0; j < 2 * c->place_cells; j++) centres[j] = (real)((rng_uniform(&rng) - 0.5) * c->arena_size);
+}
+
+/* p(x) (P) at one position (the banner's difference of Gaussians), in double, rounded once to real.
+ * scratch: (2 P) doubles. Sums sequential over j. */
+static void place_code(real *p, double x, double y, const real *centres, const Config *c, double *scratch) {
+    int P = c->place_cells;
+    double *centre = scratch, *surround = scratch + P;
+    double a = 1.0 / (2 * c->place_sigma * c->place_sigma), b = a / c->place_surround, top_a = -1e300, top_b = -1e300;
+    for (int j = 0; j < P; j++) {
+        double dx = x - centres[2 * j], dy = y - centres[2 * j + 1], d2 = dx * dx + dy * dy;
+        centre[j] = -d2 * a, surround[j] = -d2 * b;
+        top_a = centre[j] > top_a ? centre[j] : top_a, top_b = surround[j] > top_b ? surround[j] : top_b;
+    }
+    double sum_a = 0, sum_b = 0, lowest = 1e300, total = 0;
+    for (int j = 0; j < P; j++) {
+        centre[j] = gs_exp(centre[j] - top_a), surround[j] = gs_exp(surround[j] - top_b);
+        sum_a += centre[j], sum_b += surround[j];
+    }
+    for (int j = 0; j < P; j++) {
+        centre[j] = centre[j] / sum_a - surround[j] / sum_b;
+        lowest = centre[j] < lowest ? centre[j] : lowest;
+    }
+    for (int j = 0; j < P; j++) total += centre[j] - lowest;
+    for (int j = 0; j < P; j++) p[j] = (real)(total > 0 ? (centre[j] - lowest) / total : 1.0 / P);
+}
+
+/* A baseline's batch: trajectory b's walk (cw_walk from the centre, or sorscher_walk from a start
+ * uniform in the arena), then, for cw, its noise xi (T, N) ~ N(0, cw_noise^2); trajectory by trajectory. */
+static void baseline_batch_draw(Batch *bt, Rng *rng, const Config *c) {
+    int T = bt->T, N = c->N;
+    for (int b = 0; b < bt->B; b++) {
+        size_t r0 = (size_t)b * T;
+        for (int t = 0; t < T; t++) bt->index[r0 + t] = (int32_t)(r0 + t);
+        if (c->model == MODEL_CW) {
+            bt->start[2 * b] = bt->start[2 * b + 1] = 0;
+            cw_walk(bt->input + r0 * CW_INPUTS, bt->vel + 2 * r0, bt->pos + 2 * r0, rng, c, c->arena, c->arena_size, T);
+            for (size_t e = 0; e < (size_t)T * N; e++) bt->noise[r0 * N + e] = (real)(c->cw_noise * rng_normal(rng));
+        } else {
+            sorscher_walk(bt->start + 2 * b, bt->vel + 2 * r0, bt->pos + 2 * r0, rng, c->arena_size, c->arena_size / 2, T);
+            memcpy(bt->input + 2 * r0, bt->vel + 2 * r0, (size_t)T * 2 * sizeof(real));
+        }
+    }
+}
+
+/* One step of a baseline for one trajectory: pre = W_rec h_prev + drive (drive: W_in I (+ b_rec));
+ *     cw:       x = 0.9 x_prev + 0.1 (pre + noise),  h = tanh(x)
+ *     sorscher: x = pre,  h = ReLU(pre) (relu) or pre
+ * x, h (N); each row of W_rec a dot8. */
+static void baseline_step(real *x, real *h, const real *x_prev, const real *h_prev, const real *drive, const real *noise,
+                          const real *W_rec, int N, int model, int relu) {
+    for (int i = 0; i < N; i++) {
+        real pre = dot8(W_rec + (size_t)i * N, h_prev, N) + drive[i];
+        if (model == MODEL_CW) {
+            x[i] = (real)(1 - CW_DT) * x_prev[i] + (real)CW_DT * (pre + (noise ? noise[i] : 0));
+            h[i] = (real)gs_tanh((double)x[i]);
+        } else {
+            x[i] = pre;
+            h[i] = relu && !(pre > 0) ? 0 : pre;
+        }
+    }
+}
+
+typedef struct {
+    real *x, *h, *d_pre, *d_h, *d_h0;
+    const real *h0, *drive, *noise, *W_rec, *zeros;
+    int T, N, model, relu;
+} BaselineRnnCtx;
+
+/* Trajectory b forward: rows b*T .. b*T+T-1 in time order, from h0[b] (and x_0 = 0). */
+static void baseline_rnn_task(void *ctx, int b) {
+    const BaselineRnnCtx *c = ctx;
+    size_t N = (size_t)c->N;
+    for (int t = 0; t < c->T; t++) {
+        size_t r = (size_t)b * c->T + t;
+        const real *h_prev = t ? c->h + (r - 1) * N : c->h0 + b * N, *x_prev = t ? c->x + (r - 1) * N : c->zeros;
+        baseline_step(c->x + r * N, c->h + r * N, x_prev, h_prev, c->drive + r * N, c->noise ? c->noise + r * N : NULL,
+                      c->W_rec, c->N, c->model, c->relu);
+    }
+}
+
+/* Trajectory b backward, t = T..1. With dh_r = dL/dh_r from the readout and the rate cost plus the
+ * carry W_rec^T d_pre_{r+1} from the next step:
+ *     cw:       dx_r = dh_r (1 - h_r^2) + 0.9 dx_{r+1},   d_pre_r = 0.1 dx_r
+ *     sorscher: d_pre_r = dh_r [pre_r > 0] (relu) or dh_r
+ * d_pre (row r, N) is written; the carry into h_{b,0} goes to d_h0[b]. Sums sequential over i. */
+static void baseline_bptt_task(void *ctx, int b) {
+    const BaselineRnnCtx *c = ctx;
+    size_t N = (size_t)c->N;
+    real *carry = xcalloc(N, sizeof(real)), *dx_next = xcalloc(N, sizeof(real));
+    for (int t = c->T - 1; t >= 0; t--) {
+        size_t r = (size_t)b * c->T + t;
+        real *d_pre = c->d_pre + r * N;
+        for (size_t i = 0; i < N; i++) {
+            real dh = c->d_h[r * N + i] + carry[i];
+            if (c->model == MODEL_CW) {
+                real hi = c->h[r * N + i], dx = dh * (1 - hi * hi) + (real)(1 - CW_DT) * dx_next[i];
+                dx_next[i] = dx;
+                d_pre[i] = (real)CW_DT * dx;
+            } else d_pre[i] = c->relu && !(c->x[r * N + i] > 0) ? 0 : dh;
+        }
+        for (size_t j = 0; j < N; j++) carry[j] = 0;
+        for (size_t i = 0; i < N; i++) /* carry = W_rec^T d_pre */
+            for (size_t j = 0; j < N; j++) carry[j] += c->W_rec[i * N + j] * d_pre[i];
+    }
+    if (c->d_h0) memcpy(c->d_h0 + b * N, carry, N * sizeof(real));
+    free(carry), free(dx_next);
+}
+
+/* Position decoded from one row of Sorscher's outputs: the mean centre of the three largest (the
+ * first of equal ones). */
+static void sorscher_decode(double *x, double *y, const real *logits, const real *centres, int P) {
+    int top[3] = {-1, -1, -1}, k_max = P < 3 ? P : 3;
+    for (int k = 0; k < k_max; k++)
+        for (int j = 0; j < P; j++) {
+            int taken = 0;
+            for (int q = 0; q < k; q++) taken |= top[q] == j;
+            if (!taken && (top[k] < 0 || logits[j] > logits[top[k]])) top[k] = j;
+        }
+    *x = *y = 0;
+    for (int k = 0; k < k_max; k++) *x += centres[2 * top[k]] / k_max, *y += centres[2 * top[k] + 1] / k_max;
+}
+
+/* mean(W^2) over n elements, or the sum with mean = 0; in double, sequential. */
+static double sum_sq(const real *W, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)W[i] * W[i];
+    return s;
+}
+
+/* Forward of a baseline over one batch: the recurrence, the readout and the loss (banner). Keeps in
+ * a what baseline_backward needs; returns the terms: task (E or the cross-entropy), weights (R_L2 or
+ * |W_rec|^2), rate (R_FR), total, err_m. */
+static LossTerms baseline_forward(Model *m, Acts *a, const Batch *bt, const Config *c, double grad_scale, int threads) {
+    int B = bt->B, T = bt->T, N = m->N, M = B * T, D = bt->D, cw = c->model == MODEL_CW;
+    int O = cw ? 2 : c->place_cells;
+    LossTerms L;
+    memset(&L, 0, sizeof L);
+    a->grad_scale = grad_scale;
+    linear_forward_fast(a->drive, bt->input, m->p.W_in, cw ? m->p.b_rec : a->zeros, M, D, N, threads); /* W_in I (+ b) */
+    if (cw) memset(a->h0, 0, (size_t)B * N * sizeof(real));
+    else {
+        for (int b = 0; b < B; b++)
+            place_code(a->p0 + (size_t)b * O, bt->start[2 * b], bt->start[2 * b + 1], a->centres, c, a->place_scratch);
+        linear_forward_fast(a->h0, a->p0, m->p.W_enc, a->zeros, B, O, N, threads); /* h0 = W_enc p(x0) */
+    }
+    BaselineRnnCtx rc = {a->z, a->g, NULL, NULL, NULL, a->h0, a->drive, cw ? bt->noise : NULL, m->p.W_rec, a->zeros,
+                         T, N, c->model, c->sorscher_relu};
+    parallel_for(threads, B, baseline_rnn_task, &rc);
+    linear_forward_fast(a->out, a->g, m->p.W_out, a->zeros, M, N, O, threads); /* y = W_out h */
+    double task = 0, err = 0;
+    if (cw) {
+        for (int r = 0; r < M; r++) {
+            double ex = (double)a->out[2 * r] - bt->pos[2 * r], ey = (double)a->out[2 * r + 1] - bt->pos[2 * r + 1];
+            task += ex * ex + ey * ey;
+            err += sqrt(ex * ex + ey * ey);
+        }
+        L.task = task / (2.0 * M);
+        L.weights = sum_sq(m->p.W_in, (size_t)N * D) / ((double)N * D) + sum_sq(m->p.W_out, (size_t)2 * N) / (2.0 * N);
+        L.rate = sum_sq(a->g, (size_t)M * N) / ((double)M * N);
+        L.total = L.task + c->cw_alpha * L.weights + c->cw_beta * L.rate;
+    } else {
+        for (int r = 0; r < M; r++) { /* -sum_j p_j log yhat_j = -sum_j p_j (l_j - lse), lse = log sum_j e^{l_j} */
+            const real *l = a->out + (size_t)r * O, *p = a->target + (size_t)r * O;
+            place_code(a->target + (size_t)r * O, bt->pos[2 * r], bt->pos[2 * r + 1], a->centres, c, a->place_scratch);
+            double top = l[0], sum = 0, cross = 0;
+            for (int j = 1; j < O; j++) top = l[j] > top ? l[j] : top;
+            for (int j = 0; j < O; j++) sum += gs_exp(l[j] - top);
+            a->row_lse[r] = top + gs_log(sum);
+            for (int j = 0; j < O; j++) cross -= p[j] * (l[j] - a->row_lse[r]);
+            task += cross;
+            double dx, dy;
+            sorscher_decode(&dx, &dy, l, a->centres, O);
+            dx -= bt->pos[2 * r], dy -= bt->pos[2 * r + 1];
+            err += sqrt(dx * dx + dy * dy);
+        }
+        L.task = task / M;
+        L.weights = sum_sq(m->p.W_rec, (size_t)N * N);
+        L.total = L.task + c->sorscher_wd * L.weights;
+    }
+    L.err_m = err / M;
+    return L;
+}
+
+/* Backward of baseline_forward, adding grad_scale * dL/dparams into m->grads:
+ *     readout:  d_out = (y - x) / M (cw: d of E's mean over 2M), or (yhat - p) / M (cross-entropy)
+ *               dh = W_out^T d_out (+ cw_beta 2 u / (M N), the rate cost),  d_W_out += d_out (x) h
+ *     BPTT:     baseline_bptt_task per trajectory -> d_pre (M, N), d_h0 (B, N)
+ *     weights:  d_W_rec += d_pre (x) h_prev,  d_W_in += d_pre (x) I,  d_b_rec += d_pre,  d_W_enc += d_h0 (x) p(x0)
+ *     costs:    cw: d_W_in += cw_alpha 2 W_in / (3 N), d_W_out += cw_alpha 2 W_out / (2 N);
+ *               sorscher: d_W_rec += sorscher_wd 2 W_rec
+ * The products are linear_backward_fast's (sequential over rows). */
+static void baseline_backward(Model *m, Acts *a, const Batch *bt, const Config *c, int threads) {
+    int B = bt->B, T = bt->T, N = m->N, M = B * T, D = bt->D, cw = c->model == MODEL_CW;
+    int O = cw ? 2 : c->place_cells;
+    double scale = a->grad_scale;
+    for (int r = 0; r < M; r++)
+        for (int j = 0; j < O; j++) {
+            size_t e = (size_t)r * O + j;
+            double d = cw ? (double)a->out[e] - bt->pos[e] : gs_exp(a->out[e] - a->row_lse[r]) - a->target[e];
+            a->d_out[e] = (real)(scale * d / M);
+        }
+    memset(a->d_g, 0, (size_t)M * N * sizeof(real));
+    linear_backward_fast(a->d_g, m->g.W_out, a->d_bias, a->d_out, a->g, m->p.W_out, M, N, O, threads);
+    if (cw)
+        for (size_t e = 0; e < (size_t)M * N; e++) a->d_g[e] += (real)(scale * c->cw_beta * 2.0 * a->g[e] / ((double)M * N));
+    BaselineRnnCtx rc = {a->z, a->g, a->d_z, a->d_g, cw ? NULL : a->d_h0, a->h0, a->drive, NULL, m->p.W_rec, a->zeros,
+                         T, N, c->model, c->sorscher_relu};
+    parallel_for(threads, B, baseline_bptt_task, &rc);
+    for (int r = 0; r < M; r++) /* h_{r-1}: the previous row, or h_{b,0} */
+        memcpy(a->h_prev + (size_t)r * N, r % T ? a->g + (size_t)(r - 1) * N : a->h0 + (size_t)(r / T) * N, (size_t)N * sizeof(real));
+    linear_backward_fast(NULL, m->g.W_rec, a->d_bias, a->d_z, a->h_prev, m->p.W_rec, M, N, N, threads);
+    linear_backward_fast(NULL, m->g.W_in, cw ? m->g.b_rec : a->d_bias, a->d_z, bt->input, m->p.W_in, M, D, N, threads);
+    if (cw) {
+        for (size_t e = 0; e < (size_t)N * D; e++) m->g.W_in[e] += (real)(scale * c->cw_alpha * 2.0 * m->p.W_in[e] / ((double)N * D));
+        for (size_t e = 0; e < (size_t)2 * N; e++) m->g.W_out[e] += (real)(scale * c->cw_alpha * 2.0 * m->p.W_out[e] / (2.0 * N));
+    } else {
+        linear_backward_fast(NULL, m->g.W_enc, a->d_bias, a->d_h0, a->p0, m->p.W_enc, B, O, N, threads);
+        for (size_t e = 0; e < (size_t)N * N; e++) m->g.W_rec[e] += (real)(scale * c->sorscher_wd * 2.0 * m->p.W_rec[e]);
+    }
+}
+
+/* ==============================================================================================
+ * 6. TRAINING STEP AND OPTIMISER (the paper's optimiser settings; METHOD NOTES for the scheduler)
  * ============================================================================================== */
 
 typedef struct { double sep, inv, cap, iso, dist, sparse; } LossWeights;
@@ -1499,10 +1960,20 @@ static int train_step(Model *m, TrainState *s, Acts *a, Batch *bt, const Config 
     memset(&avg, 0, sizeof avg);
     for (int k = 0; k < c->accum; k++) {
         double t0 = now_seconds();
-        batch_draw(bt, &s->data_rng, c);
-        a->phase_seconds[PHASE_BATCH] += now_seconds() - t0;
-        LossTerms L = sic_forward(m, a, bt, c, w, 1.0 / c->accum, threads);
-        sic_backward(m, a, bt, c, &L, threads);
+        LossTerms L;
+        if (c->model == MODEL_SIC) {
+            batch_draw(bt, &s->data_rng, c);
+            a->phase_seconds[PHASE_BATCH] += now_seconds() - t0;
+            L = sic_forward(m, a, bt, c, w, 1.0 / c->accum, threads);
+            sic_backward(m, a, bt, c, &L, threads);
+        } else {
+            baseline_batch_draw(bt, &s->data_rng, c);
+            a->phase_seconds[PHASE_BATCH] += now_seconds() - t0;
+            L = baseline_forward(m, a, bt, c, 1.0 / c->accum, threads);
+            baseline_backward(m, a, bt, c, threads);
+            avg.task += L.task / c->accum, avg.weights += L.weights / c->accum, avg.rate += L.rate / c->accum;
+            avg.err_m += L.err_m / c->accum;
+        }
         avg.sep += L.sep / c->accum, avg.inv += L.inv / c->accum, avg.cap += L.cap / c->accum;
         avg.iso += L.iso / c->accum, avg.dist += L.dist / c->accum, avg.sparse += L.sparse / c->accum;
         avg.total += L.total / c->accum;
@@ -1527,7 +1998,7 @@ static int train_step(Model *m, TrainState *s, Acts *a, Batch *bt, const Config 
 }
 
 /* ==============================================================================================
- * 6. FILES: reading, all-or-nothing outputs, .npy, .pgm, checkpoint
+ * 7. FILES: reading, all-or-nothing outputs, .npy, .pgm, checkpoint
  * ============================================================================================== */
 
 /* The largest file a reader accepts: bytes, capped at half the address space (32-bit hosts). */
@@ -1994,16 +2465,16 @@ static int checkpoint_load(const char *path, Model *m, TrainState *s, Config *c,
         fail(err, "%s: %s", path, why);
         goto done;
     }
-    if ((double)num_params != param_count(c->N, c->hidden)) {
+    if ((double)num_params != param_count(c)) {
         fail(err, "%s has %llu parameters but its config (N=%d, hidden=%d) needs %.0f", path,
-             (unsigned long long)num_params, c->N, c->hidden, param_count(c->N, c->hidden));
+             (unsigned long long)num_params, c->N, c->hidden, param_count(c));
         goto done;
     }
     if ((double)(r.len - r.pos) != 3.0 * (double)num_params * sizeof(real)) {
         fail(err, "%s has the wrong size for its config", path);
         goto done;
     }
-    model_build(m, c->N, c->hidden);
+    model_build(m, c);
     real *arrays[3] = {m->params, m->adam_m, m->adam_v};
     for (int k = 0; k < 3; k++)
         for (size_t i = 0; i < m->num_params; i++) arrays[k][i] = rd_real(&r);
@@ -2019,10 +2490,13 @@ done:
 }
 
 /* ==============================================================================================
- * 7. EVALUATION: ratemaps from smooth bounded walks (the paper's Figs. 4-5; METHOD NOTES, eval_*)
+ * 8. EVALUATION: ratemaps from smooth bounded walks (the paper's Figs. 4-5; METHOD NOTES, eval_*)
+ * SIC walks as eval_ratemaps says; a supervised baseline (section 5) walks as it was trained: Cueva &
+ * Wei's walks from the centre of an arena of their shape, Sorscher et al.'s from a start uniform where
+ * the place cells are (the training arena, within the box), without noise. For them the box is the
+ * arena's width, and the walks scale with box / arena_size instead of box / 2.
  * ============================================================================================== */
 
-#define PI 3.14159265358979323846
 
 /* Ratemaps of every unit in one box, and the four partial maps behind the stability measures. */
 typedef struct {
@@ -2067,6 +2541,11 @@ typedef struct {
     const real *g0;    /* (N) */
     const real *vel;   /* (EVAL_CHUNK, S, 2) the displacements of each walk */
     real *states;      /* (EVAL_CHUNK, S, N) the network's state after each step */
+    /* a baseline's walks (section 5) */
+    const Config *c;
+    const real *input; /* (EVAL_CHUNK, S, D) */
+    const real *start; /* (EVAL_CHUNK, 2) */
+    const real *centres; /* (N_p, 2) Sorscher's place cells */
 } WalkCtx;
 
 /* One walk through the network: g = NormReLU(W(v_t) g) from g0, for the walk's S displacements. */
@@ -2087,13 +2566,36 @@ static void walk_task(void *ctx, int w) {
     free(h1), free(h2), free(Wv), free(z);
 }
 
+/* One walk through a baseline (section 5) without noise: h_0 (zero for Cueva & Wei; W_enc p(x_0) for
+ * Sorscher et al.), then baseline_step for the walk's S inputs. */
+static void baseline_walk_task(void *ctx, int w) {
+    const WalkCtx *c = ctx;
+    const Config *cf = c->c;
+    int N = c->m->N, S = c->S, D = cf->model == MODEL_CW ? CW_INPUTS : 2, P = cf->model == MODEL_SORSCHER ? cf->place_cells : 0;
+    size_t wide = (size_t)(N > P ? N : P);
+    real *drive = xcalloc((size_t)S * N, sizeof(real)), *x = xcalloc((size_t)S * N, sizeof(real));
+    real *h0 = xcalloc((size_t)N, sizeof(real)), *p0 = xcalloc((size_t)P, sizeof(real)), *zeros = xcalloc(wide, sizeof(real));
+    double *scratch = xcalloc(2 * (size_t)P, sizeof(double));
+    const ParamTensors *p = &c->m->p;
+    linear_forward_fast(drive, c->input + (size_t)w * S * D, p->W_in, cf->model == MODEL_CW ? p->b_rec : zeros, S, D, N, 1);
+    if (P) {
+        place_code(p0, c->start[2 * w], c->start[2 * w + 1], c->centres, cf, scratch);
+        linear_forward_fast(h0, p0, p->W_enc, zeros, 1, P, N, 1);
+    }
+    real *states = c->states + (size_t)w * S * N;
+    for (int t = 0; t < S; t++)
+        baseline_step(x + (size_t)t * N, states + (size_t)t * N, t ? x + (size_t)(t - 1) * N : zeros,
+                      t ? states + (size_t)(t - 1) * N : h0, drive + (size_t)t * N, NULL, p->W_rec, N, cf->model, cf->sorscher_relu);
+    free(drive), free(x), free(h0), free(p0), free(zeros), free(scratch);
+}
+
 /* The sizes of one box's evaluation: n bins per side, K walks of S steps, as described above. They
  * are computed in double and refused (one line) if a count would not fit an int or a buffer would
  * exceed 2^28 elements, before anything is allocated or written. */
 typedef struct { double box; int n, walks, steps; } EvalPlan;
 
 static int eval_plan(EvalPlan *p, const Config *c, int N, double box, Err *err) {
-    double scale = box / 2.0, n = floor(box / c->eval_bin_m + 0.5);
+    double scale = box / (c->model == MODEL_SIC ? 2.0 : c->arena_size), n = floor(box / c->eval_bin_m + 0.5);
     double K = floor(c->eval_walks * scale + 0.5), S = floor((double)c->eval_walk_mult * c->T * scale + 0.5);
     n = n < 2 ? 2 : n, K = K < 2 ? 2 : K, S = S < 2 ? 2 : S;
     char what[64];
@@ -2119,13 +2621,32 @@ static void eval_ratemaps(Ratemaps *rm, const Model *m, const Config *c, EvalPla
     real *g0 = xcalloc((size_t)N, sizeof(real)), *vel = xcalloc((size_t)EVAL_CHUNK * S * 2, sizeof(real));
     real *states = xcalloc((size_t)EVAL_CHUNK * S * N, sizeof(real));
     size_t *bin_of = xcalloc((size_t)EVAL_CHUNK * S, sizeof(size_t));
-    normrelu_forward(g0, m->p.theta0, N);
+    int sic = c->model == MODEL_SIC, P = c->model == MODEL_SORSCHER ? c->place_cells : 0;
+    real *input = sic ? NULL : xcalloc((size_t)EVAL_CHUNK * S * CW_INPUTS, sizeof(real));
+    real *start = sic ? NULL : xcalloc((size_t)EVAL_CHUNK * 2, sizeof(real)), *pos = sic ? NULL : xcalloc((size_t)S * 2, sizeof(real));
+    real *centres = xcalloc((size_t)2 * P, sizeof(real));
+    if (P) place_centres(centres, c);
+    if (sic) normrelu_forward(g0, m->p.theta0, N);
     Rng rng = rng_seed((uint64_t)c->seed, STREAM_EVAL);
     double half = box / 2, rayleigh_scale = c->eval_speed_mean / sqrt(PI / 2);
-    WalkCtx wc = {m, S, g0, vel, states};
+    WalkCtx wc = {m, S, g0, vel, states, c, input, start, centres};
     for (int w0 = 0; w0 < K; w0 += EVAL_CHUNK) {
         int count = K - w0 < EVAL_CHUNK ? K - w0 : EVAL_CHUNK;
-        for (int w = 0; w < count; w++) { /* the walks' paths: the PRNG in walk order */
+        for (int w = 0; w < count && !sic; w++) { /* a baseline walks as it was trained (section 5), in the box */
+            real *v = vel + 2 * (size_t)w * S;
+            if (c->model == MODEL_CW) cw_walk(input + (size_t)w * S * CW_INPUTS, v, pos, &rng, c, c->arena, box, S);
+            else { /* Sorscher: starts where the place cells are (the arena), walks in the box */
+                sorscher_walk(start + 2 * w, v, pos, &rng, box, (box < c->arena_size ? box : c->arena_size) / 2, S);
+                memcpy(input + (size_t)w * S * 2, v, (size_t)S * 2 * sizeof(real));
+            }
+            for (int t = 0; t < S; t++) {
+                int ix = (int)((pos[2 * t] + half) / box * n), iy = (int)((pos[2 * t + 1] + half) / box * n);
+                ix = ix < 0 ? 0 : ix >= n ? n - 1 : ix;
+                iy = iy < 0 ? 0 : iy >= n ? n - 1 : iy;
+                bin_of[(size_t)w * S + t] = (size_t)iy * n + ix;
+            }
+        }
+        for (int w = 0; w < count && sic; w++) { /* the walks' paths: the PRNG in walk order */
             double x = 0, y = 0, heading = (2 * rng_uniform(&rng) - 1) * PI;
             for (int t = 0; t < S; t++) {
                 heading += c->eval_heading_sd * rng_normal(&rng);
@@ -2151,7 +2672,7 @@ static void eval_ratemaps(Ratemaps *rm, const Model *m, const Config *c, EvalPla
                 bin_of[(size_t)w * S + t] = (size_t)iy * n + ix;
             }
         }
-        parallel_for(threads, count, walk_task, &wc); /* the network along each path */
+        parallel_for(threads, count, sic ? walk_task : baseline_walk_task, &wc); /* the network along each path */
         for (int w = 0; w < count; w++) /* binned in walk order, step order */
             for (int t = 0; t < S; t++) {
                 size_t bin = bin_of[(size_t)w * S + t];
@@ -2177,11 +2698,11 @@ static void eval_ratemaps(Ratemaps *rm, const Model *m, const Config *c, EvalPla
     for (int k = 0; k < 4; k++) rm->part[k] = maps[k + 1];
     for (size_t b = 0; b < bins; b++) rm->visited_bins += visits[b] > 0;
     rm->coverage = (double)rm->visited_bins / (double)bins;
-    free(acc), free(visits), free(g0), free(vel), free(states), free(bin_of);
+    free(acc), free(visits), free(g0), free(vel), free(states), free(bin_of), free(input), free(start), free(pos), free(centres);
 }
 
 /* ==============================================================================================
- * 8. GRID ANALYSIS (Sargolini et al. 2006; Banino et al. 2018's gridness as the paper's Fig. 4 uses it)
+ * 9. GRID ANALYSIS (Sargolini et al. 2006; Banino et al. 2018's gridness as the paper's Fig. 4 uses it)
  * Autocorrelograms, gridness, period, orientation, the Fourier spectrum, place fields, modules and
  * their state spaces; images of all of it.
  * ============================================================================================== */
@@ -3185,15 +3706,114 @@ static int ratemaps_write(Outputs *o, const char *dir, const real *maps, int N, 
 }
 
 /* ==============================================================================================
- * 9. GRADIENT CHECK (of section 4's hand-written backward passes)
+ * 10. GRADIENT CHECK (of the hand-written backward passes of sections 4 and 5)
  * Central differences (L(p + h) - L(p - h)) / 2h for every parameter, against the hand-written
  * backward pass, on a small model (N = 6, H = 5, B = 3, T = 4), with the SIC batch and with the
- * permute = 0 ablation. Per parameter block, the relative
+ * permute = 0 ablation, and on small baselines (gradcheck_baselines). Per parameter block, the relative
  * error |a - f| / max(|a|, |f|) (vector 2-norms) must be below tol; a block whose gradient is
  * trivially zero fails, so the check cannot pass by having nothing to compare.
  * ============================================================================================== */
 
 typedef struct { const char *term; int capacity, reduction, permute; LossWeights w; } GradCase;
+
+/* The loss of one gradient-check case on its fixed batch; with backward, its gradient replaces
+ * m->grads. SIC's cases weigh the terms by w; a baseline's weights come from its config c. */
+static double check_loss(Model *m, Acts *a, const Batch *bt, const Config *c, LossWeights w, int backward) {
+    if (backward) memset(m->grads, 0, m->num_params * sizeof(real));
+    if (c->model != MODEL_SIC) {
+        LossTerms L = baseline_forward(m, a, bt, c, 1.0, 1);
+        if (backward) baseline_backward(m, a, bt, c, 1);
+        return L.total;
+    }
+    LossTerms L = sic_forward(m, a, bt, c, w, 1.0, 1);
+    if (backward) sic_backward(m, a, bt, c, &L, 1);
+    return L.total;
+}
+
+/* Central differences against check_loss's gradient for every parameter block of m, one line per
+ * block labelled `label`; returns the failures (relative error >= tol, or a trivially zero block). */
+static int check_blocks(FILE *out, const char *label, Model *m, Acts *a, const Batch *bt, const Config *c, LossWeights w,
+                        double h, double tol, double *max_rel) {
+    real *analytic = xcalloc(m->num_params, sizeof(real));
+    check_loss(m, a, bt, c, w, 1);
+    memcpy(analytic, m->grads, m->num_params * sizeof(real));
+    size_t offset = 0;
+    int failures = 0;
+    for (int blk = 0; blk < m->num_tensors; blk++) {
+        double diff2 = 0, a2 = 0, f2 = 0;
+        for (size_t i = offset; i < offset + m->sizes[blk]; i++) {
+            real keep = m->params[i];
+            m->params[i] = keep + (real)h;
+            double up = check_loss(m, a, bt, c, w, 0);
+            m->params[i] = keep - (real)h;
+            double down = check_loss(m, a, bt, c, w, 0);
+            m->params[i] = keep;
+            double f = (up - down) / (2 * h), an = analytic[i];
+            diff2 += (an - f) * (an - f), a2 += an * an, f2 += f * f;
+        }
+        offset += m->sizes[blk];
+        double scale = sqrt(a2 > f2 ? a2 : f2), rel = scale > 0 ? sqrt(diff2) / scale : 0;
+        int ok = rel < tol && sqrt(a2) > 1e-10;
+        failures += !ok;
+        *max_rel = rel > *max_rel ? rel : *max_rel;
+        fprintf(out, "%s gradcheck %s %-6s rel %.3e  |grad| %.3e%s\n", ok ? "ok  " : "FAIL", label, m->names[blk], rel,
+                sqrt(a2), sqrt(a2) > 1e-10 ? "" : "  (trivially zero)");
+    }
+    free(analytic);
+    return failures;
+}
+
+/* The baselines (section 5) on small configs (N = 6, B = 3, T = 5, 7 place cells): Cueva & Wei in a
+ * hexagonal arena, Sorscher et al. with ReLU and linear. Each batch must move, and have
+ * pre-activations on both sides of 0 (ReLU kinks and tanh's curve both exercised). */
+static int gradcheck_baselines(FILE *out, double h, double tol, double *max_rel) {
+    int failures = 0;
+    for (int model = MODEL_CW; model <= MODEL_SORSCHER; model++) {
+        Config c;
+        config_defaults(&c);
+        c.model = model, c.N = 6, c.B = 3, c.T = 5, c.place_cells = 7, c.arena_size = 1.0;
+        c.arena = model == MODEL_CW ? ARENA_HEXAGON : ARENA_SQUARE, c.cw_still = 0.3, c.cw_speed = 0.3, c.cw_noise = 0.3;
+        c.place_sigma = 0.3, c.sorscher_wd = 0.01;
+        Model m;
+        model_build(&m, &c);
+        Rng rng = rng_seed(7, STREAM_CHECK);
+        model_init(&m, &c, &rng);
+        if (model == MODEL_CW) /* W_out starts at 0, where the position error passes nothing back */
+            for (size_t e = 0; e < m.sizes[m.num_tensors - 1]; e++) m.p.W_out[e] = (real)(0.5 * rng_normal(&rng));
+        Batch bt;
+        Acts a;
+        batch_alloc(&bt, &c);
+        acts_alloc(&a, &c);
+        baseline_batch_draw(&bt, &rng, &c);
+        LossTerms probe = baseline_forward(&m, &a, &bt, &c, 1.0, 1);
+        int64_t moving = 0, positive = 0;
+        for (int r = 0; r < c.B * c.T; r++) moving += bt.vel[2 * r] != 0 || bt.vel[2 * r + 1] != 0;
+        for (int e = 0; e < c.B * c.T * c.N; e++) positive += a.z[e] > 0;
+        fprintf(out, "gradcheck: model=%s N=%d B=%d T=%d: %lld moving steps, %lld of %d pre-activations > 0, "
+                "loss %.6f; h=%g, tol %g\n", model == MODEL_CW ? "cw" : "sorscher", c.N, c.B, c.T, (long long)moving,
+                (long long)positive, c.B * c.T * c.N, probe.total, h, tol);
+        if (moving < 2 || positive == 0 || positive == c.B * c.T * c.N) {
+            fprintf(out, "FAIL gradcheck baseline batch does not exercise every path\n");
+            failures++;
+        }
+        LossWeights none = {0, 0, 0, 0, 0, 0};
+        /* the task's error alone, then with each cost at a weight that makes it count, then all */
+        struct { const char *label; double alpha, beta, wd; int relu; } cases[] = {
+            {"model=cw       error      ", 0, 0, 0, 1}, {"model=cw       error+L2   ", 1, 0, 0, 1},
+            {"model=cw       error+rate ", 0, 1, 0, 1}, {"model=cw       total      ", 0.3, 0.2, 0, 1},
+            {"model=sorscher xent       ", 0, 0, 0, 1}, {"model=sorscher xent+wd    ", 0, 0, 1, 1},
+            {"model=sorscher total      ", 0, 0, 0.01, 1}, {"model=sorscher linear    ", 0, 0, 0.01, 0},
+        };
+        for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+            if ((model == MODEL_CW) != (strncmp(cases[k].label, "model=cw ", 9) == 0)) continue;
+            Config ck = c;
+            ck.cw_alpha = cases[k].alpha, ck.cw_beta = cases[k].beta, ck.sorscher_wd = cases[k].wd, ck.sorscher_relu = cases[k].relu;
+            failures += check_blocks(out, cases[k].label, &m, &a, &bt, &ck, none, h, tol, max_rel);
+        }
+        acts_free(&a), batch_free(&bt), model_free(&m);
+    }
+    return failures;
+}
 
 /* Returns the number of failed blocks; prints one line per block and the largest error to out.
  * Sets *max_rel to the largest relative error seen. */
@@ -3203,7 +3823,7 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
     c.N = 6, c.hidden = 5, c.B = 3, c.T = 4, c.iso_vmin = 0.06, c.iso_vmax = 0.13; /* some steps in, some out */
     c.lambda_dist = 1, c.dist_scale = 3, c.dist_rmax = 0.2; /* L_dist on, some far pairs in, some out */
     Model m;
-    model_build(&m, c.N, c.hidden);
+    model_build(&m, &c);
     Rng rng = rng_seed(7, STREAM_CHECK);
     model_init(&m, &c, &rng);
     /* two batches: the SIC permutations, and the permute = 0 ablation (B*T distinct velocities) */
@@ -3231,7 +3851,6 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
     const char *cap_names[2] = {"meannorm", "kernel"}, *red_names[2] = {"mean", "sum"};
     int failures = 0;
     *max_rel = 0;
-    real *analytic = xcalloc(m.num_params, sizeof(real));
     for (int permute = 1; permute >= 0; permute--) {
         c.permute = permute;
         LossTerms probe = sic_forward(&m, &acts[permute], &batches[permute], &c, all, 1.0, 1);
@@ -3247,44 +3866,20 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const GradCase *gc = &cases[ci];
         c.capacity = gc->capacity, c.reduction = gc->reduction, c.permute = gc->permute;
-        Acts *a = &acts[gc->permute];
-        const Batch *bt = &batches[gc->permute];
-        memset(m.grads, 0, m.num_params * sizeof(real));
-        LossTerms L = sic_forward(&m, a, bt, &c, gc->w, 1.0, 1);
-        sic_backward(&m, a, bt, &c, &L, 1);
-        memcpy(analytic, m.grads, m.num_params * sizeof(real));
-        size_t offset = 0;
-        for (int blk = 0; blk < NUM_PARAM_TENSORS; blk++) {
-            double diff2 = 0, a2 = 0, f2 = 0;
-            for (size_t i = offset; i < offset + m.sizes[blk]; i++) {
-                real keep = m.params[i];
-                m.params[i] = keep + (real)h;
-                double up = sic_forward(&m, a, bt, &c, gc->w, 1.0, 1).total;
-                m.params[i] = keep - (real)h;
-                double down = sic_forward(&m, a, bt, &c, gc->w, 1.0, 1).total;
-                m.params[i] = keep;
-                double f = (up - down) / (2 * h), an = analytic[i];
-                diff2 += (an - f) * (an - f), a2 += an * an, f2 += f * f;
-            }
-            offset += m.sizes[blk];
-            double scale = sqrt(a2 > f2 ? a2 : f2), rel = scale > 0 ? sqrt(diff2) / scale : 0;
-            int ok = rel < tol && sqrt(a2) > 1e-10;
-            failures += !ok;
-            *max_rel = rel > *max_rel ? rel : *max_rel;
-            fprintf(out, "%s gradcheck %-6s capacity=%-8s reduction=%-4s permute=%d %-6s rel %.3e  |grad| %.3e%s\n",
-                    ok ? "ok  " : "FAIL", gc->term, cap_names[gc->capacity], red_names[gc->reduction], gc->permute,
-                    param_names[blk], rel, sqrt(a2), sqrt(a2) > 1e-10 ? "" : "  (trivially zero)");
-        }
+        char label[80];
+        snprintf(label, sizeof label, "%-6s capacity=%-8s reduction=%-4s permute=%d", gc->term, cap_names[gc->capacity],
+                 red_names[gc->reduction], gc->permute);
+        failures += check_blocks(out, label, &m, &acts[gc->permute], &batches[gc->permute], &c, gc->w, h, tol, max_rel);
     }
-    fprintf(out, "gradcheck: largest relative error %.3e (tol %g)\n", *max_rel, tol);
-    free(analytic);
     for (int k = 0; k < 2; k++) acts_free(&acts[k]), batch_free(&batches[k]);
     model_free(&m);
+    failures += gradcheck_baselines(out, h, tol, max_rel);
+    fprintf(out, "gradcheck: largest relative error %.3e (tol %g)\n", *max_rel, tol);
     return failures;
 }
 
 /* ==============================================================================================
- * 10. COMMAND LINE (left out when tests/unit.c includes this file with GRIDSSL_TESTING)
+ * 11. COMMAND LINE (left out when tests/unit.c includes this file with GRIDSSL_TESTING)
  * ============================================================================================== */
 #ifndef GRIDSSL_TESTING
 
@@ -3421,16 +4016,20 @@ static int train_setup(const Args *args, Config *c, Model *m, TrainState *s, Err
             if (bad) return -1;
         }
     }
-    int N0 = c->N, H0 = c->hidden, lr_given = 0;
+    Config c0 = *c;
+    int lr_given = 0;
     for (int i = 0; i < args->n_rest; i++) lr_given |= strncmp(args->rest[i], "lr=", 3) == 0;
     if (apply_overrides(c, args->n_rest, args->rest, NULL, err) || config_validate(c, err)) return -1;
-    if (args->resume && (c->N != N0 || c->hidden != H0))
-        return fail(err, "N and hidden cannot change when resuming (checkpoint has N=%d, hidden=%d)", N0, H0);
+    if (args->resume && (c->N != c0.N || c->hidden != c0.hidden || c->model != c0.model))
+        return fail(err, "model, N and hidden cannot change when resuming (checkpoint has N=%d, hidden=%d)", c0.N, c0.hidden);
+    if (args->resume && c->model == MODEL_SORSCHER &&
+        (c->place_cells != c0.place_cells || c->seed != c0.seed || c->arena_size != c0.arena_size))
+        return fail(err, "place_cells, seed and arena_size cannot change when resuming model=sorscher (they set the place cells)");
     if (args->resume && c->steps < s->step)
         return fail(err, "steps=%d is before the checkpoint's step %lld", c->steps, (long long)s->step);
     if (args->resume && lr_given) s->lr = c->lr; /* lr= restarts the scheduler's rate there */
     if (!args->resume) {
-        model_build(m, c->N, c->hidden);
+        model_build(m, c);
         Rng init_rng = rng_seed((uint64_t)c->seed, STREAM_INIT);
         model_init(m, c, &init_rng);
         s->data_rng = rng_seed((uint64_t)c->seed, STREAM_DATA);
@@ -3477,9 +4076,11 @@ static int train_run(const char *out, int resumed, int threads, Model *m, TrainS
         return -1;
     }
     /* the additions' columns only when they are on: logs of other runs stay as they were */
-    int dist_on = c->lambda_dist > 0, sparse_on = c->lambda_sparse > 0;
-    buf_printf(&log, "step\tlr\tsep\tinv\tcap\tiso\ttotal\tw_iso\tdead_states%s%s\n", dist_on ? "\tdist\tw_dist" : "",
-               sparse_on ? "\tsparse" : "");
+    int dist_on = c->lambda_dist > 0, sparse_on = c->lambda_sparse > 0, sic = c->model == MODEL_SIC;
+    if (sic)
+        buf_printf(&log, "step\tlr\tsep\tinv\tcap\tiso\ttotal\tw_iso\tdead_states%s%s\n", dist_on ? "\tdist\tw_dist" : "",
+                   sparse_on ? "\tsparse" : "");
+    else buf_printf(&log, "step\tlr\t%s\tweights\trate\ttotal\terr_m\n", c->model == MODEL_CW ? "position_mse" : "cross_entropy");
     if (resumed) keep_log_rows(&log, log_path, s->step);
     fprintf(stderr, "gridssl: training %s for steps %lld..%d (N=%d, H=%d, B=%d, T=%d, %zu parameters, %d thread%s) -> %s\n",
             resumed ? "from checkpoint" : "from scratch", (long long)s->step, c->steps, c->N, c->hidden, c->B, c->T,
@@ -3493,7 +4094,17 @@ static int train_run(const char *out, int resumed, int threads, Model *m, TrainS
     while (s->step < c->steps) {
         LossTerms L;
         if ((rc = train_step(m, s, &a, &bt, c, threads, &L, err))) break;
-        if (s->step % c->log_every == 0 || s->step == c->steps) {
+        if ((s->step % c->log_every == 0 || s->step == c->steps) && !sic) { /* a baseline (section 5) */
+            buf_printf(&log, "%lld\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\n", (long long)s->step, s->lr, L.task, L.weights,
+                       L.rate, L.total, L.err_m);
+            double elapsed = now_seconds() - t_start;
+            double rate = (double)(s->step - step_start) / (elapsed > 0 ? elapsed : 1e-9);
+            char eta[32];
+            format_duration(eta, sizeof eta, (double)(c->steps - s->step) / rate);
+            fprintf(stderr, "step %lld/%d | %s %.5f weights %.4g rate %.4f | total %.5f | error %.3f m | lr %.2e | "
+                    "%.2f steps/s | ETA %s\n", (long long)s->step, c->steps, c->model == MODEL_CW ? "mse" : "xent", L.task,
+                    L.weights, L.rate, L.total, L.err_m, s->lr, rate, eta);
+        } else if (s->step % c->log_every == 0 || s->step == c->steps) {
             buf_printf(&log, "%lld\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%lld", (long long)s->step, s->lr,
                        L.sep, L.inv, L.cap, L.iso, L.total, L.w_iso, (long long)L.dead_states);
             if (dist_on) buf_printf(&log, "\t%.17g\t%.17g", L.dist, L.w_dist);
@@ -3591,7 +4202,7 @@ static int eval_one_box(Outputs *o, const char *out, const Model *m, const Confi
     analysis_run(&an, rm.map, rm.N, rm.n, box, threads);
     an.walks = rm.walks, an.steps = rm.steps, an.coverage = rm.coverage;
     size_t bins = (size_t)rm.n * rm.n;
-    for (int k = 0; k < rm.N; k++) { /* stability (section 7): halves of the walks, early vs late steps */
+    for (int k = 0; k < rm.N; k++) { /* stability (section 8): halves of the walks, early vs late steps */
         an.units[k].split_half_r = pearson(rm.part[0] + k * bins, rm.part[1] + k * bins, bins, SAC_MIN_OVERLAP);
         an.units[k].early_late_r = pearson(rm.part[2] + k * bins, rm.part[3] + k * bins, bins, SAC_MIN_OVERLAP);
     }
@@ -3645,8 +4256,11 @@ static int cmd_eval(int argc, char **argv, Err *err) {
     EvalPlan plans[16];
     const char *ckpt = args.n_rest > 0 ? args.rest[0] : NULL;
     if (rc == 0 && !ckpt) rc = fail(err, "eval needs a checkpoint: gridssl eval CHECKPOINT [--box 2,3,4] [--out DIR]");
-    if (rc == 0) rc = parse_boxes(boxes, &n_boxes, args.box ? args.box : "2,3,4", err);
+    char default_boxes[64] = "2,3,4"; /* a baseline: its arena's width, 1.5 and 2 times it */
     if (rc == 0) rc = checkpoint_load(ckpt, &m, &s, &c, err);
+    if (rc == 0 && c.model != MODEL_SIC)
+        snprintf(default_boxes, sizeof default_boxes, "%g,%g,%g", c.arena_size, 1.5 * c.arena_size, 2 * c.arena_size);
+    if (rc == 0) rc = parse_boxes(boxes, &n_boxes, args.box ? args.box : default_boxes, err);
     if (rc == 0) rc = apply_overrides(&c, args.n_rest - 1, args.rest + 1, "eval_", err);
     for (int i = 0; i < n_boxes && rc == 0; i++) rc = eval_plan(&plans[i], &c, m.N, boxes[i], err); /* all, before any work */
     char out[4200];
@@ -3708,6 +4322,54 @@ static int cmd_score(int argc, char **argv, Err *err) {
     return rc;
 }
 
+/* gridssl dump for a baseline (section 5): the next batch's inputs, positions, starts, noise (cw) or
+ * place-cell centres, codes and start codes (sorscher), the states x and h, the readout, every
+ * parameter and its gradient, the loss terms and the config; tests/basecheck.py recomputes them. */
+static int dump_baseline(Outputs *o, const char *dir, Model *m, Acts *a, Batch *bt, TrainState *s, const Config *c,
+                         int threads, Err *err) {
+    baseline_batch_draw(bt, &s->data_rng, c); /* the batch training would draw next */
+    memset(m->grads, 0, m->num_params * sizeof(real));
+    LossTerms L = baseline_forward(m, a, bt, c, 1.0, threads);
+    baseline_backward(m, a, bt, c, threads);
+    int64_t B = c->B, T = c->T, N = c->N, D = bt->D, P = c->place_cells, O = c->model == MODEL_CW ? 2 : P;
+    char path[4200], name[64];
+    struct { const char *name; const real *x; int64_t shape[3]; int ndim; } arrays[] = {
+        {"input", bt->input, {B, T, D}, 3}, {"positions", bt->pos, {B, T, 2}, 3}, {"start", bt->start, {B, 2}, 2},
+        {"h0", a->h0, {B, N}, 2}, {"x", a->z, {B, T, N}, 3}, {"h", a->g, {B, T, N}, 3}, {"out", a->out, {B, T, O}, 3},
+        {"noise", bt->noise, {B, T, N}, 3}, {"centres", a->centres, {P, 2}, 2}, {"targets", a->target, {B, T, P}, 3},
+        {"p0", a->p0, {B, P}, 2},
+    };
+    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) {
+        if (c->model == MODEL_CW ? i > 7 : i == 7) continue; /* noise: cw only; place cells: sorscher only */
+        snprintf(name, sizeof name, "%s.npy", arrays[i].name);
+        path_join(path, sizeof path, dir, name);
+        if (npy_save_real(o, path, arrays[i].x, arrays[i].shape, arrays[i].ndim, err)) return -1;
+    }
+    size_t offset = 0;
+    for (int k = 0; k < m->num_tensors; k++) { /* each tensor and its gradient, flat */
+        int64_t shape[1] = {(int64_t)m->sizes[k]};
+        for (int grad = 0; grad < 2; grad++) {
+            snprintf(name, sizeof name, "%s%s.npy", grad ? "grad_" : "", m->names[k]);
+            path_join(path, sizeof path, dir, name);
+            if (npy_save_real(o, path, (grad ? m->grads : m->params) + offset, shape, 1, err)) return -1;
+        }
+        offset += m->sizes[k];
+    }
+    Buf b = {0};
+    buf_printf(&b, "task = %.17g\nweights = %.17g\nrate = %.17g\ntotal = %.17g\nerr_m = %.17g\n", L.task, L.weights, L.rate,
+               L.total, L.err_m);
+    path_join(path, sizeof path, dir, "losses.txt");
+    int bad = out_file(o, path, &b, 0, err);
+    b.len = 0;
+    config_print(&b, c);
+    path_join(path, sizeof path, dir, "config.txt");
+    bad = bad || out_file(o, path, &b, 0, err);
+    buf_free(&b);
+    if (bad) return -1;
+    printf("task = %.17g\nweights = %.17g\nrate = %.17g\ntotal = %.17g\n", L.task, L.weights, L.rate, L.total);
+    return 0;
+}
+
 static int cmd_dump(int argc, char **argv, Err *err) {
     Args args;
     int rc = parse_args(&args, argc, argv, "", err), threads = args.threads;
@@ -3727,6 +4389,10 @@ static int cmd_dump(int argc, char **argv, Err *err) {
     batch_alloc(&bt, &c);
     acts_alloc(&a, &c);
     if (out_dir(&o, dir, err)) goto done;
+    if (c.model != MODEL_SIC) {
+        rc = dump_baseline(&o, dir, &m, &a, &bt, &s, &c, threads, err) || outputs_commit(&o, err) ? -1 : 0;
+        goto done;
+    }
     batch_draw(&bt, &s.data_rng, &c); /* the batch training would draw next */
     memset(m.grads, 0, m.num_params * sizeof(real));
     LossTerms L = sic_forward(&m, &a, &bt, &c, config_weights(&c, s.step), 1.0, threads);
@@ -5322,7 +5988,7 @@ static void scatter_panel(Image *im, int x0, int y0, int panel, const double *u,
     }
 }
 
-/* A module's state space (section 8), each bin a dot. Rows 1-6: PCs 1-6 pairwise; above the diagonal
+/* A module's state space (section 9), each bin a dot. Rows 1-6: PCs 1-6 pairwise; above the diagonal
  * panel (row i, column j) plots PC j (across) against PC i (up), coloured by the bin's x position (west
  * dark, east yellow); below it the same pair coloured by y (south dark, north yellow); the diagonal
  * names the PC. Row 7: the bins in the plane of each lattice wave (the rings; see state_space), waves
@@ -5354,7 +6020,7 @@ static Image state_space_image(const StateSpace *s, int n) {
     return im;
 }
 
-/* The phases of a module's units in its lattice cell (section 8): phase_1 across, phase_2 up, both
+/* The phases of a module's units in its lattice cell (section 9): phase_1 across, phase_2 up, both
  * 0..1 cycles, one dot per unit, on a square with a light grid at 0.25. */
 static Image phases_image(const UnitScores *u, int N, int module) {
     const int side = 200, margin = 10;

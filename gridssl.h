@@ -33,8 +33,11 @@ typedef float real;
 enum { CAPACITY_MEANNORM = 0, CAPACITY_KERNEL = 1 };
 enum { REDUCTION_MEAN = 0, REDUCTION_SUM = 1 };
 enum { VEL_SQUARE = 0, VEL_DISC = 1, VEL_SPEED = 2 };
+enum { MODEL_SIC = 0, MODEL_CW = 1, MODEL_SORSCHER = 2 };
+enum { ARENA_SQUARE = 0, ARENA_HEXAGON = 1, ARENA_TRIANGLE = 2 };
 
 typedef struct {
+    int model;           /* MODEL_SIC (the default), or a supervised baseline: MODEL_CW, MODEL_SORSCHER (section 5) */
     /* data (gridssl.c section 2) */
     int seed;            /* PRNG seed for initialisation and data */
     int B;               /* trajectories per batch */
@@ -59,7 +62,21 @@ typedef struct {
     double lambda_sparse; /* weight of L_sparse, the states' mean L1 norm (gridssl's addition; 0 = off) */
     int capacity;        /* CAPACITY_MEANNORM or CAPACITY_KERNEL */
     int reduction;       /* REDUCTION_MEAN or REDUCTION_SUM, for L_sep, L_inv and L_dist */
-    /* optimiser (gridssl.c section 5) */
+    /* the supervised baselines (gridssl.c section 5); SIC ignores these keys */
+    int arena;           /* ARENA_SQUARE, ARENA_HEXAGON or ARENA_TRIANGLE (Cueva & Wei; Sorscher: square only) */
+    double arena_size;   /* width of the training arena, metres */
+    double cw_alpha;     /* Cueva & Wei: weight of the L2 cost on the input and output weights */
+    double cw_beta;      /* ... weight of the metabolic cost, the mean squared rate */
+    double cw_noise;     /* ... standard deviation of the recurrent noise xi */
+    double cw_still;     /* ... probability that the animal stands still for a step */
+    double cw_speed;     /* ... speeds of moving steps ~ Uniform(0, cw_speed), metres per step */
+    double cw_turn_sd;   /* ... heading random walk, rad per step */
+    int place_cells;     /* Sorscher et al.: N_p place cells */
+    double place_sigma;  /* ... place-cell width sigma, metres */
+    double place_surround; /* ... surround-to-centre variance ratio of the difference of Gaussians */
+    double sorscher_wd;  /* ... weight of |W_rec|^2 in the loss */
+    int sorscher_relu;   /* ... 1: ReLU recurrence; 0: linear (the ablation) */
+    /* optimiser (gridssl.c section 6) */
     double lr, beta1, beta2, adam_eps, weight_decay, clip;
     int accum;           /* batches per optimiser step (gradients averaged) */
     double plateau_factor;    /* ReduceLROnPlateau: lr *= factor ... */
@@ -70,7 +87,7 @@ typedef struct {
     int lr_drop_step;         /* from this step on lr *= lr_drop_factor (gridssl's addition; 0: off) */
     double lr_drop_factor;
     int steps, log_every, save_every;
-    /* evaluation (gridssl.c section 7) */
+    /* evaluation (gridssl.c section 8) */
     int eval_walks;      /* K walks from the box centre (2 m box; scaled by box/2) */
     int eval_walk_mult;  /* walks have eval_walk_mult * T steps (2 m box; scaled by box/2) */
     double eval_bin_m;   /* side of a ratemap bin, metres */
@@ -86,8 +103,9 @@ typedef struct { uint64_t state, inc; } Rng;
  * Parameters: one flat buffer, named pointers into it (llm.c style). Layouts follow PyTorch's
  * nn.Linear (weight is (out, in), y = W x + b), so a port can load them as they are.
  */
-#define NUM_PARAM_TENSORS 7
+#define MAX_PARAM_TENSORS 7
 typedef struct {
+    /* SIC (section 3) */
     real *W1;     /* (H, 2)     first MLP layer */
     real *b1;     /* (H)        */
     real *W2;     /* (H, H)     second MLP layer */
@@ -95,28 +113,44 @@ typedef struct {
     real *W3;     /* (N*N, H)   last MLP layer: its output is W(v), row-major N x N */
     real *b3;     /* (N*N)      */
     real *theta0; /* (N)        g0 = NormReLU(theta0) */
+    /* the supervised baselines (section 5); D = 3 input channels (Cueva & Wei) or 2 (Sorscher) */
+    real *W_enc;  /* (N, N_p)   Sorscher: h_0 = W_enc p(x_0) */
+    real *W_in;   /* (N, D)     input weights */
+    real *b_rec;  /* (N)        Cueva & Wei: bias of the recurrent drive */
+    real *W_rec;  /* (N, N)     recurrent weights */
+    real *W_out;  /* (2, N) Cueva & Wei's position readout; (N_p, N) Sorscher's place-cell readout */
 } ParamTensors;
 
 typedef struct {
-    int N, H;
-    size_t sizes[NUM_PARAM_TENSORS];
+    int model, N, H;
+    int num_tensors;
+    const char *names[MAX_PARAM_TENSORS];
+    size_t sizes[MAX_PARAM_TENSORS];
     size_t num_params;
     real *params, *grads, *adam_m, *adam_v; /* each (num_params), one allocation each */
     ParamTensors p, g;                      /* named views into params and grads */
 } Model;
 
 /* One SIC batch (gridssl.c section 2). V distinct velocities (V = T with permutations, B*T without); step t of
- * trajectory b uses velocity index[b*T + t]. Positions are stored for t = 1..T. */
+ * trajectory b uses velocity index[b*T + t]. Positions are stored for t = 1..T.
+ * A baseline's batch (section 5) has V = B*T, index[r] = r, and the fields below the line. */
 typedef struct {
     int B, T, V;
     real *vel;   /* (V, 2)    multiples of 2^-20 m, so every running sum is exact */
     int32_t *index; /* (B, T) */
     real *pos;   /* (B*T, 2)  x_{b,t}, t = 1..T; x_{b,0} = 0 */
+    /* baselines */
+    int D;       /* input channels */
+    real *input; /* (B*T, D)  the network's input at each step */
+    real *start; /* (B, 2)    x_{b,0} */
+    real *noise; /* (B*T, N)  Cueva & Wei: the recurrent noise xi, drawn with the batch */
 } Batch;
 
 /* The value of each loss term (unweighted), the weights applied, and the counts behind them. */
 typedef struct {
     double sep, inv, cap, iso, dist, sparse, total;
+    double task, weights, rate; /* baselines: the supervised error, the weight cost, the metabolic cost */
+    double err_m;               /* baselines: mean distance of the decoded position to the true one, metres */
     double w_sep, w_inv, w_cap, w_iso, w_dist, w_sparse; /* weights used in total (w_iso, w_dist after the ramp) */
     int64_t n_near, n_far, n_iso, n_dist, dead_states;
 } LossTerms;

@@ -12,7 +12,7 @@
 # (score60 > 0.3 or score90 > 0.3, square lattices included) whose sorted SAC periods are less than
 # 20 % apart, mean per run, with the periods of all such clusters in brackets; fields and
 # field_diameter_m: the median over every unit with a field of its number of place fields and their
-# diameter (gridssl.c section 8); median_score60: over every unit of every run; train_s: mean
+# diameter (gridssl.c section 9); median_score60: over every unit of every run; train_s: mean
 # seconds of training per run. Each variant's montage is OUT/<variant>/seed_<first>/run/eval/box_2m/montage.png.
 #
 # usage (from the repository root, after make):

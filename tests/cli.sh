@@ -103,6 +103,46 @@ check "the resolved config printed on stdout is saved as config.txt" \
     sh -c "head -n \$(wc -l < $T/ref/config.txt) $T/ref.stdout | cmp -s - $T/ref/config.txt"
 check "log.tsv has a header and one row per log_every steps" sh -c "test \$(wc -l < $T/ref/log.tsv) = 4"
 
+# ---- the supervised baselines (gridssl.c section 5): tiny runs of each, golden hashes ----------
+# ref_outputs/cw_tiny.sha256 and sorscher_tiny.sha256 guard them; their truth comes from
+# ./gridssl_f64 gradcheck and tests/basecheck.py (make crosscheck).
+for m in cw sorscher; do
+    if $G train --config data/${m}_tiny.cfg --out $T/$m > $T/$m.stdout 2> $T/$m.stderr &&
+        $G eval $T/$m/checkpoint.bin > $T/$m.eval.stdout 2> $T/$m.eval.stderr; then
+        ok "model=$m: train --config data/${m}_tiny.cfg and eval succeed"
+    else fail "model=$m: tiny run failed: $(cat $T/$m.stderr $T/$m.eval.stderr | tail -2)"; fi
+    for f in checkpoint.bin eval/box_1m/ratemaps.npy eval/box_1m/scores.csv; do
+        check "model=$m: $f matches ref_outputs/${m}_tiny.sha256" test "$(hash_of "$T/$m/$f")" = "$(grep " $f\$" ref_outputs/${m}_tiny.sha256 | cut -d' ' -f1)"
+    done
+    check "model=$m: eval's default boxes are the arena's width, 1.5 and 2 times it" \
+        sh -c "test -s $T/$m/eval/box_1m/scores.csv && test -s $T/$m/eval/box_1.5m/scores.csv && test -s $T/$m/eval/box_2m/scores.csv"
+    check "model=$m: 1 and 3 threads give the same checkpoint" sh -c "$G train --config data/${m}_tiny.cfg --threads 1 --out $T/$m.t1 > /dev/null 2>&1 &&
+        $G train --config data/${m}_tiny.cfg --threads 3 --out $T/$m.t3 > /dev/null 2>&1 && cmp -s $T/$m.t1/checkpoint.bin $T/$m/checkpoint.bin && cmp -s $T/$m.t3/checkpoint.bin $T/$m/checkpoint.bin"
+    check "model=$m: steps 0-20, then a resume to 40, give the checkpoint of one run" sh -c "$G train --config data/${m}_tiny.cfg steps=20 --out $T/$m.half > /dev/null 2>&1 &&
+        $G train --resume $T/$m.half/checkpoint.bin steps=40 --out $T/$m.half > /dev/null 2>&1 && cmp -s $T/$m.half/checkpoint.bin $T/$m/checkpoint.bin"
+    check "model=$m: dump writes the batch, states, parameters and gradients" sh -c "$G dump $T/$m/checkpoint.bin $T/$m.dump > /dev/null 2>&1 &&
+        test -s $T/$m.dump/input.npy && test -s $T/$m.dump/h.npy && test -s $T/$m.dump/grad_W_rec.npy && grep -q '^task = ' $T/$m.dump/losses.txt"
+done
+check "model=cw progress shows the position error, the costs, lr, steps/s and ETA" sh -c "grep 'step 40/40' $T/cw.stderr | grep mse | grep weights | grep rate | grep 'error' | grep lr | grep -q ETA"
+check "model=cw: log.tsv has the supervised columns" sh -c "head -1 $T/cw/log.tsv | grep -q '^step	lr	position_mse	weights	rate	total	err_m\$'"
+check "model=sorscher: log.tsv has the cross-entropy" sh -c "head -1 $T/sorscher/log.tsv | grep -q '^step	lr	cross_entropy	weights	rate	total	err_m\$'"
+check "model=cw in a triangle arena trains and evaluates" sh -c "$G train --config data/cw_tiny.cfg arena=triangle steps=10 --out $T/cwtri > /dev/null 2>&1 &&
+    $G eval $T/cwtri/checkpoint.bin --box 1 > /dev/null 2>&1 && test -s $T/cwtri/eval/box_1m/montage.png"
+check "model=sorscher sorscher_relu=0 (the linear ablation) trains and differs" sh -c "$G train --config data/sorscher_tiny.cfg sorscher_relu=0 --out $T/sorlin > /dev/null 2>&1 &&
+    ! cmp -s $T/sorlin/checkpoint.bin $T/sorscher/checkpoint.bin"
+expect_error() { # expect_error "description" "message part" command...
+    desc=$1 want=$2
+    shift 2
+    "$@" > $T/err.stdout 2> $T/err.stderr
+    rc=$?
+    if [ $rc = 1 ] && [ "$(wc -l < $T/err.stderr)" = 1 ] && grep -q "$want" $T/err.stderr; then ok "$desc"; else fail "$desc (exit $rc: $(head -c 200 $T/err.stderr))"; fi
+}
+expect_error "model=sorscher in a hexagonal arena is refused" "square arena only" $G train --config data/sorscher_tiny.cfg arena=hexagon --out $T/never
+expect_error "SIC with T=101 is refused (positions must stay exact)" "at most 100 steps" $G train --config data/tiny.cfg T=101 --out $T/never
+expect_error "a resume cannot change the model" "cannot change when resuming" $G train --resume $T/sorscher/checkpoint.bin model=cw steps=50 --out $T/never
+expect_error "a resume of model=sorscher cannot move its place cells" "place_cells, seed and arena_size" $G train --resume $T/sorscher/checkpoint.bin seed=9 steps=50 --out $T/never
+check "nothing was written for the refused runs" test ! -e $T/never
+
 # ---- determinism across optimisation levels ----------------------------------------------------
 mkdir -p tests/build
 DET="-std=c11 -ffp-contract=off"

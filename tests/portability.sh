@@ -6,7 +6,10 @@
 # a 2 m box) and compares the SHA-256 of the checkpoint, ratemaps.npy, montage.pgm and scores.csv
 # with ref_outputs/tiny.sha256; then it resumes the x86-64 checkpoint of step 30 to step 60 and
 # compares that with the golden checkpoint (a checkpoint written on one target resumes on every
-# other). Foreign CPUs run under qemu-user (static binaries), Windows under wine. Two cells run under
+# other). Each cell also trains and evaluates (in a 1 m arena) the two supervised baselines' tiny runs,
+# data/cw_tiny.cfg (hexagonal arena) and data/sorscher_tiny.cfg, whose checkpoints, ratemaps and scores
+# must hash to ref_outputs/cw_tiny.sha256 and sorscher_tiny.sha256; the result says "baselines DIFFERENT"
+# when they do not. Foreign CPUs run under qemu-user (static binaries), Windows under wine. Two cells run under
 # ASan + UBSan and valgrind memcheck, where any report fails the run. One row resumes on the host a
 # checkpoint written on big-endian s390x.
 # A cell whose toolchain is missing is an ERROR, never skipped. Three rows check the checks: an x87
@@ -32,6 +35,8 @@ mkdir -p "$B" "$O"
 export WINEDEBUG=-all
 FILES="checkpoint.bin eval/box_2m/ratemaps.npy eval/box_2m/montage.pgm eval/box_2m/scores.csv"
 golden() { grep " $1\$" ref_outputs/tiny.sha256 | cut -d' ' -f1; }
+BASE_FILES="checkpoint.bin eval/box_1m/ratemaps.npy eval/box_1m/scores.csv"
+base_golden() { grep " $2\$" "ref_outputs/$1_tiny.sha256" | cut -d' ' -f1; } # base_golden MODEL FILE
 passed=0
 failed=0
 
@@ -96,17 +101,26 @@ cell() {
         [ "$h" = "$(golden "$f" | cut -c1-12)" ] || same=0
         hashes="$hashes $h"
     done
+    base=OK
+    for m in cw sorscher; do
+        $run "$exe" train --config "data/${m}_tiny.cfg" --out "$O/$id-$m" $args > /dev/null 2>> "$O/$id.err" &&
+            $run "$exe" eval "$O/$id-$m/checkpoint.bin" --box 1 $args > /dev/null 2>> "$O/$id.err"
+        for f in $BASE_FILES; do
+            [ "$(sha256sum "$O/$id-$m/$f" 2> /dev/null | cut -d' ' -f1)" = "$(base_golden $m "$f")" ] || base=DIFFERENT
+        done
+    done
     $run "$exe" train --resume "$O/half/checkpoint.bin" steps=60 --out "$O/$id-resume" $args > /dev/null 2>&1
     resume=DIFF
     [ "$(sha256sum "$O/$id-resume/checkpoint.bin" 2> /dev/null | cut -d' ' -f1)" = "$(golden checkpoint.bin)" ] && resume=OK
     if [ "$expect" = differ ]; then
         result="OK (control: DIFFERENT, as it must be)"
         [ $same = 1 ] && result="FAIL: the control gave the golden bytes; the matrix cannot see it"
-    elif [ $same = 1 ] && [ $resume = OK ]; then
+    elif [ $same = 1 ] && [ $resume = OK ] && [ $base = OK ]; then
         result=OK
         [ $reruns = 0 ] || result="OK (wine failed to start $reruns of its runs; rerun)"
     else
         result=DIFFERENT
+        [ $base = OK ] || result="DIFFERENT (baselines DIFFERENT)"
     fi
     # shellcheck disable=SC2086
     row "$name" "$target" "$seconds" $hashes "$resume" "$result"
@@ -307,5 +321,8 @@ else
     row "s390x steps 0-30, host steps 30-60" "s390x -> x86-64" - - - - - - "ERROR: no s390x build"
 fi
 echo "golden: $(for f in $FILES; do printf '%s ' "$(golden "$f" | cut -c1-12)"; done)(ref_outputs/tiny.sha256)"
+for m in cw sorscher; do
+    echo "golden: $(for f in $BASE_FILES; do printf '%s ' "$(base_golden $m "$f" | cut -c1-12)"; done)(ref_outputs/${m}_tiny.sha256)"
+done
 echo "portability: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

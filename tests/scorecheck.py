@@ -151,7 +151,7 @@ def main():
         check(summary["n_modules"] == 3 and all(abs(m / p - 1) < 0.05 for m, p in zip(mods, periods)),
               "summary.json: %d modules at %s m (want 0.3, 0.5, 0.8)" % (summary["n_modules"], mods))
         # the Fourier ring symmetry and the place fields, recomputed here from their definitions
-        # (gridssl.c section 8) on the same maps
+        # (gridssl.c section 9) on the same maps
         ring = [ring_symmetry(m, 2.0 / 40) for m in maps]
         err_a = max(abs(float(r["fourier_a%d" % a]) - s[i]) for r, s in zip(rows, ring) for i, a in enumerate((2, 4, 6)))
         check(err_a < 1e-6, "Fourier ring a2, a4, a6 of all %d maps: numpy agrees to %.1e (< 1e-6)" % (len(maps), err_a))

@@ -390,14 +390,17 @@ static void test_pair_backward_precision(void) {
     free(g), free(pos), free(d_g), free(exact);
 }
 
-/* ---- the optimiser (section 5). The gradient norm is summed in blocks whose order does not depend on
+/* ---- the optimiser (section 6). The gradient norm is summed in blocks whose order does not depend on
  * the threads: with every gradient 0.5 each square is 0.25, all sums are exact, and the norm is exactly
  * 0.5 sqrt(n); with random gradients 1, 2 and 3 threads agree bit for bit. AdamW's first step has a
  * closed form: m = (1-b1) g and v = (1-b2) g^2 are undone by the bias corrections, so each parameter
  * moves by -lr g / (|g| + eps) (and by -lr wd p for weight decay): checked to float rounding. */
 static void test_optimiser(void) {
     Model m;
-    model_build(&m, 32, 32); /* 34 976 parameters: three blocks of ADAM_BLOCK */
+    Config c;
+    config_defaults(&c);
+    c.N = 32, c.hidden = 32;
+    model_build(&m, &c); /* 34 976 parameters: three blocks of ADAM_BLOCK */
     for (size_t i = 0; i < m.num_params; i++) m.grads[i] = 0.5;
     check(m.num_params > 2 * ADAM_BLOCK && grad_norm(&m, 2) == 0.5 * sqrt((double)m.num_params),
           "grad_norm of %zu gradients 0.5 = 0.5 sqrt(n) exactly", m.num_params);
@@ -405,8 +408,6 @@ static void test_optimiser(void) {
     for (size_t i = 0; i < m.num_params; i++) m.grads[i] = (real)(rng_uniform(&rng) - 0.5);
     double n1 = grad_norm(&m, 1), n2 = grad_norm(&m, 2), n3 = grad_norm(&m, 3);
     check(memcmp(&n1, &n2, sizeof n1) == 0 && memcmp(&n1, &n3, sizeof n1) == 0, "grad_norm: 1, 2, 3 threads, bit for bit");
-    Config c;
-    config_defaults(&c);
     c.weight_decay = 0.01;
     TrainState s = {0};
     s.lr = 1e-3, s.beta1_pow = s.beta2_pow = 1;
@@ -533,7 +534,7 @@ static void test_config(void) {
     config_print(&text, &builtin);
     const char *second_line = (const char *)memchr(text.data, '\n', text.len) + 1;
     size_t first_len = (size_t)(second_line - (const char *)text.data);
-    check(config_parse_text(&c, second_line, text.len - first_len, 1, "ckpt", &err) != 0 && strstr(err.msg, "key 'seed' is missing"),
+    check(config_parse_text(&c, second_line, text.len - first_len, 1, "ckpt", &err) != 0 && strstr(err.msg, "key 'model' is missing"),
           "a checkpoint's config without one key is refused: %s", err.msg);
     /* what a person reads is what they wrote: reals in their shortest exact form */
     text.len = 0;
@@ -561,7 +562,7 @@ static void test_checkpoint_roundtrip(void) {
     c.N = 5, c.hidden = 7, c.B = 3, c.T = 4;
     Model m, m2;
     TrainState s = {0}, s2;
-    model_build(&m, c.N, c.hidden);
+    model_build(&m, &c);
     Rng rng = rng_seed(9, STREAM_INIT);
     model_init(&m, &c, &rng);
     for (size_t i = 0; i < m.num_params; i++) m.adam_m[i] = (real)i, m.adam_v[i] = (real)(1.0 / (i + 1));
@@ -648,7 +649,7 @@ static void test_npy_header(void) {
 }
 
 
-/* ---- grid analysis (gridssl.c section 8) on synthetic ratemaps whose answers are known ------------------------
+/* ---- grid analysis (gridssl.c section 9) on synthetic ratemaps whose answers are known ------------------------
  * A hexagonal lattice of period L (distance between neighbouring fields) and orientation a is the
  * rectified sum of three plane waves with |k| = 4 pi / (sqrt(3) L) at angles a + 30 + 60 j degrees
  * (the reciprocal lattice); a square lattice is the sum of two waves, |k| = 2 pi / L, at a and a + 90.
@@ -872,7 +873,7 @@ static void test_border_score(void) {
     check(worst_grid < 0, "hexagonal lattices (0.3, 0.55, 0.8 m): border score <= %.3f < 0", worst_grid);
 }
 
-/* The state space of a module (section 8): units that tile a lattice cell make a torus, units that
+/* The state space of a module (section 9): units that tile a lattice cell make a torus, units that
  * tile the period of a band make a ring, place fields tiling the box make neither. */
 static void test_state_space(void) {
     const int n = 40, side = 6, count = side * side;
@@ -1095,6 +1096,76 @@ static void test_gradcheck(void) {
 }
 #endif
 
+/* ---- the supervised baselines' pieces (section 5): tanh, the arenas, the walks, the place cells. */
+static void test_baselines(void) {
+    /* tanh from gs_exp: odd, exact at 0, tanh(ln 3) = (9 - 1)/(9 + 1) = 0.8, saturating without overflow */
+    double t = gs_tanh(1.0986122886681098); /* ln 3 */
+    check(gs_tanh(0) == 0 && gs_tanh(-0.7) == -gs_tanh(0.7) && fabs(t - 0.8) < 4e-16 && gs_tanh(800) == 1 && gs_tanh(-800) == -1,
+          "gs_tanh: odd, tanh(0) = 0, tanh(ln 3) = 0.8 (error %.1e), +-1 at +-800", fabs(t - 0.8));
+    /* arenas 2 m wide: the square's corners are in, a hexagon's corner (1, 0) is in and (1, 0.01) is not;
+     * the triangle's apex (0, sqrt(3)/2) is in and its bottom corners' outside neighbours are not */
+    int in_ok = arena_contains(ARENA_SQUARE, 2, 1, -1) && !arena_contains(ARENA_SQUARE, 2, 1.001, 0) &&
+                arena_contains(ARENA_HEXAGON, 2, 1, 0) && !arena_contains(ARENA_HEXAGON, 2, 1, 0.01) &&
+                arena_contains(ARENA_HEXAGON, 2, 0.5, 0.866) && !arena_contains(ARENA_HEXAGON, 2, 0, 0.87) &&
+                arena_contains(ARENA_TRIANGLE, 2, 0, 0.866) && !arena_contains(ARENA_TRIANGLE, 2, 0.3, 0.5) &&
+                arena_contains(ARENA_TRIANGLE, 2, -0.99, -0.865) && !arena_contains(ARENA_TRIANGLE, 2, 0, -0.867);
+    check(in_ok, "arena_contains: corners of the square, hexagon and triangle in, points just beyond an edge out");
+    /* Cueva & Wei's walks never leave the arena, and stand still on about cw_still of the steps */
+    Config c;
+    config_defaults(&c);
+    c.cw_still = 0.5, c.cw_speed = 0.3, c.cw_turn_sd = 0.3;
+    int S = 20000;
+    real *input = xcalloc((size_t)S * 3, sizeof(real)), *vel = xcalloc((size_t)S * 2, sizeof(real)), *pos = xcalloc((size_t)S * 2, sizeof(real));
+    for (int arena = ARENA_SQUARE; arena <= ARENA_TRIANGLE; arena++) {
+        Rng rng = rng_seed(12, STREAM_CHECK);
+        cw_walk(input, vel, pos, &rng, &c, arena, 1.0, S);
+        int outside = 0, still = 0;
+        double reach = 0;
+        for (int k = 0; k < S; k++) {
+            outside += !arena_contains(arena, 1.0 + 1e-6, pos[2 * k], pos[2 * k + 1]);
+            still += input[3 * k] == 0;
+            reach = fabs(pos[2 * k]) > reach ? fabs(pos[2 * k]) : reach;
+        }
+        check(outside == 0 && fabs(still / (double)S - 0.5) < 0.02 && reach > 0.45,
+              "cw_walk in arena %d: %d of %d steps outside, %.3f still (cw_still 0.5), reaches |x| = %.3f of 0.5", arena, outside,
+              S, still / (double)S, reach);
+    }
+    /* Sorscher et al.'s walks turn away from the walls. Their generator lets a walk creep past a wall
+     * (the turn comes a step late and the random turn can point it back in); rarely, and not far */
+    real start[2];
+    Rng rng = rng_seed(13, STREAM_CHECK);
+    sorscher_walk(start, vel, pos, &rng, 1.0, 0.5, S);
+    double beyond = 0, mean_step = 0;
+    int outside = 0;
+    for (int k = 0; k < S; k++) {
+        double b = (fabs(pos[2 * k]) > fabs(pos[2 * k + 1]) ? fabs(pos[2 * k]) : fabs(pos[2 * k + 1])) - 0.5;
+        beyond = b > beyond ? b : beyond;
+        outside += b > 0;
+        mean_step += sqrt((double)vel[2 * k] * vel[2 * k] + (double)vel[2 * k + 1] * vel[2 * k + 1]) / S;
+    }
+    check(outside < S / 20 && beyond < 0.1 && fabs(mean_step - 0.8168140899333463 * 0.02 * 1.2533141373155) < 0.003,
+          "sorscher_walk: %d of %d steps past a wall of the 1 m box, at most %.3f m; mean step %.4f m (Rayleigh mean 0.0205, "
+          "quartered near walls)", outside, S, beyond, mean_step);
+    free(input), free(vel), free(pos);
+    /* place cells: the code sums to 1, is >= 0, and peaks at the centre nearest the position */
+    c.place_cells = 50, c.arena_size = 2, c.place_sigma = 0.12, c.place_surround = 2;
+    real *centres = xcalloc(100, sizeof(real)), *p = xcalloc(50, sizeof(real));
+    double *scratch = xcalloc(100, sizeof(double));
+    place_centres(centres, &c);
+    int peaks_ok = 1;
+    double worst_sum = 0;
+    for (int j = 0; j < 50; j++) {
+        place_code(p, centres[2 * j], centres[2 * j + 1], centres, &c, scratch);
+        double sum = 0;
+        int top = 0, negative = 0;
+        for (int k = 0; k < 50; k++) sum += p[k], top = p[k] > p[top] ? k : top, negative += p[k] < 0;
+        worst_sum = fabs(sum - 1) > worst_sum ? fabs(sum - 1) : worst_sum;
+        peaks_ok &= top == j && !negative;
+    }
+    check(peaks_ok && worst_sum < 1e-6, "place_code at each of 50 centres: >= 0, peaks at that centre, sums to 1 (worst %.1e)", worst_sum);
+    free(centres), free(p), free(scratch);
+}
+
 int main(void) {
     printf("# unit tests, real = %s\n", sizeof(real) == 4 ? "float" : "double");
     test_pcg32_reference();
@@ -1116,6 +1187,7 @@ int main(void) {
     test_modules();
     test_fourier_symmetry_and_fields();
     test_border_score();
+    test_baselines();
     test_state_space();
     test_npy_reader();
     test_png();
