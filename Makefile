@@ -4,6 +4,7 @@
 #   make fuzz         10 000 mutated configs, checkpoints and .npy files against the promises on bad input
 #   make crosscheck   numpy recomputes one dumped batch (needs python3-numpy; not part of make test)
 #   make seeds        seed statistics of a recipe: make seeds ARGS="--seeds 1-10 --screen lambda_iso=0.02"
+#   make baselines    SIC, Cueva & Wei and Sorscher et al. side by side: what each grows, and in larger boxes
 #   make demo         train the default, evaluate it, say where the montage is
 #   make demo-check   the default run must give ref_outputs/default_seed4.* (the README's picture)
 #   make bench        seconds per step, per phase, GFLOP/s, RSS, and PyTorch's time for the same step
@@ -78,6 +79,9 @@ seeds: gridssl # a recipe over seeds, side by side: one table row per seed (test
 ablations: gridssl # the paper's Fig. 7 over seeds 1-5: one table row per variant (about 1 h on 2 cores)
 	sh tests/ablations.sh $(ARGS)
 
+baselines: gridssl # SIC beside Cueva & Wei and Sorscher et al. (and its linear ablation): train, evaluate, two tables
+	sh tests/baselines.sh $(ARGS)
+
 generalisation: gridssl # CKPT=... in larger boxes and under other walks (tests/generalisation.sh; OUT=DIR)
 	sh tests/generalisation.sh $(CKPT) $(or $(OUT),$(dir $(CKPT))generalisation)
 
@@ -98,4 +102,4 @@ asan: gridssl.c gridssl.h
 clean:
 	rm -rf gridssl gridssl_f64 gridssl_debug gridssl_asan tests/unit_f32 tests/unit_f64 tests/fuzz tests/build tests/out tests/out_demo
 
-.PHONY: all test fuzz crosscheck seeds ablations generalisation portability bench demo demo-check debug asan clean
+.PHONY: all test fuzz crosscheck seeds ablations baselines generalisation portability bench demo demo-check debug asan clean

@@ -48,7 +48,7 @@
  *         For a baseline: its inputs, positions, starts, noise or place cells, states, readout,
  *         parameters, gradients, losses.txt and config.txt; tests/basecheck.py recomputes them.
  *     gridssl bench [--config FILE] [key=value ...] [--steps K]
- *         Times K training steps: median seconds per step, each phase's share, GFLOP/s and share of
+ *         Times K training steps of the config's model: median seconds per step; for SIC each phase's share, GFLOP/s and share of
  *         the measured peak, peak memory.
  *     gridssl gradcheck
  *         Central finite differences against the hand-written gradients, for every parameter block,
@@ -1591,7 +1591,6 @@ static void baseline_batch_draw(Batch *bt, Rng *rng, const Config *c) {
     int T = bt->T, N = c->N;
     for (int b = 0; b < bt->B; b++) {
         size_t r0 = (size_t)b * T;
-        for (int t = 0; t < T; t++) bt->index[r0 + t] = (int32_t)(r0 + t);
         if (c->model == MODEL_CW) {
             bt->start[2 * b] = bt->start[2 * b + 1] = 0;
             cw_walk(bt->input + r0 * CW_INPUTS, bt->vel + 2 * r0, bt->pos + 2 * r0, rng, c, c->arena, c->arena_size, T);
@@ -1681,7 +1680,7 @@ static void sorscher_decode(double *x, double *y, const real *logits, const real
     for (int k = 0; k < k_max; k++) *x += centres[2 * top[k]] / k_max, *y += centres[2 * top[k] + 1] / k_max;
 }
 
-/* mean(W^2) over n elements, or the sum with mean = 0; in double, sequential. */
+/* sum of W^2 over n elements, in double, sequential. */
 static double sum_sq(const real *W, size_t n) {
     double s = 0;
     for (size_t i = 0; i < n; i++) s += (double)W[i] * W[i];
@@ -2601,7 +2600,7 @@ static int eval_plan(EvalPlan *p, const Config *c, int N, double box, Err *err) 
     char what[64];
     snprintf(what, sizeof what, "the %g m box (eval_bin_m = %g)", box, c->eval_bin_m);
     if (analysis_size_check(N, n, what, err)) return -1;
-    if (K > INT32_MAX || (double)EVAL_CHUNK * S * N > MAX_BUFFER_ELEMENTS)
+    if (K > INT32_MAX || (double)EVAL_CHUNK * S * (N > CW_INPUTS ? N : CW_INPUTS) > MAX_BUFFER_ELEMENTS)
         return fail(err, "the %g m box: %.0f walks of %.0f steps (eval_walks = %d, eval_walk_mult = %d, T = %d) are more than "
                     "gridssl evaluates", box, K, S, c->eval_walks, c->eval_walk_mult, c->T);
     if (5.0 * n * n * N > MAX_BUFFER_ELEMENTS)
@@ -4541,7 +4540,7 @@ static int cmd_bench(int argc, char **argv, Err *err) {
     printf("step_seconds_median\t%.6f\n", median);
     printf("step_seconds_min_max\t%.6f\t%.6f\n", times[0], times[steps - 1]);
     double peak1 = peak_gflops(1), peak = args.threads > 1 ? peak_gflops(args.threads) : peak1;
-    for (int p = 0; p < 8; p++) { /* name, seconds, share of the step, GFLOP/s, share of the peak */
+    for (int p = 0; p < 8 && c.model == MODEL_SIC; p++) { /* name, seconds, share of the step, GFLOP/s, share of the peak */
         double secs = a.phase_seconds[p] / steps, gf = secs > 0 ? flops[p] * c.accum / secs / 1e9 : 0;
         printf("phase\t%s\t%.6f\t%.1f%%\t%.2f\t%.1f%%\n", phase_names[p], secs, 100 * a.phase_seconds[p] / total, gf,
                100 * gf / peak);

@@ -133,7 +133,7 @@ typedef struct {
 
 /* One SIC batch (gridssl.c section 2). V distinct velocities (V = T with permutations, B*T without); step t of
  * trajectory b uses velocity index[b*T + t]. Positions are stored for t = 1..T.
- * A baseline's batch (section 5) has V = B*T, index[r] = r, and the fields below the line. */
+ * A baseline's batch (section 5) has V = B*T velocities, one per step (index unused), and the fields below. */
 typedef struct {
     int B, T, V;
     real *vel;   /* (V, 2)    multiples of 2^-20 m, so every running sum is exact */

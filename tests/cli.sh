@@ -130,18 +130,10 @@ check "model=cw in a triangle arena trains and evaluates" sh -c "$G train --conf
     $G eval $T/cwtri/checkpoint.bin --box 1 > /dev/null 2>&1 && test -s $T/cwtri/eval/box_1m/montage.png"
 check "model=sorscher sorscher_relu=0 (the linear ablation) trains and differs" sh -c "$G train --config data/sorscher_tiny.cfg sorscher_relu=0 --out $T/sorlin > /dev/null 2>&1 &&
     ! cmp -s $T/sorlin/checkpoint.bin $T/sorscher/checkpoint.bin"
-expect_error() { # expect_error "description" "message part" command...
-    desc=$1 want=$2
-    shift 2
-    "$@" > $T/err.stdout 2> $T/err.stderr
-    rc=$?
-    if [ $rc = 1 ] && [ "$(wc -l < $T/err.stderr)" = 1 ] && grep -q "$want" $T/err.stderr; then ok "$desc"; else fail "$desc (exit $rc: $(head -c 200 $T/err.stderr))"; fi
-}
-expect_error "model=sorscher in a hexagonal arena is refused" "square arena only" $G train --config data/sorscher_tiny.cfg arena=hexagon --out $T/never
-expect_error "SIC with T=101 is refused (positions must stay exact)" "at most 100 steps" $G train --config data/tiny.cfg T=101 --out $T/never
-expect_error "a resume cannot change the model" "cannot change when resuming" $G train --resume $T/sorscher/checkpoint.bin model=cw steps=50 --out $T/never
-expect_error "a resume of model=sorscher cannot move its place cells" "place_cells, seed and arena_size" $G train --resume $T/sorscher/checkpoint.bin seed=9 steps=50 --out $T/never
-check "nothing was written for the refused runs" test ! -e $T/never
+what="baselines.sh trains and evaluates SIC, cw, sorscher and its linear ablation: a row each in both tables"
+if sh tests/baselines.sh --out $T/bl --sic data/tiny.cfg --cw data/cw_tiny.cfg --sorscher data/sorscher_tiny.cfg > $T/bl.stdout 2> $T/bl.stderr &&
+    test "$(awk -F'\t' 'NR > 1 && NF >= 10 && $3 > 0 { printf "%s ", $1 }' $T/bl.stdout)" = "sic cw sorscher sorscher_linear " &&
+    test "$(grep -c '^sorscher_linear	' $T/bl.stdout)" = 4; then ok "$what"; else fail "$what"; fi
 
 # ---- determinism across optimisation levels ----------------------------------------------------
 mkdir -p tests/build
@@ -270,6 +262,10 @@ expect_error "resume cannot change the model's shape" "cannot change when resumi
 expect_error "eval with a malformed --box list" "expected box sides in metres" "$T/ck/eval" $G eval "$T/ref/checkpoint.bin" --box 2,x --out "$T/ck/eval"
 expect_error "score without --box" "score needs --box" "$T/ck/score" $G score "$E/ratemaps.npy" --out "$T/ck/score"
 expect_error "score of a file that is not .npy" "not a .npy file" "$T/ck/score" $G score data/tiny.cfg --box 2 --out "$T/ck/score"
+expect_error "model=sorscher in a hexagonal arena" "square arena only" "$T/ck/never" $G train --config data/sorscher_tiny.cfg arena=hexagon --out "$T/ck/never"
+expect_error "SIC with T=101 (positions must stay exact)" "at most 100 steps" "$T/ck/never" $G train --config data/tiny.cfg T=101 --out "$T/ck/never"
+expect_error "a resume that changes the model" "cannot change when resuming" "$T/ck/never" $G train --resume "$T/sorscher/checkpoint.bin" model=cw steps=50 --out "$T/ck/never"
+expect_error "a resume of model=sorscher that moves its place cells" "place_cells, seed and arena_size" "$T/ck/never" $G train --resume "$T/sorscher/checkpoint.bin" seed=9 steps=50 --out "$T/ck/never"
 leftovers=$(find "$T" -name '*.tmp' | head -3)
 check "no temporary files are left behind anywhere" test -z "$leftovers"
 
