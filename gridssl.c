@@ -442,7 +442,7 @@ static const ConfigKey config_keys[] = {
     KEY(permute, KEY_INT, 0, 1, 1, NULL, "1", "1: trajectories permute T shared velocities (SIC); 0: independent velocities (ablation)"),
     KEY(vmax, KEY_REAL, 1e-6, 1.0, 0.15, NULL, "0.15", "velocity components ~ Uniform(-vmax, vmax), metres per step"),
     KEY(vel_dist, KEY_ENUM, 0, 2, VEL_DISC, "square|disc|speed", "square", "training velocities uniform in the square [-vmax, vmax]^2, uniform in the disc of radius vmax, or of speed uniform in [0, vmax] and uniform heading"),
-    KEY(N, KEY_INT, 1, 1024, 64, NULL, "128", "recurrent units"),
+    KEY(N, KEY_INT, 1, 8192, 64, NULL, "128", "recurrent units (SIC: its MLP's last layer has N*N*hidden weights, at most 2^28: N <= 1024 at hidden = 256)"),
     KEY(hidden, KEY_INT, 1, 8192, 256, NULL, "AMBIGUOUS (not given; 256)", "MLP hidden width H"),
     KEY(init_last_scale, KEY_REAL, 0, 1e3, 1, NULL, "1 (PyTorch default init)", "scales the initial weights and biases of the MLP's last layer"),
     KEY(sigma_x, KEY_REAL, 1e-9, 1e3, 0.05, NULL, "0.05", "spatial scale (m): pairs closer than sigma_x are 'same place'"),

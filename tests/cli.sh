@@ -135,6 +135,10 @@ if sh tests/baselines.sh --out $T/bl --sic data/tiny.cfg --cw data/cw_tiny.cfg -
     test "$(awk -F'\t' 'NR > 1 && NF >= 10 && $3 > 0 { printf "%s ", $1 }' $T/bl.stdout)" = "sic sic_seed7 cw sorscher sorscher_linear " &&
     test "$(grep -c '^sorscher_linear	' $T/bl.stdout)" = 4; then ok "$what"; else fail "$what"; fi
 
+for cfg in data/*.cfg; do # every config in data/ is one gridssl takes (the papers' ones too: steps=0 only lays them out)
+    check "$cfg is a valid config (train steps=0)" sh -c "$G train --config $cfg steps=0 --threads 2 --out $T/cfgcheck > /dev/null 2>&1"
+done
+
 # ---- determinism across optimisation levels ----------------------------------------------------
 mkdir -p tests/build
 DET="-std=c11 -ffp-contract=off"
