@@ -1433,7 +1433,7 @@ static void isometry_backward(real *d_g, real *d_g0, const double *s, int64_t co
  *   gridssl feeds I = (speed, cos heading, sin heading), which has no jump at 360 degrees. The paper
  *   trains with Hessian-free optimisation; gridssl uses Adam (section 6). Its initialisation:
  *   W_in ~ N(0, 1/3), W_rec ~ N(0, 1.5^2/N), b_rec = 0, W_out = 0. Its weights alpha and beta and the
- *   noise are not given (cw_* keys; the values are gridssl's, data/cw.cfg says why).
+ *   noise are not given (cw_* keys: gridssl's values, untuned; ref_outputs/baselines/README.md shows what they grow).
  * Sorscher et al. (model = sorscher): a ReLU RNN that predicts a place-cell code:
  *     h_{b,0} = W_enc p(x_{b,0}),   h_r = ReLU(pre_r)   (sorscher_relu = 0: h_r = pre_r, the ablation)
  *     yhat_r  = softmax(W_out h_r)        N_p outputs, no biases anywhere
