@@ -2609,6 +2609,16 @@ static int eval_plan(EvalPlan *p, const Config *c, int N, double box, Err *err) 
     return 0;
 }
 
+/* The ratemap bin (row iy * n + column ix) of a position in the box of side `box` centred on the origin,
+ * n bins a side; positions past a wall fall in its edge bins. */
+static size_t bin_index(double x, double y, double box, int n) {
+    double half = box / 2;
+    int ix = (int)((x + half) / box * n), iy = (int)((y + half) / box * n);
+    ix = ix < 0 ? 0 : ix >= n ? n - 1 : ix;
+    iy = iy < 0 ? 0 : iy >= n ? n - 1 : iy;
+    return (size_t)iy * n + ix;
+}
+
 static void eval_ratemaps(Ratemaps *rm, const Model *m, const Config *c, EvalPlan plan, int threads) {
     int N = m->N, n = plan.n, K = plan.walks, S = plan.steps;
     double box = plan.box;
@@ -2638,12 +2648,7 @@ static void eval_ratemaps(Ratemaps *rm, const Model *m, const Config *c, EvalPla
                 sorscher_walk(start + 2 * w, v, pos, &rng, box, (box < c->arena_size ? box : c->arena_size) / 2, S);
                 memcpy(input + (size_t)w * S * 2, v, (size_t)S * 2 * sizeof(real));
             }
-            for (int t = 0; t < S; t++) {
-                int ix = (int)((pos[2 * t] + half) / box * n), iy = (int)((pos[2 * t + 1] + half) / box * n);
-                ix = ix < 0 ? 0 : ix >= n ? n - 1 : ix;
-                iy = iy < 0 ? 0 : iy >= n ? n - 1 : iy;
-                bin_of[(size_t)w * S + t] = (size_t)iy * n + ix;
-            }
+            for (int t = 0; t < S; t++) bin_of[(size_t)w * S + t] = bin_index(pos[2 * t], pos[2 * t + 1], box, n);
         }
         for (int w = 0; w < count && sic; w++) { /* the walks' paths: the PRNG in walk order */
             double x = 0, y = 0, heading = (2 * rng_uniform(&rng) - 1) * PI;
@@ -2665,10 +2670,7 @@ static void eval_ratemaps(Ratemaps *rm, const Model *m, const Config *c, EvalPla
                 }
                 x += v[0];
                 y += v[1];
-                int ix = (int)((x + half) / box * n), iy = (int)((y + half) / box * n);
-                ix = ix < 0 ? 0 : ix >= n ? n - 1 : ix;
-                iy = iy < 0 ? 0 : iy >= n ? n - 1 : iy;
-                bin_of[(size_t)w * S + t] = (size_t)iy * n + ix;
+                bin_of[(size_t)w * S + t] = bin_index(x, y, box, n);
             }
         }
         parallel_for(threads, count, sic ? walk_task : baseline_walk_task, &wc); /* the network along each path */
@@ -3797,14 +3799,14 @@ static int gradcheck_baselines(FILE *out, double h, double tol, double *max_rel)
         }
         LossWeights none = {0, 0, 0, 0, 0, 0};
         /* the task's error alone, then with each cost at a weight that makes it count, then all */
-        struct { const char *label; double alpha, beta, wd; int relu; } cases[] = {
-            {"model=cw       error      ", 0, 0, 0, 1}, {"model=cw       error+L2   ", 1, 0, 0, 1},
-            {"model=cw       error+rate ", 0, 1, 0, 1}, {"model=cw       total      ", 0.3, 0.2, 0, 1},
-            {"model=sorscher xent       ", 0, 0, 0, 1}, {"model=sorscher xent+wd    ", 0, 0, 1, 1},
-            {"model=sorscher total      ", 0, 0, 0.01, 1}, {"model=sorscher linear    ", 0, 0, 0.01, 0},
+        struct { int model; const char *label; double alpha, beta, wd; int relu; } cases[] = {
+            {MODEL_CW, "model=cw       error      ", 0, 0, 0, 1}, {MODEL_CW, "model=cw       error+L2   ", 1, 0, 0, 1},
+            {MODEL_CW, "model=cw       error+rate ", 0, 1, 0, 1}, {MODEL_CW, "model=cw       total      ", 0.3, 0.2, 0, 1},
+            {MODEL_SORSCHER, "model=sorscher xent       ", 0, 0, 0, 1}, {MODEL_SORSCHER, "model=sorscher xent+wd    ", 0, 0, 1, 1},
+            {MODEL_SORSCHER, "model=sorscher total      ", 0, 0, 0.01, 1}, {MODEL_SORSCHER, "model=sorscher linear    ", 0, 0, 0.01, 0},
         };
         for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-            if ((model == MODEL_CW) != (strncmp(cases[k].label, "model=cw ", 9) == 0)) continue;
+            if (cases[k].model != model) continue;
             Config ck = c;
             ck.cw_alpha = cases[k].alpha, ck.cw_beta = cases[k].beta, ck.sorscher_wd = cases[k].wd, ck.sorscher_relu = cases[k].relu;
             failures += check_blocks(out, cases[k].label, &m, &a, &bt, &ck, none, h, tol, max_rel);
@@ -4093,32 +4095,30 @@ static int train_run(const char *out, int resumed, int threads, Model *m, TrainS
     while (s->step < c->steps) {
         LossTerms L;
         if ((rc = train_step(m, s, &a, &bt, c, threads, &L, err))) break;
-        if ((s->step % c->log_every == 0 || s->step == c->steps) && !sic) { /* a baseline (section 5) */
-            buf_printf(&log, "%lld\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\n", (long long)s->step, s->lr, L.task, L.weights,
-                       L.rate, L.total, L.err_m);
+        if (s->step % c->log_every == 0 || s->step == c->steps) {
             double elapsed = now_seconds() - t_start;
             double rate = (double)(s->step - step_start) / (elapsed > 0 ? elapsed : 1e-9);
             char eta[32];
             format_duration(eta, sizeof eta, (double)(c->steps - s->step) / rate);
-            fprintf(stderr, "step %lld/%d | %s %.5f weights %.4g rate %.4f | total %.5f | error %.3f m | lr %.2e | "
-                    "%.2f steps/s | ETA %s\n", (long long)s->step, c->steps, c->model == MODEL_CW ? "mse" : "xent", L.task,
-                    L.weights, L.rate, L.total, L.err_m, s->lr, rate, eta);
-        } else if (s->step % c->log_every == 0 || s->step == c->steps) {
-            buf_printf(&log, "%lld\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%lld", (long long)s->step, s->lr,
-                       L.sep, L.inv, L.cap, L.iso, L.total, L.w_iso, (long long)L.dead_states);
-            if (dist_on) buf_printf(&log, "\t%.17g\t%.17g", L.dist, L.w_dist);
-            if (sparse_on) buf_printf(&log, "\t%.17g", L.sparse);
-            buf_printf(&log, "\n");
-            double elapsed = now_seconds() - t_start;
-            double rate = (double)(s->step - step_start) / (elapsed > 0 ? elapsed : 1e-9);
-            char eta[32];
-            format_duration(eta, sizeof eta, (double)(c->steps - s->step) / rate);
-            char dist[48] = "", sparse[32] = "";
-            if (dist_on) snprintf(dist, sizeof dist, " dist %.4f (w %.3g)", L.dist, L.w_dist);
-            if (sparse_on) snprintf(sparse, sizeof sparse, " sparse %.3f", L.sparse);
-            fprintf(stderr, "step %lld/%d | sep %.4f inv %.4f cap %.4f iso %.4f (w %.3g)%s%s | total %.5f | dead %lld | "
-                    "lr %.2e | %.2f steps/s | ETA %s\n", (long long)s->step, c->steps, L.sep, L.inv, L.cap, L.iso,
-                    L.w_iso, dist, sparse, L.total, (long long)L.dead_states, s->lr, rate, eta);
+            if (!sic) { /* a baseline (section 5) */
+                buf_printf(&log, "%lld\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\n", (long long)s->step, s->lr, L.task,
+                           L.weights, L.rate, L.total, L.err_m);
+                fprintf(stderr, "step %lld/%d | %s %.5f weights %.4g rate %.4f | total %.5f | error %.3f m | lr %.2e | "
+                        "%.2f steps/s | ETA %s\n", (long long)s->step, c->steps, c->model == MODEL_CW ? "mse" : "xent", L.task,
+                        L.weights, L.rate, L.total, L.err_m, s->lr, rate, eta);
+            } else {
+                buf_printf(&log, "%lld\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%lld", (long long)s->step, s->lr,
+                           L.sep, L.inv, L.cap, L.iso, L.total, L.w_iso, (long long)L.dead_states);
+                if (dist_on) buf_printf(&log, "\t%.17g\t%.17g", L.dist, L.w_dist);
+                if (sparse_on) buf_printf(&log, "\t%.17g", L.sparse);
+                buf_printf(&log, "\n");
+                char dist[48] = "", sparse[32] = "";
+                if (dist_on) snprintf(dist, sizeof dist, " dist %.4f (w %.3g)", L.dist, L.w_dist);
+                if (sparse_on) snprintf(sparse, sizeof sparse, " sparse %.3f", L.sparse);
+                fprintf(stderr, "step %lld/%d | sep %.4f inv %.4f cap %.4f iso %.4f (w %.3g)%s%s | total %.5f | dead %lld | "
+                        "lr %.2e | %.2f steps/s | ETA %s\n", (long long)s->step, c->steps, L.sep, L.inv, L.cap, L.iso,
+                        L.w_iso, dist, sparse, L.total, (long long)L.dead_states, s->lr, rate, eta);
+            }
         }
         if (s->step % c->save_every == 0 && s->step != c->steps) { /* the last one is saved below */
             if ((rc = train_save(&o, out, &log, m, s, c, 0, err))) break;
