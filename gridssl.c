@@ -4332,14 +4332,14 @@ static int dump_baseline(Outputs *o, const char *dir, Model *m, Acts *a, Batch *
     baseline_backward(m, a, bt, c, threads);
     int64_t B = c->B, T = c->T, N = c->N, D = bt->D, P = c->place_cells, O = c->model == MODEL_CW ? 2 : P;
     char path[4200], name[64];
-    struct { const char *name; const real *x; int64_t shape[3]; int ndim; } arrays[] = {
-        {"input", bt->input, {B, T, D}, 3}, {"positions", bt->pos, {B, T, 2}, 3}, {"start", bt->start, {B, 2}, 2},
-        {"h0", a->h0, {B, N}, 2}, {"x", a->z, {B, T, N}, 3}, {"h", a->g, {B, T, N}, 3}, {"out", a->out, {B, T, O}, 3},
-        {"noise", bt->noise, {B, T, N}, 3}, {"centres", a->centres, {P, 2}, 2}, {"targets", a->target, {B, T, P}, 3},
-        {"p0", a->p0, {B, P}, 2},
+    struct { const char *name; const real *x; int64_t shape[3]; int ndim, only; } arrays[] = { /* only: a model, or 0 */
+        {"input", bt->input, {B, T, D}, 3, 0}, {"positions", bt->pos, {B, T, 2}, 3, 0}, {"start", bt->start, {B, 2}, 2, 0},
+        {"h0", a->h0, {B, N}, 2, 0}, {"x", a->z, {B, T, N}, 3, 0}, {"h", a->g, {B, T, N}, 3, 0}, {"out", a->out, {B, T, O}, 3, 0},
+        {"noise", bt->noise, {B, T, N}, 3, MODEL_CW}, {"centres", a->centres, {P, 2}, 2, MODEL_SORSCHER},
+        {"targets", a->target, {B, T, P}, 3, MODEL_SORSCHER}, {"p0", a->p0, {B, P}, 2, MODEL_SORSCHER},
     };
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) {
-        if (c->model == MODEL_CW ? i > 7 : i == 7) continue; /* noise: cw only; place cells: sorscher only */
+        if (arrays[i].only && arrays[i].only != c->model) continue;
         snprintf(name, sizeof name, "%s.npy", arrays[i].name);
         path_join(path, sizeof path, dir, name);
         if (npy_save_real(o, path, arrays[i].x, arrays[i].shape, arrays[i].ndim, err)) return -1;
