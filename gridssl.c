@@ -44,7 +44,8 @@
  *     gridssl dump CHECKPOINT DIR
  *         Draws the batch the checkpoint would train on next and writes every array of it as .npy:
  *         velocities, index (the permutations), positions, g0, g, each parameter and its gradient,
- *         the loss terms (losses.txt, losses.npy) and config.txt. tests/crosscheck.py recomputes them.
+ *         L_dir's probe velocities when it is on (dir_velocities), the loss terms (losses.txt,
+ *         losses.npy) and config.txt. tests/crosscheck.py recomputes them.
  *         For a baseline: its inputs, positions, starts, noise or place cells, states, readout,
  *         parameters, gradients, losses.txt and config.txt; tests/basecheck.py recomputes them.
  *     gridssl bench [--config FILE] [key=value ...] [--steps K]
@@ -128,6 +129,9 @@
  *                            tested as a lever on the lattice type, off in the default (data/recipes.md).
  *     lambda_sparse          L_sparse (section 4): the states' mean L1 norm, a pressure towards few active
  *                            units from the first step; tested as a lever too, off in the default.
+ *     lambda_dir, dir_speed, dir_headings, dir_states   L_dir (section 4): from one state, steps of
+ *                            one length in evenly spaced headings should move the code alike (Gao et
+ *                            al., NeurIPS 2021), ramped in with L_iso; a lever on the lattice type, off.
  *     lr_drop_step, lr_drop_factor   one drop of the learning rate (x0.1 at step 10 000 in the
  *                            default): the lattice settles and stops drifting over long walks.
  *     plateau_threshold, min_lr      the scheduler's details (PyTorch's 1e-4; no floor).
@@ -459,6 +463,10 @@ static const ConfigKey config_keys[] = {
     KEY(dist_scale, KEY_REAL, 0, 1e6, 8, NULL, "-", "L_dist's scale s: the code should move s |dx| for a displacement dx (per metre)"),
     KEY(dist_rmax, KEY_REAL, 0, 1e3, 0.15, NULL, "-", "L_dist uses the pairs with sigma_x < |dx| <= dist_rmax (metres)"),
     KEY(lambda_sparse, KEY_REAL, 0, 1e6, 0, NULL, "- (0: off)", "weight of L_sparse, the mean L1 norm of the states (lowest when few units are active; gridssl's addition)"),
+    KEY(lambda_dir, KEY_REAL, 0, 1e6, 0, NULL, "- (0: off)", "weight of L_dir (steps of one length in every heading from a state should move the code alike; gridssl's addition), ramped in with lambda_iso"),
+    KEY(dir_speed, KEY_REAL, 1e-6, 1.0, 0.1, NULL, "-", "L_dir's probe step length (metres)"),
+    KEY(dir_headings, KEY_INT, 3, 64, 8, NULL, "-", "L_dir's probe headings per state, evenly spaced from a random offset drawn per batch"),
+    KEY(dir_states, KEY_INT, 1, 100000, 160, NULL, "-", "L_dir probes the first dir_states states of a batch (all B*T if fewer)"),
     KEY(capacity, KEY_ENUM, 0, 1, CAPACITY_MEANNORM, "meannorm|kernel", "meannorm", "capacity reading: minus the squared norm of the mean state, or minus the mean Gaussian kernel over all pairs"),
     KEY(reduction, KEY_ENUM, 0, 1, REDUCTION_MEAN, "mean|sum", "AMBIGUOUS (paper writes sums)", "reduction of L_sep, L_inv and L_dist over their pairs"),
     KEY(arena, KEY_ENUM, 0, 2, ARENA_SQUARE, "square|hexagon|triangle", "square (CW: each shape)", "baselines: shape of the training arena (sorscher: square only)"),
@@ -654,16 +662,30 @@ static double param_count(const Config *c) {
     return count;
 }
 
+/* L_dir's probe headings per batch (section 4): dir_headings when it is on, else none, so a run
+ * without it draws and computes exactly what it did before L_dir existed. */
+static int dir_probes(const Config *c) {
+    return c->model == MODEL_SIC && c->lambda_dir > 0 ? c->dir_headings : 0;
+}
+
+/* The states L_dir probes: the first dir_states rows of a batch (all B*T if there are fewer). */
+static int dir_states(const Config *c) {
+    double M = (double)c->B * c->T;
+    return dir_probes(c) ? (int)(c->dir_states < M ? c->dir_states : M) : 0;
+}
+
 /* Checks that involve several keys: every training buffer's size (model_build, batch_alloc,
  * acts_alloc, pair_ctx). V = distinct velocities per batch: T with permutations, B*T without. */
 static int config_validate(const Config *c, Err *err) {
-    double M = (double)c->B * c->T, V = c->permute ? c->T : M, N = c->N, H = c->hidden;
+    double M = (double)c->B * c->T, N = c->N, H = c->hidden;
     int sic = c->model == MODEL_SIC;
+    double V = (c->permute ? c->T : M) + dir_probes(c), S = dir_states(c);
     struct { const char *what; double count; } buffers[] = {
         {"parameters", param_count(c)},
         {"states (B*T*N)", M * N},
-        {"MLP activations (V*hidden, V = B*T when permute=0)", sic ? V * H : 0},
-        {"matrices W(v) (V*N*N, V = B*T when permute=0)", sic ? V * N * N : 0},
+        {"MLP activations (V*hidden, V = B*T when permute=0, plus L_dir's headings)", sic ? V * H : 0},
+        {"matrices W(v) (V*N*N, V = B*T when permute=0, plus L_dir's headings)", sic ? V * N * N : 0},
+        {"L_dir's probe states (dir_states*dir_headings*N)", sic ? S * dir_probes(c) * N : 0},
         {"pair distances ((B*T)^2)", sic ? M * M : 0},
         {"place-cell codes (B*T*place_cells)", c->model == MODEL_SORSCHER ? M * c->place_cells : 0},
     };
@@ -732,7 +754,8 @@ static void batch_alloc(Batch *bt, const Config *c) {
     bt->B = c->B;
     bt->T = c->T;
     bt->V = c->permute && c->model == MODEL_SIC ? c->T : c->B * c->T;
-    bt->vel = xcalloc((size_t)bt->V * 2, sizeof(real));
+    bt->n_dir = dir_probes(c);
+    bt->vel = xcalloc((size_t)(bt->V + bt->n_dir) * 2, sizeof(real));
     bt->index = xcalloc(M, sizeof(int32_t));
     bt->pos = xcalloc(M * 2, sizeof(real));
     if (c->model == MODEL_SIC) return;
@@ -778,6 +801,14 @@ static void batch_draw(Batch *bt, Rng *rng, const Config *c) {
             bt->pos[2 * ((size_t)b * T + t)] = x;
             bt->pos[2 * ((size_t)b * T + t) + 1] = y;
         }
+    }
+    /* L_dir's probes (section 4), drawn last, so a batch without them is unchanged: K steps of length
+     * dir_speed at headings offset + 2 pi k / K, the offset uniform in [0, 2 pi / K) */
+    double offset = bt->n_dir ? 6.283185307179586 / bt->n_dir * rng_uniform(rng) : 0;
+    for (int k = 0; k < bt->n_dir; k++) {
+        double heading = offset + 6.283185307179586 * k / bt->n_dir;
+        bt->vel[2 * (bt->V + k)] = (real)(c->dir_speed * gs_cos(heading));
+        bt->vel[2 * (bt->V + k) + 1] = (real)(c->dir_speed * gs_sin(heading));
     }
 }
 
@@ -945,7 +976,7 @@ static void model_init(Model *m, const Config *c, Rng *rng) {
 
 /* Everything one forward pass keeps for the backward pass, and the gradients of those activations. */
 typedef struct {
-    real *h1, *h2;    /* (V, H)    MLP hidden layers, after ReLU */
+    real *h1, *h2;    /* (V, H)    MLP hidden layers, after ReLU (V counts L_dir's probe velocities too) */
     real *Wv;         /* (V, N*N)  W(v) for each distinct velocity, row-major N x N */
     real *g0;         /* (N)       NormReLU(theta0) */
     real norm0;       /*           |max(theta0, 0)| */
@@ -953,6 +984,10 @@ typedef struct {
     real *norm;       /* (B*T)     |max(z, 0)|, 0 for a dead state */
     double *iso_s;    /* (B*T)     isometry ratios |g_t - g_{t-1}| / |v_t| */
     double *g_mean;   /* (N)       mean state, for the meannorm capacity */
+    real *dir_z, *dir_g; /* (S*K, N) L_dir: z' = W(u_k) g_r and g' = NormReLU(z') for probed state r, heading k */
+    real *dir_dz;     /* (S*K, N)  dL/dz' */
+    real *dir_norm;   /* (S*K)     |max(z', 0)| */
+    double *dir_d;    /* (S*K)     probe step lengths d_rk = |g' - g_r| */
     real *d_g;        /* (B*T, N)  dL/dg from the losses, then the BPTT carries */
     real *d_z;        /* (B*T, N)  */
     real *d_g0;       /* (N)       */
@@ -1006,7 +1041,12 @@ static void acts_alloc(Acts *a, const Config *c) {
         if (P) place_centres(a->centres, c);
         return;
     }
-    size_t V = c->permute ? (size_t)c->T : M;
+    size_t V = (c->permute ? (size_t)c->T : M) + (size_t)dir_probes(c), SK = (size_t)dir_states(c) * dir_probes(c);
+    a->dir_z = xcalloc(SK * N, sizeof(real));
+    a->dir_g = xcalloc(SK * N, sizeof(real));
+    a->dir_dz = xcalloc(SK * N, sizeof(real));
+    a->dir_norm = xcalloc(SK, sizeof(real));
+    a->dir_d = xcalloc(SK, sizeof(double));
     a->h1 = xcalloc(V * H, sizeof(real));
     a->h2 = xcalloc(V * H, sizeof(real));
     a->Wv = xcalloc(V * N * N, sizeof(real));
@@ -1027,6 +1067,7 @@ static void acts_alloc(Acts *a, const Config *c) {
 
 static void acts_free(Acts *a) {
     void *all[] = {a->h1, a->h2, a->Wv, a->g0, a->z, a->g, a->norm, a->iso_s, a->g_mean,
+                   a->dir_z, a->dir_g, a->dir_dz, a->dir_norm, a->dir_d,
                    a->d_g, a->d_z, a->d_g0, a->d_Wv, a->d_h1, a->d_h2, a->pair_q,
                    a->drive, a->h_prev, a->h0, a->d_h0, a->out, a->d_out, a->target, a->p0, a->row_lse,
                    a->centres, a->place_scratch, a->zeros, a->d_bias};
@@ -1162,6 +1203,7 @@ static void rnn_backward(real *d_z, real *d_Wv, real *d_g, real *d_g0, const rea
  *     L_iso = Var_{b,t: iso_vmin < |v| < iso_vmax} |g_{b,t} - g_{b,t-1}| / |v_{b,t}|   (|v| > 0)
  *     L_dist = mean_{pairs with sigma_x < dx <= dist_rmax} (|g_i - g_j| - s dx)^2,  s = dist_scale
  *     L_sparse = (1/M) sum_i sum_k g_ik                (the L1 norm; g_ik >= 0)
+ *     L_dir = sum_{r,k} (d_rk - dbar_r)^2 / sum_{r,k} d_rk^2,  d_rk = |NormReLU(W(u_k) g_r) - g_r|  (below)
  * reduction = sum replaces the three means by plain sums.
  * L_dist is gridssl's addition (off by default and in paper.cfg): the conformal isometry of Xu, Gao,
  * Zhang, Wei and Wu (ICLR 2025) at a fixed scale and over finite displacements, where L_iso asks only
@@ -1412,6 +1454,113 @@ static void isometry_backward(real *d_g, real *d_g0, const double *s, int64_t co
             d_prev[k] -= d;
         }
     }
+}
+
+/* Direction-independence (L_dir, gridssl's addition). From each of the first S states g_r of the batch
+ * (r = 0..S-1, S = dir_states), one step of length u = dir_speed in each of K evenly spaced headings
+ * (the probes u_k, rows V..V+K-1 of the batch's velocities):
+ *     z'_rk = W(u_k) g_r,   g'_rk = NormReLU(z'_rk),   d_rk = |g'_rk - g_r|
+ *     L_dir = sum_{r,k} (d_rk - dbar_r)^2 / sum_{r,k} d_rk^2,   dbar_r = (1/K) sum_k d_rk
+ * the share of the probe steps' squared length that depends on the heading. Scale-free: it is 0 when
+ * every state moves alike in every heading, whatever the common length, so unlike a variance it
+ * cannot be lowered by shrinking every step (the collapse a strong L_iso produces). Why it may tell
+ * the lattices apart: for a code of plane waves with wave vectors k_j, |dg|^2 = sum_j a_j^2 2 (1 -
+ * cos(k_j . u)) is isotropic to second order in |k| u for squares and hexagons alike (as L_iso sees
+ * them), but at a sixth of the period a square lattice's squared step varies with the heading by
+ * 4.5 % (as cos 4 theta), a hexagonal one's by 0.3 % (as cos 6 theta). Gao, Xie, Wei, Zhu and Wu
+ * (NeurIPS 2021) ask the same of a step from one state. L_iso compares steps of different states,
+ * speeds and headings; L_dir compares headings alone. Forward: each state a task; the two sums
+ * sequential over r, then k. */
+typedef struct {
+    const real *g, *Wp;        /* states (M, N); the probes' W(u_k) (K, N*N) */
+    real *z, *gp, *norm, *dz;  /* (S*K, N), (S*K, N), (S*K), (S*K, N) */
+    double *d;                 /* (S*K) */
+    real *d_g, *d_Wp;          /* backward: (M, N) and (K, N*N), accumulated */
+    double coef, L, Q;         /* backward: weight times grad_scale, L_dir, sum_{r,k} d_rk^2 */
+    int K, N, S;
+} DirCtx;
+
+static void direction_forward_task(void *ctx, int r) {
+    const DirCtx *c = ctx;
+    int K = c->K, N = c->N;
+    const real *g_r = c->g + (size_t)r * N;
+    for (int k = 0; k < K; k++) {
+        size_t rk = (size_t)r * K + k;
+        const real *W = c->Wp + (size_t)k * N * N;
+        real *z = c->z + rk * N, *gp = c->gp + rk * N;
+        for (int i = 0; i < N; i++) z[i] = dot8(W + (size_t)i * N, g_r, N);   /* z' = W(u_k) g_r */
+        c->norm[rk] = normrelu_forward(gp, z, N);                            /* g' = NormReLU(z') */
+        c->d[rk] = state_step(gp, g_r, N);                                   /* d = |g' - g_r| */
+    }
+}
+
+static double direction_forward(real *z, real *gp, real *norm, double *d, const real *g, const real *Wp, int S, int K, int N,
+                                int threads) {
+    DirCtx c = {g, Wp, z, gp, norm, NULL, d, NULL, NULL, 0, 0, 0, K, N, S};
+    parallel_for(threads, S, direction_forward_task, &c);
+    double var = 0, sq = 0;
+    for (int r = 0; r < S; r++) {
+        double mean = 0;
+        for (int k = 0; k < K; k++) mean += d[(size_t)r * K + k];
+        mean /= K;
+        for (int k = 0; k < K; k++) {
+            double x = d[(size_t)r * K + k];
+            var += (x - mean) * (x - mean), sq += x * x;
+        }
+    }
+    return sq > 0 ? var / sq : 0;
+}
+
+/* fwd: L = A / Q, A = sum (d_rk - dbar_r)^2, Q = sum d_rk^2  ->  dL/dd_rk = 2 ((d_rk - dbar_r) - L d_rk) / Q
+ *   (dbar_r's own derivative sums to zero over k);
+ * fwd: d = |g' - g_r|   ->  d_g' = dL/dd (g' - g_r) / d,  d_g_r -= the same  (a zero step passes nothing);
+ * fwd: g' = NormReLU(z') -> d_z' = normrelu_backward(d_g');
+ * fwd: z' = W(u_k) g_r  ->  d_g_r += W(u_k)^T d_z' (sequential over i), d_W(u_k) += d_z' (x) g_r.
+ * Pass 1, each state a task, headings in order k = 0..K-1; pass 2, each heading a task, states in
+ * order r = 0..S-1: every sum has one order, whatever the number of threads. */
+static void direction_backward_task(void *ctx, int r) {
+    const DirCtx *c = ctx;
+    int K = c->K, N = c->N;
+    const real *g_r = c->g + (size_t)r * N;
+    real *d_g_r = c->d_g + (size_t)r * N, *d_gp = xcalloc((size_t)N, sizeof(real));
+    double mean = 0;
+    for (int k = 0; k < K; k++) mean += c->d[(size_t)r * K + k];
+    mean /= K;
+    for (int k = 0; k < K; k++) {
+        size_t rk = (size_t)r * K + k;
+        const real *gp = c->gp + rk * N, *W = c->Wp + (size_t)k * N * N;
+        real *dz = c->dz + rk * N;
+        double d = c->d[rk], slope = c->coef * 2.0 * ((d - mean) - c->L * d) / c->Q;
+        for (int i = 0; i < N; i++) d_gp[i] = d > 0 ? (real)(slope * ((double)gp[i] - g_r[i]) / d) : 0;
+        for (int i = 0; i < N; i++) d_g_r[i] -= d_gp[i];
+        normrelu_backward(dz, d_gp, gp, c->z + rk * N, c->norm[rk], N);
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < N; j++) d_g_r[j] += W[(size_t)i * N + j] * dz[i];
+    }
+    free(d_gp);
+}
+
+static void direction_dW_task(void *ctx, int k) {
+    const DirCtx *c = ctx;
+    int K = c->K, N = c->N;
+    real *dW = c->d_Wp + (size_t)k * N * N;
+    for (int r = 0; r < c->S; r++) {
+        const real *g_r = c->g + (size_t)r * N, *dz = c->dz + ((size_t)r * K + k) * N;
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < N; j++) dW[(size_t)i * N + j] += dz[i] * g_r[j];
+    }
+}
+
+/* Backward of direction_forward with weight c (L: its value), into d_g (M, N) and d_Wp (K, N*N). */
+static void direction_backward(real *d_g, real *d_Wp, real *dz, const real *z, const real *gp, const real *norm,
+                               const double *d, const real *g, const real *Wp, int S, int K, int N, double L, double c,
+                               int threads) {
+    double Q = 0;
+    for (size_t rk = 0; rk < (size_t)S * K; rk++) Q += d[rk] * d[rk];
+    if (Q == 0) return;
+    DirCtx ctx = {g, Wp, (real *)z, (real *)gp, (real *)norm, dz, (double *)d, d_g, d_Wp, c, L, Q, K, N, S};
+    parallel_for(threads, S, direction_backward_task, &ctx);
+    parallel_for(threads, K, direction_dW_task, &ctx);
 }
 
 /* ==============================================================================================
@@ -1783,16 +1932,17 @@ static void baseline_backward(Model *m, Acts *a, const Batch *bt, const Config *
  * 6. TRAINING STEP AND OPTIMISER (the paper's optimiser settings; METHOD NOTES for the scheduler)
  * ============================================================================================== */
 
-typedef struct { double sep, inv, cap, iso, dist, sparse; } LossWeights;
+typedef struct { double sep, inv, cap, iso, dist, sparse, dir; } LossWeights;
 
-/* lambda_iso (and lambda_dist) ramp linearly from 0 at iso_start to their full values iso_ramp_steps later. */
+/* lambda_iso (and lambda_dist, lambda_dir) ramp linearly from 0 at iso_start to their full values
+ * iso_ramp_steps later. */
 static LossWeights config_weights(const Config *c, int64_t step) {
     double ramp = step < c->iso_start ? 0.0
                   : c->iso_ramp_steps == 0 ? 1.0
                   : (double)(step - c->iso_start) / c->iso_ramp_steps;
     ramp = ramp < 1.0 ? ramp : 1.0;
     LossWeights w = {c->lambda_sep, c->lambda_inv, c->lambda_cap, c->lambda_iso * ramp, c->lambda_dist * ramp,
-                     c->lambda_sparse};
+                     c->lambda_sparse, c->lambda_dir * ramp};
     return w;
 }
 
@@ -1803,13 +1953,14 @@ static LossWeights config_weights(const Config *c, int64_t step) {
  * bit for bit: tests/unit.c, "pair_losses_forward_fast == pair_losses_forward"). */
 static LossTerms sic_forward(Model *m, Acts *a, const Batch *bt, const Config *c, LossWeights w, double grad_scale,
                              int threads) {
-    int B = bt->B, T = bt->T, V = bt->V, N = m->N, H = m->H, M = B * T;
+    int B = bt->B, T = bt->T, V = bt->V, K = bt->n_dir, N = m->N, H = m->H, M = B * T, S = dir_states(c);
     double c_sep, c_inv, c_ker, c_dist;
     LossTerms L;
     memset(&L, 0, sizeof L);
     L.w_sep = w.sep, L.w_inv = w.inv, L.w_cap = w.cap, L.w_iso = w.iso, L.w_dist = w.dist, L.w_sparse = w.sparse;
+    L.w_dir = w.dir;
     a->phase_mark = now_seconds();
-    mlp_forward(a->h1, a->h2, a->Wv, bt->vel, &m->p, V, H, N, threads);          /* W(v) = MLP(v) */
+    mlp_forward(a->h1, a->h2, a->Wv, bt->vel, &m->p, V + K, H, N, threads);      /* W(v) = MLP(v), and W(u_k) */
     phase_end(a, PHASE_MLP);
     a->norm0 = normrelu_forward(a->g0, m->p.theta0, N);                          /* g0 = NormReLU(theta0) */
     L.dead_states = rnn_forward(a->z, a->g, a->norm, a->g0, a->Wv, bt->index, B, T, N, threads); /* g_t */
@@ -1824,10 +1975,12 @@ static LossTerms sic_forward(Model *m, Acts *a, const Batch *bt, const Config *c
     if (c->capacity == CAPACITY_MEANNORM) L.cap = meannorm_forward(a->g_mean, a->g, M, N);
     L.iso = isometry_forward(a->iso_s, &L.n_iso, a->g, a->g0, bt->vel, bt->index, B, T, N, c->iso_vmin, c->iso_vmax);
     if (c->lambda_sparse > 0) L.sparse = sparse_forward(a->g, M, N);
+    if (K) L.dir = direction_forward(a->dir_z, a->dir_g, a->dir_norm, a->dir_d, a->g, a->Wv + (size_t)V * N * N, S, K, N, threads);
     L.total = w.sep * L.sep + w.inv * L.inv + w.cap * L.cap + w.iso * L.iso;
     /* the additions, when off, add nothing (not even + 0), so the bytes stay as they were without them */
     if (c->lambda_dist > 0) L.total += w.dist * L.dist;
     if (c->lambda_sparse > 0) L.total += w.sparse * L.sparse;
+    if (K) L.total += w.dir * L.dir;
     phase_end(a, PHASE_PAIRS);
     return L;
 }
@@ -1835,7 +1988,7 @@ static LossTerms sic_forward(Model *m, Acts *a, const Batch *bt, const Config *c
 /* Backward of sic_forward, in reverse order, adding grad_scale * dL/dparams into m->grads (the
  * grad_scale sic_forward was given). L is what sic_forward returned for this batch (its weights). */
 static void sic_backward(Model *m, Acts *a, const Batch *bt, const Config *c, const LossTerms *L, int threads) {
-    int B = bt->B, T = bt->T, V = bt->V, N = m->N, H = m->H, M = B * T;
+    int B = bt->B, T = bt->T, V = bt->V, K = bt->n_dir, N = m->N, H = m->H, M = B * T;
     double grad_scale = a->grad_scale;
     a->phase_mark = now_seconds();
     memset(a->d_g, 0, (size_t)M * N * sizeof(real));
@@ -1845,15 +1998,18 @@ static void sic_backward(Model *m, Acts *a, const Batch *bt, const Config *c, co
     isometry_backward(a->d_g, a->d_g0, a->iso_s, L->n_iso, a->g, a->g0, bt->vel, bt->index, B, T, N, c->iso_vmin, c->iso_vmax,
                       grad_scale * L->w_iso);
     if (c->lambda_sparse > 0) sparse_backward(a->d_g, M, N, grad_scale * L->w_sparse);
+    memset(a->d_Wv, 0, (size_t)(V + K) * N * N * sizeof(real));
+    if (K) direction_backward(a->d_g, a->d_Wv + (size_t)V * N * N, a->dir_dz, a->dir_z, a->dir_g, a->dir_norm, a->dir_d, a->g,
+                              a->Wv + (size_t)V * N * N, dir_states(c), K, N, L->dir, grad_scale * L->w_dir, threads);
     phase_end(a, PHASE_LOSS_BACKWARD);
-    memset(a->d_Wv, 0, (size_t)V * N * N * sizeof(real));                      /* fwd: g_t = NormReLU(W(v_t) g_{t-1}) */
+    /* fwd: g_t = NormReLU(W(v_t) g_{t-1}) */
     rnn_backward(a->d_z, a->d_Wv, a->d_g, a->d_g0, a->z, a->g, a->norm, a->g0, a->Wv, bt->index, B, T, N, threads);
     real *d_theta0 = xcalloc((size_t)N, sizeof(real));                         /* fwd: g0 = NormReLU(theta0) */
     normrelu_backward(d_theta0, a->d_g0, a->g0, m->p.theta0, a->norm0, N);
     for (int k = 0; k < N; k++) m->g.theta0[k] += d_theta0[k];
     free(d_theta0);
     phase_end(a, PHASE_BPTT);
-    mlp_backward(a->d_h1, a->d_h2, a->d_Wv, bt->vel, a->h1, a->h2, &m->p, &m->g, V, H, N, threads); /* fwd: W(v) = MLP(v) */
+    mlp_backward(a->d_h1, a->d_h2, a->d_Wv, bt->vel, a->h1, a->h2, &m->p, &m->g, V + K, H, N, threads); /* fwd: W(v) = MLP(v) */
     phase_end(a, PHASE_MLP_BACKWARD);
 }
 
@@ -1975,11 +2131,12 @@ static int train_step(Model *m, TrainState *s, Acts *a, Batch *bt, const Config 
         }
         avg.sep += L.sep / c->accum, avg.inv += L.inv / c->accum, avg.cap += L.cap / c->accum;
         avg.iso += L.iso / c->accum, avg.dist += L.dist / c->accum, avg.sparse += L.sparse / c->accum;
+        avg.dir += L.dir / c->accum;
         avg.total += L.total / c->accum;
         avg.n_near += L.n_near, avg.n_far += L.n_far, avg.n_iso += L.n_iso, avg.n_dist += L.n_dist;
         avg.dead_states += L.dead_states;
         avg.w_sep = L.w_sep, avg.w_inv = L.w_inv, avg.w_cap = L.w_cap, avg.w_iso = L.w_iso, avg.w_dist = L.w_dist;
-        avg.w_sparse = L.w_sparse;
+        avg.w_sparse = L.w_sparse, avg.w_dir = L.w_dir;
     }
     double t0 = now_seconds(), norm = grad_norm(m, threads);
     if (!(avg.total - avg.total == 0) || !(norm - norm == 0))
@@ -3797,7 +3954,7 @@ static int gradcheck_baselines(FILE *out, double h, double tol, double *max_rel)
             fprintf(out, "FAIL gradcheck baseline batch does not exercise every path\n");
             failures++;
         }
-        LossWeights none = {0, 0, 0, 0, 0, 0};
+        LossWeights none = {0, 0, 0, 0, 0, 0, 0};
         /* the task's error alone, then with each cost at a weight that makes it count, then all */
         struct { int model; const char *label; double alpha, beta, wd; int relu; } cases[] = {
             {MODEL_CW, "model=cw       error      ", 0, 0, 0, 1}, {MODEL_CW, "model=cw       error+L2   ", 1, 0, 0, 1},
@@ -3823,6 +3980,7 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
     config_defaults(&c);
     c.N = 6, c.hidden = 5, c.B = 3, c.T = 4, c.iso_vmin = 0.06, c.iso_vmax = 0.13; /* some steps in, some out */
     c.lambda_dist = 1, c.dist_scale = 3, c.dist_rmax = 0.2; /* L_dist on, some far pairs in, some out */
+    c.lambda_dir = 1, c.dir_speed = 0.1, c.dir_headings = 5, c.dir_states = 7; /* L_dir on, some states probed */
     Model m;
     model_build(&m, &c);
     Rng rng = rng_seed(7, STREAM_CHECK);
@@ -3837,14 +3995,15 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
         batch_draw(&batches[permute], &rng, &c);
     }
     c.lambda_sparse = 1; /* L_sparse on */
-    const LossWeights all = {1.0, 0.1, 0.5, 0.3, 0.2, 0.05};
+    const LossWeights all = {1.0, 0.1, 0.5, 0.3, 0.2, 0.05, 2.0};
     const GradCase cases[] = {
-        {"sep", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {1, 0, 0, 0, 0, 0}}, {"sep", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {1, 0, 0, 0, 0, 0}},
-        {"inv", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 1, 0, 0, 0, 0}}, {"inv", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {0, 1, 0, 0, 0, 0}},
-        {"cap", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 1, 0, 0, 0}}, {"cap", CAPACITY_KERNEL, REDUCTION_MEAN, 1, {0, 0, 1, 0, 0, 0}},
-        {"iso", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 1, 0, 0}},
-        {"dist", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 0, 1, 0}}, {"dist", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {0, 0, 0, 0, 1, 0}},
-        {"sparse", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 0, 0, 1}},
+        {"sep", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {1, 0, 0, 0, 0, 0, 0}}, {"sep", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {1, 0, 0, 0, 0, 0, 0}},
+        {"inv", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 1, 0, 0, 0, 0, 0}}, {"inv", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {0, 1, 0, 0, 0, 0, 0}},
+        {"cap", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 1, 0, 0, 0, 0}}, {"cap", CAPACITY_KERNEL, REDUCTION_MEAN, 1, {0, 0, 1, 0, 0, 0, 0}},
+        {"iso", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 1, 0, 0, 0}},
+        {"dist", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 0, 1, 0, 0}}, {"dist", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {0, 0, 0, 0, 1, 0, 0}},
+        {"sparse", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 0, 0, 1, 0}},
+        {"dir", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 0, 0, 0, 1}}, {"dir", CAPACITY_MEANNORM, REDUCTION_MEAN, 0, {0, 0, 0, 0, 0, 0, 1}},
         {"total", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, all}, {"total", CAPACITY_MEANNORM, REDUCTION_SUM, 1, all},
         {"total", CAPACITY_KERNEL, REDUCTION_MEAN, 1, all},   {"total", CAPACITY_KERNEL, REDUCTION_SUM, 1, all},
         {"total", CAPACITY_MEANNORM, REDUCTION_MEAN, 0, all},
@@ -3856,10 +4015,11 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
         c.permute = permute;
         LossTerms probe = sic_forward(&m, &acts[permute], &batches[permute], &c, all, 1.0, 1);
         fprintf(out, "gradcheck: N=%d H=%d B=%d T=%d permute=%d: %lld near / %lld far pairs (%lld in L_dist), "
-                "%lld isometry steps, %lld dead; h=%g, tol %g\n", c.N, c.hidden, c.B, c.T, permute, (long long)probe.n_near,
-                (long long)probe.n_far, (long long)probe.n_dist, (long long)probe.n_iso, (long long)probe.dead_states, h, tol);
+                "%lld isometry steps, %lld dead, L_dir %.4f (%d of %d states, %d headings); h=%g, tol %g\n", c.N, c.hidden, c.B,
+                c.T, permute, (long long)probe.n_near, (long long)probe.n_far, (long long)probe.n_dist, (long long)probe.n_iso,
+                (long long)probe.dead_states, probe.dir, dir_states(&c), c.B * c.T, batches[permute].n_dir, h, tol);
         if (probe.n_near == 0 || probe.n_far == 0 || probe.n_dist == 0 || probe.n_dist == probe.n_far || probe.n_iso < 2 ||
-            probe.dead_states) {
+            probe.dead_states || !(probe.dir > 0)) {
             fprintf(out, "FAIL gradcheck batch (permute=%d) does not exercise every term\n", permute);
             failures++;
         }
@@ -4077,10 +4237,10 @@ static int train_run(const char *out, int resumed, int threads, Model *m, TrainS
         return -1;
     }
     /* the additions' columns only when they are on: logs of other runs stay as they were */
-    int dist_on = c->lambda_dist > 0, sparse_on = c->lambda_sparse > 0, sic = c->model == MODEL_SIC;
+    int dist_on = c->lambda_dist > 0, sparse_on = c->lambda_sparse > 0, dir_on = dir_probes(c) > 0, sic = c->model == MODEL_SIC;
     if (sic)
-        buf_printf(&log, "step\tlr\tsep\tinv\tcap\tiso\ttotal\tw_iso\tdead_states%s%s\n", dist_on ? "\tdist\tw_dist" : "",
-                   sparse_on ? "\tsparse" : "");
+        buf_printf(&log, "step\tlr\tsep\tinv\tcap\tiso\ttotal\tw_iso\tdead_states%s%s%s\n", dist_on ? "\tdist\tw_dist" : "",
+                   sparse_on ? "\tsparse" : "", dir_on ? "\tdir\tw_dir" : "");
     else buf_printf(&log, "step\tlr\t%s\tweights\trate\ttotal\terr_m\n", c->model == MODEL_CW ? "position_mse" : "cross_entropy");
     if (resumed) keep_log_rows(&log, log_path, s->step);
     fprintf(stderr, "gridssl: training %s for steps %lld..%d (N=%d, H=%d, B=%d, T=%d, %zu parameters, %d thread%s) -> %s\n",
@@ -4111,13 +4271,15 @@ static int train_run(const char *out, int resumed, int threads, Model *m, TrainS
                            L.sep, L.inv, L.cap, L.iso, L.total, L.w_iso, (long long)L.dead_states);
                 if (dist_on) buf_printf(&log, "\t%.17g\t%.17g", L.dist, L.w_dist);
                 if (sparse_on) buf_printf(&log, "\t%.17g", L.sparse);
+                if (dir_on) buf_printf(&log, "\t%.17g\t%.17g", L.dir, L.w_dir);
                 buf_printf(&log, "\n");
-                char dist[48] = "", sparse[32] = "";
+                char dist[48] = "", sparse[32] = "", dir[48] = "";
                 if (dist_on) snprintf(dist, sizeof dist, " dist %.4f (w %.3g)", L.dist, L.w_dist);
                 if (sparse_on) snprintf(sparse, sizeof sparse, " sparse %.3f", L.sparse);
-                fprintf(stderr, "step %lld/%d | sep %.4f inv %.4f cap %.4f iso %.4f (w %.3g)%s%s | total %.5f | dead %lld | "
+                if (dir_on) snprintf(dir, sizeof dir, " dir %.5f (w %.3g)", L.dir, L.w_dir);
+                fprintf(stderr, "step %lld/%d | sep %.4f inv %.4f cap %.4f iso %.4f (w %.3g)%s%s%s | total %.5f | dead %lld | "
                         "lr %.2e | %.2f steps/s | ETA %s\n", (long long)s->step, c->steps, L.sep, L.inv, L.cap, L.iso,
-                        L.w_iso, dist, sparse, L.total, (long long)L.dead_states, s->lr, rate, eta);
+                        L.w_iso, dist, sparse, dir, L.total, (long long)L.dead_states, s->lr, rate, eta);
             }
         }
         if (s->step % c->save_every == 0 && s->step != c->steps) { /* the last one is saved below */
@@ -4415,18 +4577,22 @@ static int cmd_dump(int argc, char **argv, Err *err) {
     int64_t index_shape[2] = {B, T};
     path_join(path, sizeof path, dir, "index.npy");
     if (npy_save_i32(&o, path, bt.index, index_shape, 2, err)) goto done;
+    int64_t probe_shape[2] = {bt.n_dir, 2};
+    path_join(path, sizeof path, dir, "dir_velocities.npy"); /* L_dir's probes u_k (section 4) */
+    if (bt.n_dir && npy_save_real(&o, path, bt.vel + 2 * (size_t)bt.V, probe_shape, 2, err)) goto done;
     Buf b = {0};
-    double terms[7] = {L.sep, L.inv, L.cap, L.iso, L.dist, L.sparse, L.total};
-    int64_t terms_shape[1] = {7};
+    double terms[8] = {L.sep, L.inv, L.cap, L.iso, L.dist, L.sparse, L.dir, L.total};
+    int64_t terms_shape[1] = {8};
     npy_header(&b, "<f8", terms_shape, 1);
-    for (int i = 0; i < 7; i++) buf_f64(&b, terms[i]);
+    for (int i = 0; i < 8; i++) buf_f64(&b, terms[i]);
     path_join(path, sizeof path, dir, "losses.npy");
     int bad = out_file(&o, path, &b, 0, err);
     b.len = 0;
-    buf_printf(&b, "sep = %.17g\ninv = %.17g\ncap = %.17g\niso = %.17g\ndist = %.17g\nsparse = %.17g\ntotal = %.17g\n",
-               L.sep, L.inv, L.cap, L.iso, L.dist, L.sparse, L.total);
+    buf_printf(&b, "sep = %.17g\ninv = %.17g\ncap = %.17g\niso = %.17g\ndist = %.17g\nsparse = %.17g\ndir = %.17g\n"
+               "total = %.17g\n", L.sep, L.inv, L.cap, L.iso, L.dist, L.sparse, L.dir, L.total);
     buf_printf(&b, "lambda_sep = %.17g\nlambda_inv = %.17g\nlambda_cap = %.17g\nlambda_iso_eff = %.17g\n"
-               "lambda_dist_eff = %.17g\nlambda_sparse = %.17g\n", L.w_sep, L.w_inv, L.w_cap, L.w_iso, L.w_dist, L.w_sparse);
+               "lambda_dist_eff = %.17g\nlambda_sparse = %.17g\nlambda_dir_eff = %.17g\n", L.w_sep, L.w_inv, L.w_cap, L.w_iso,
+               L.w_dist, L.w_sparse, L.w_dir);
     buf_printf(&b, "n_near = %lld\nn_far = %lld\nn_iso = %lld\nn_dist = %lld\ndead_states = %lld\n", (long long)L.n_near,
                (long long)L.n_far, (long long)L.n_iso, (long long)L.n_dist, (long long)L.dead_states);
     path_join(path, sizeof path, dir, "losses.txt");

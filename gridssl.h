@@ -60,6 +60,10 @@ typedef struct {
     double dist_scale;   /* its scale s: |g_i - g_j| should be s |x_i - x_j| */
     double dist_rmax;    /* its pairs: sigma_x < |x_i - x_j| <= dist_rmax */
     double lambda_sparse; /* weight of L_sparse, the states' mean L1 norm (gridssl's addition; 0 = off) */
+    double lambda_dir;   /* weight of L_dir, direction-independence of a step (gridssl's addition; 0 = off) */
+    double dir_speed;    /* its probe steps' length, metres */
+    int dir_headings;    /* its probe headings per state, evenly spaced */
+    int dir_states;      /* it probes the first dir_states states of a batch */
     int capacity;        /* CAPACITY_MEANNORM or CAPACITY_KERNEL */
     int reduction;       /* REDUCTION_MEAN or REDUCTION_SUM, for L_sep, L_inv and L_dist */
     /* the supervised baselines (gridssl.c section 5); SIC ignores these keys */
@@ -136,7 +140,8 @@ typedef struct {
  * A baseline's batch (section 5) has V = B*T velocities, one per step (index unused), and the fields below. */
 typedef struct {
     int B, T, V;
-    real *vel;   /* (V, 2)    multiples of 2^-20 m, so every running sum is exact */
+    int n_dir;   /* L_dir's probe headings (0 when it is off): rows V .. V+n_dir-1 of vel */
+    real *vel;   /* (V + n_dir, 2)  multiples of 2^-20 m, so every running sum is exact; then the probes */
     int32_t *index; /* (B, T) */
     real *pos;   /* (B*T, 2)  x_{b,t}, t = 1..T; x_{b,0} = 0 */
     /* baselines */
@@ -148,10 +153,10 @@ typedef struct {
 
 /* The value of each loss term (unweighted), the weights applied, and the counts behind them. */
 typedef struct {
-    double sep, inv, cap, iso, dist, sparse, total;
+    double sep, inv, cap, iso, dist, sparse, dir, total;
     double task, weights, rate; /* baselines: the supervised error, the weight cost, the metabolic cost */
     double err_m;               /* baselines: mean distance of the decoded position to the true one, metres */
-    double w_sep, w_inv, w_cap, w_iso, w_dist, w_sparse; /* weights used in total (w_iso, w_dist after the ramp) */
+    double w_sep, w_inv, w_cap, w_iso, w_dist, w_sparse, w_dir; /* weights used in total (w_iso, w_dist, w_dir after the ramp) */
     int64_t n_near, n_far, n_iso, n_dist, dead_states;
 } LossTerms;
 

@@ -72,7 +72,7 @@ except ImportError:  # pyenv's python3 may lack numpy; Debian's python3-numpy is
 
 FLT_MIN = 1.1754944e-38          # float32 smallest normal: NormReLU's zero test on ||r||^2
 PARAM_NAMES = ["W1", "b1", "W2", "b2", "W3", "b3", "theta0"]
-TERM_NAMES = ["sep", "inv", "cap", "iso", "dist", "sparse"]
+TERM_NAMES = ["sep", "inv", "cap", "iso", "dist", "sparse", "dir"]
 COUNT_NAMES = ["n_near", "n_far", "n_iso", "n_dist"]
 
 TOL_G0 = 1e-6        # one NormReLU step: float32 rounding only
@@ -108,11 +108,12 @@ def parse_config(raw):
         if key not in raw:
             raise KeyError("config.txt lacks '%s'" % key)
         return kind(raw[key])
-    cfg = {k: get(k, int) for k in ["N", "hidden", "B", "T", "permute"]}
+    cfg = {k: get(k, int) for k in ["N", "hidden", "B", "T", "permute", "dir_headings",
+                                    "dir_states"]}
     cfg.update({k: get(k, float) for k in ["sigma_x", "sigma_g", "lambda_sep", "lambda_inv",
                                            "lambda_cap", "lambda_iso", "iso_vmax", "iso_vmin",
                                            "lambda_dist", "dist_scale", "dist_rmax",
-                                           "lambda_sparse"]})
+                                           "lambda_sparse", "lambda_dir", "dir_speed"]})
     cfg["capacity"] = get("capacity", str)
     cfg["reduction"] = get("reduction", str)
     if cfg["capacity"] not in ("meannorm", "kernel"):
@@ -125,7 +126,8 @@ def parse_config(raw):
 def parse_losses(raw):
     out = {k: float(raw[k]) for k in TERM_NAMES + ["total", "lambda_sep", "lambda_inv",
                                                    "lambda_cap", "lambda_iso_eff",
-                                                   "lambda_dist_eff", "lambda_sparse"]}
+                                                   "lambda_dist_eff", "lambda_sparse",
+                                                   "lambda_dir_eff"]}
     out.update({k: int(raw[k]) for k in COUNT_NAMES + ["dead_states"]})
     return out
 
@@ -138,6 +140,8 @@ def load_dump(d):
             "losses_npy": load("losses")}
     for name in ["velocities", "index", "positions", "g0", "g"]:
         dump[name] = load(name)
+    on = dump["cfg"]["lambda_dir"] > 0        # L_dir's probes are written only when it is on
+    dump["dir_velocities"] = load("dir_velocities") if on else np.zeros((0, 2), np.float32)
     dump["params"] = {k: load(k) for k in PARAM_NAMES}
     dump["grads"] = {k: load("grad_" + k) for k in PARAM_NAMES}
     return dump
@@ -250,8 +254,25 @@ def iso_term(g, g0, vel, index, iso_vmin, iso_vmax):
     return float(np.mean((s - s.mean()) ** 2)), n
 
 
-def loss_terms(g, g0, positions, vel, index, cfg):
-    """sep, inv, cap, iso and the counts n_near, n_far, n_iso from states g (B,T,N)."""
+def dir_term(p, G, dir_vel, cfg, signs=None):
+    """L_dir: from each of the first S states of G (M,N), one step with each probe velocity u_k:
+    d_rk = ||NormReLU(W(u_k) g_r) - g_r||; L = sum (d_rk - mean_k d_rk)^2 / sum d_rk^2."""
+    if cfg["lambda_dir"] <= 0:
+        return 0.0
+    w = velocity_matrices(p, np.asarray(dir_vel, np.float64), cfg["N"], signs)   # (K,N,N)
+    s = min(cfg["dir_states"], len(G))
+    z = np.einsum("kij,rj->rki", w, G[:s])
+    if signs is not None:
+        signs.append(z > 0)
+    gp, _ = norm_relu(z)
+    d = np.sqrt(np.sum((gp - G[:s, None, :]) ** 2, axis=-1))                  # (S,K)
+    q = float(np.sum(d * d))
+    return float(np.sum((d - d.mean(axis=1, keepdims=True)) ** 2)) / q if q > 0 else 0.0
+
+
+def loss_terms(g, g0, positions, vel, index, cfg, p=None, dir_vel=None, signs=None):
+    """sep, inv, cap, iso, dist, sparse, dir and the counts n_near, n_far, n_iso, n_dist from
+    states g (B,T,N); L_dir also needs the parameters p and its probe velocities."""
     b, t_len, n = g.shape
     m = b * t_len
     G = np.asarray(g, np.float64).reshape(m, n)
@@ -270,20 +291,23 @@ def loss_terms(g, g0, positions, vel, index, cfg):
                           cfg["iso_vmin"], cfg["iso_vmax"])
     dist = ps["dist"] / ps["n_dist"] if mean and ps["n_dist"] else ps["dist"]
     sparse = float(G.sum() / m) if cfg["lambda_sparse"] > 0 else 0.0   # L1 norm: g >= 0
+    direction = dir_term(p, G, dir_vel, cfg, signs) if p is not None else 0.0
     return {"sep": sep, "inv": inv, "cap": cap, "iso": iso, "dist": dist, "sparse": sparse,
+            "dir": direction,
             "n_near": ps["n_near"], "n_far": ps["n_far"], "n_iso": n_iso, "n_dist": ps["n_dist"]}
 
 
 def weighted_total(terms, lam):
     return (lam["lambda_sep"] * terms["sep"] + lam["lambda_inv"] * terms["inv"]
             + lam["lambda_cap"] * terms["cap"] + lam["lambda_iso_eff"] * terms["iso"]
-            + lam["lambda_dist_eff"] * terms["dist"] + lam["lambda_sparse"] * terms["sparse"])
+            + lam["lambda_dist_eff"] * terms["dist"] + lam["lambda_sparse"] * terms["sparse"]
+            + lam["lambda_dir_eff"] * terms["dir"])
 
 
-def total_loss(p, positions, vel, index, cfg, lam, signs=None):
+def total_loss(p, positions, vel, index, cfg, lam, dir_vel, signs=None):
     """L(params) in float64: full forward from the parameters, then the weighted loss."""
     g0, g, _, _ = rollout(p, vel, index, cfg["N"], signs)
-    return weighted_total(loss_terms(g, g0, positions, vel, index, cfg), lam)
+    return weighted_total(loss_terms(g, g0, positions, vel, index, cfg, p, dir_vel, signs), lam)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -334,8 +358,10 @@ def check_layout(rep, dump):
     c = dump["cfg"]
     n, h, b, t = c["N"], c["hidden"], c["B"], c["T"]
     v = t if c["permute"] else b * t
+    k = c["dir_headings"] if c["lambda_dir"] > 0 else 0
     want = {"velocities": ((v, 2), "<f4"), "index": ((b, t), "<i4"),
-            "positions": ((b, t, 2), "<f4"), "g0": ((n,), "<f4"), "g": ((b, t, n), "<f4")}
+            "positions": ((b, t, 2), "<f4"), "g0": ((n,), "<f4"), "g": ((b, t, n), "<f4"),
+            "dir_velocities": ((k, 2), "<f4")}
     shapes = {"W1": (h, 2), "b1": (h,), "W2": (h, h), "b2": (h,), "W3": (n * n, h),
               "b3": (n * n,), "theta0": (n,)}
     arrays = {k: dump[k] for k in want}
@@ -343,7 +369,7 @@ def check_layout(rep, dump):
         want[k] = want["grad_" + k] = (shapes[k], "<f4")
         arrays[k] = dump["params"][k]
         arrays["grad_" + k] = dump["grads"][k]
-    want["losses"] = ((7,), "<f8")
+    want["losses"] = ((len(TERM_NAMES) + 1,), "<f8")
     arrays["losses"] = dump["losses_npy"]
     bad = [k for k in want if arrays[k].shape != want[k][0]
            or arrays[k].dtype != np.dtype(want[k][1])]
@@ -380,6 +406,14 @@ def check_data(rep, dump):
         end = pos[:, -1, :]
         rep.check("data: all trajectories end at the same point exactly",
                   float(np.max(np.abs(end - end[0]))), 0.0)
+    u = dump["dir_velocities"].astype(np.float64)
+    if len(u):                    # L_dir's probes: one length, evenly spaced headings (float32)
+        length = np.sqrt(np.sum(u * u, axis=1))
+        rep.check("data: L_dir's probes have length dir_speed, max rel",
+                  float(np.max(np.abs(length / c["dir_speed"] - 1))), 1e-6)
+        turn = np.diff(np.unwrap(np.arctan2(u[:, 1], u[:, 0])))
+        rep.check("data: L_dir's headings are 2 pi / dir_headings apart, max abs (rad)",
+                  float(np.max(np.abs(turn - 2 * math.pi / len(u)))), 1e-6)
 
 
 def check_forward(rep, dump):
@@ -401,7 +435,7 @@ def check_forward(rep, dump):
 def check_losses(rep, dump):
     c, lg = dump["cfg"], dump["losses"]
     terms = loss_terms(dump["g"], dump["g0"], dump["positions"], dump["velocities"],
-                       dump["index"], c)
+                       dump["index"], c, as64(dump["params"]), dump["dir_velocities"])
     rep.say("# M = %d states: %d near pairs, %d far pairs (%d in L_dist), %d isometry steps"
             % (c["B"] * c["T"], terms["n_near"], terms["n_far"], terms["n_dist"], terms["n_iso"]))
     for k in COUNT_NAMES:
@@ -417,9 +451,10 @@ def check_losses(rep, dump):
     lam_ok = 0.0 <= lg["lambda_iso_eff"] <= c["lambda_iso"] * (1 + TOL_LAMBDA)
     rep.check("loss: 0 <= lambda_iso_eff <= lambda_iso", lg["lambda_iso_eff"], c["lambda_iso"],
               passed=lam_ok, tol_text="<= %.9g" % c["lambda_iso"])
-    lam_ok = 0.0 <= lg["lambda_dist_eff"] <= c["lambda_dist"] * (1 + TOL_LAMBDA)
-    rep.check("loss: 0 <= lambda_dist_eff <= lambda_dist", lg["lambda_dist_eff"], c["lambda_dist"],
-              passed=lam_ok, tol_text="<= %.9g" % c["lambda_dist"])
+    for k in ["dist", "dir"]:
+        lam_ok = 0.0 <= lg["lambda_%s_eff" % k] <= c["lambda_" + k] * (1 + TOL_LAMBDA)
+        rep.check("loss: 0 <= lambda_%s_eff <= lambda_%s" % (k, k), lg["lambda_%s_eff" % k],
+                  c["lambda_" + k], passed=lam_ok, tol_text="<= %.9g" % c["lambda_" + k])
     logged = np.array([lg[k] for k in TERM_NAMES + ["total"]])
     rep.check("loss: losses.npy == losses.txt exactly",
               float(np.max(np.abs(logged - dump["losses_npy"]))), 0.0)
@@ -473,7 +508,7 @@ def check_gradients(rep, dump):
     p = as64(dump["params"])
     grads = dump["grads"]
     loss = lambda q, signs=None: total_loss(q, dump["positions"], dump["velocities"],
-                                            dump["index"], c, lg, signs)
+                                            dump["index"], c, lg, dump["dir_velocities"], signs)
     rep.say("# float64 L at the dumped parameters: %.17g (gridssl total %.17g)"
             % (loss(p), lg["total"]))
     for k in PARAM_NAMES:
@@ -523,15 +558,16 @@ def write_config(path, cfg):
 
 
 def fake_dump(dirpath, seed, capacity, reduction, permute, iso_vmax, iso_vmin=0.0, lambda_dist=0.0,
-              lambda_sparse=0.0):
+              lambda_sparse=0.0, lambda_dir=0.0):
     """A random small dump made by this script's own float64 model, stored as float32."""
     rng = np.random.default_rng(seed)
     n, h, b, t = 5, 4, 3, 4
     cfg = {"N": n, "hidden": h, "B": b, "T": t, "permute": permute, "sigma_x": 0.1,
            "sigma_g": 0.4, "lambda_sep": 1.0, "lambda_inv": 0.1, "lambda_cap": 0.5,
            "lambda_iso": 0.1, "iso_vmax": iso_vmax, "iso_vmin": iso_vmin, "lambda_dist": lambda_dist,
-           "dist_scale": 3.0, "dist_rmax": 0.25, "lambda_sparse": lambda_sparse, "capacity": capacity,
-           "reduction": reduction}
+           "dist_scale": 3.0, "dist_rmax": 0.25, "lambda_sparse": lambda_sparse,
+           "lambda_dir": lambda_dir, "dir_speed": 0.1, "dir_headings": 5, "dir_states": 7,
+           "capacity": capacity, "reduction": reduction}
     write_config(os.path.join(dirpath, "config.txt"), cfg)
     v = t if permute else b * t
     vel = np.round(rng.uniform(-0.15, 0.15, (v, 2)) * 2 ** 20) / 2 ** 20
@@ -546,11 +582,15 @@ def fake_dump(dirpath, seed, capacity, reduction, permute, iso_vmax, iso_vmin=0.
     p = {k: rng.uniform(-1, 1, shapes[k]) / math.sqrt(fan_in[k]) if k in fan_in
          else rng.standard_normal(shapes[k]) for k in PARAM_NAMES}
     p = as64({k: v.astype(np.float32) for k, v in p.items()})   # the stored values are the truth
+    k = cfg["dir_headings"] if lambda_dir > 0 else 0              # L_dir's probes, drawn last
+    heading = (rng.uniform(0, 2 * math.pi / k) if k else 0) + 2 * math.pi * np.arange(k) / max(k, 1)
+    dir_vel = (0.1 * np.stack([np.cos(heading), np.sin(heading)], axis=1)).astype(np.float32)
     g0, g, n_dead, _ = rollout(p, vel, index, n)
-    terms = loss_terms(g, g0, pos, vel, index, cfg)
+    terms = loss_terms(g, g0, pos, vel, index, cfg, p, dir_vel)
     lam = {"lambda_sep": 1.0, "lambda_inv": 0.1, "lambda_cap": 0.5, "lambda_iso_eff": 0.05,
-           "lambda_dist_eff": lambda_dist / 2, "lambda_sparse": lambda_sparse}
-    loss = lambda q: total_loss(q, pos, vel, index, cfg, lam)
+           "lambda_dist_eff": lambda_dist / 2, "lambda_sparse": lambda_sparse,
+           "lambda_dir_eff": lambda_dir / 2}
+    loss = lambda q: total_loss(q, pos, vel, index, cfg, lam, dir_vel)
     grads = {k: np.zeros_like(p[k]) for k in PARAM_NAMES}
     for k in PARAM_NAMES:                      # full central differences, entry by entry
         for i in range(p[k].size):
@@ -565,6 +605,8 @@ def fake_dump(dirpath, seed, capacity, reduction, permute, iso_vmax, iso_vmin=0.
     save("positions", pos)
     save("g0", g0)
     save("g", g)
+    if lambda_dir > 0:
+        save("dir_velocities", dir_vel)
     for k in PARAM_NAMES:
         save(k, p[k])
         save("grad_" + k, grads[k])
@@ -604,7 +646,7 @@ def selftest():
     rep = Report()
     with tempfile.TemporaryDirectory() as tmp:
         variants = [("meannorm", "mean", 1, 0.1), ("kernel", "sum", 0, 0.0),
-                    ("meannorm", "mean", 1, 0.1, 0.0, 0.5, 0.2)]      # the last with L_dist, L_sparse on
+                    ("meannorm", "mean", 1, 0.1, 0.0, 0.5, 0.2, 3.0)]  # the last: L_dist, L_sparse, L_dir
         for seed, variant in enumerate(variants):
             d = os.path.join(tmp, "dump%d" % seed)
             os.mkdir(d)

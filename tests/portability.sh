@@ -264,10 +264,11 @@ versus() {
 # reads end closest to the end of their buffers (the over-read ASan once missed came at B*T mod 32 = 0
 # or above 16, with more than one block). N = 3 makes states die (all of z <= 0; 10 of the 60 steps,
 # between 7 and 26) and takes the tails of the 8-lane sums; the isometry band is 2-10 cm (the square's
-# speeds reach 21 cm); L_dist is on (far pairs up to 12 cm; the pair kernels' sqrt path); the weights
+# speeds reach 21 cm); L_dist is on (far pairs up to 12 cm; the pair kernels' sqrt path), and L_dir (20
+# of the 56 states, 5 headings, dead probe steps among them); the weights
 # ramp in over steps 21-41 (tiny.cfg), the learning rate drops after step 50 and the plateau scheduler
 # halves it after 53. 0.1 s on the host and under ASan, 1-2 s under valgrind or qemu (2 cores).
-EDGE="--config data/tiny.cfg B=7 N=3 iso_vmin=0.02 iso_vmax=0.1 lambda_dist=0.3 dist_scale=5 dist_rmax=0.12 lr_drop_step=50 log_every=1"
+EDGE="--config data/tiny.cfg B=7 N=3 iso_vmin=0.02 iso_vmax=0.1 lambda_dist=0.3 dist_scale=5 dist_rmax=0.12 lambda_dir=2 dir_headings=5 dir_states=20 lr_drop_step=50 log_every=1"
 # shellcheck disable=SC2086
 {
 reference edge "host: edge run (B*T=56, N=3)" dead -- $EDGE

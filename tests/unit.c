@@ -444,6 +444,26 @@ static void test_optimiser(void) {
  *     step 3: g = (0.6, 0.8), v = (0.1, 0) -> |v| >= iso_vmax, left out
  *     L_iso = Var{64 sqrt(2), 0} = (64 sqrt(2) / 2)^2 = 2048.
  * The expected values use the C library's exp, not gridssl's. */
+/* L_dir, one state g = (1, 0) and K = 3 probe matrices (row-major 2 x 2):
+ *     W_0 = [[0, 0], [1, 0]]: z' = (0, 1), g' = (0, 1),             d_0 = sqrt 2
+ *     W_1 = [[1, 0], [0, 0]]: z' = (1, 0), g' = (1, 0),             d_1 = 0
+ *     W_2 = [[1, 0], [1, 0]]: z' = (1, 1), g' = (1, 1) / sqrt 2,    d_2 = sqrt(2 - sqrt 2)
+ *     L_dir = sum (d_k - dbar)^2 / sum d_k^2 = 1 - (sum d_k)^2 / (K sum d_k^2)
+ *           = 1 - (sqrt 2 + sqrt(2 - sqrt 2))^2 / (3 (4 - sqrt 2)) = 0.38760...
+ * and with three equal probes (every W = W_0) the steps are equal: L_dir = 0 whatever their length. */
+static void test_direction_closed_form(void) {
+    real g[2] = {1, 0}, W[12] = {0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0}, same[12] = {0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0};
+    real z[6], gp[6], norm[3];
+    double d[3], tol = sizeof(real) == 4 ? 1e-6 : 1e-13;
+    double sum = sqrt(2.0) + sqrt(2 - sqrt(2.0)), want = 1 - sum * sum / (3 * (4 - sqrt(2.0)));
+    double L = direction_forward(z, gp, norm, d, g, W, 1, 3, 2, 1);
+    check(close_rel(L, want, tol), "L_dir = 1 - (sqrt 2 + sqrt(2 - sqrt 2))^2 / (3 (4 - sqrt 2)) = %.9f (%.9f)", want, L);
+    check(close_rel(d[0], sqrt(2.0), tol) && d[1] == 0 && close_rel(d[2], sqrt(2 - sqrt(2.0)), tol),
+          "L_dir's probe steps: sqrt 2, 0, sqrt(2 - sqrt 2)");
+    L = direction_forward(z, gp, norm, d, g, same, 1, 3, 2, 1);
+    check(L == 0 && close_rel(d[0], sqrt(2.0), tol), "L_dir = 0 when every heading moves the state alike (%.3g)", L);
+}
+
 static void test_closed_forms(void) {
     real g[6] = {1, 0, 0, 1, (real)0.6, (real)0.8}, pos[6] = {0, 0, 1, 0, 0, (real)0.03};
     double tol = sizeof(real) == 4 ? 1e-6 : 1e-13;
@@ -472,6 +492,7 @@ static void test_closed_forms(void) {
     check(count == 2 && close_rel(iso, 2048, 1e-13), "L_iso = Var{64 sqrt 2, 0} = 2048 over 2 steps (%.12g, %lld steps)", iso, (long long)count);
     iso = isometry_forward(s, &count, gs, g0, vel, index, 1, 3, 2, 0.02, 0.05);
     check(count == 1 && iso == 0, "iso_vmin = 0.02 drops the 0.0156 m step: L_iso = Var{0} = 0 over 1 step (%.12g, %lld)", iso, (long long)count);
+    test_direction_closed_form();
 }
 
 /* ---- config: the built-in defaults are data/default.cfg, and values round-trip through text. */
