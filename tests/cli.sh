@@ -167,12 +167,15 @@ done
 check "1, 2 and 3 threads give identical checkpoints, ratemaps and scores" test $same = 1
 same=1
 for threads in 1 3; do # L_dir's own tasks (section 4): per state, then per heading
-    $G train --config data/tiny.cfg N=20 B=9 T=11 steps=12 lambda_dir=5 dir_states=50 iso_ramp_steps=0 --threads $threads \
+    $G train --config data/tiny.cfg N=20 B=9 T=11 steps=12 lambda_dir=5 dir_states=50 iso_start=0 iso_ramp_steps=0 --threads $threads \
         --out "$T/dir$threads" > /dev/null 2>&1 || same=0
     cmp -s "$T/dir1/checkpoint.bin" "$T/dir$threads/checkpoint.bin" || same=0
 done
 cmp -s "$T/dir1/checkpoint.bin" "$T/threads1/checkpoint.bin" && same=0 # L_dir must change the training
 check "with L_dir on, 1 and 3 threads give identical checkpoints (and not the run without it)" test $same = 1
+check "with L_dir on, log.tsv ends in its columns: dir > 0 and w_dir = lambda_dir (no ramp)" \
+    sh -c "head -1 $T/dir1/log.tsv | grep -q '	dir	w_dir\$' &&
+        awk -F'\t' 'NR > 1 { n++; if (\$NF != 5 || !(\$(NF - 1) > 0)) bad = 1 } END { exit !(n > 0 && !bad) }' $T/dir1/log.tsv"
 for threads in 1 3; do
     $G train --config data/tiny.cfg --threads $threads --out "$T/golden$threads" > /dev/null 2>&1 &&
         $G eval "$T/golden$threads/checkpoint.bin" --box 2 --threads $threads > /dev/null 2>&1
