@@ -168,13 +168,15 @@ cell valgrind "gcc -O2 under valgrind memcheck" gcc "-O2 -g" "$VALGRIND"
 
 # reached DIR: what the run in DIR went through, read from its config.txt and log.tsv: the first logged
 # step whose learning rate is below the one before (the drop), the first at the full isometry weight,
-# how many logged steps had dead states and how many a nonzero isometry term (at least two steps of a
-# batch inside the speed band). Prints "drop@D full-iso@F dead:K/R iso:I/R"; exit status 0 iff the drop
-# comes at lr_drop_step, the full weight before it, and, with a second argument "dead", a dead state.
+# how many logged steps had dead states, a nonzero isometry term (at least two steps of a batch inside
+# the speed band) and, when they are on, a nonzero L_dist and L_dir (their columns found by name).
+# Prints "drop@D full-iso@F dead:K/R iso:I/R [dist:J/R] [dir:L/R]"; exit status 0 iff the drop comes at
+# lr_drop_step, the full weight before it, each addition that is on was nonzero, and, with a second
+# argument "dead", a dead state.
 reached() {
     awk -F'\t' -v need_dead="${2:-}" '
         FILENAME ~ /config[.]txt$/ { split($0, kv, " = "); cfg[kv[1]] = kv[2]; next }
-        FNR == 1 { next }
+        FNR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
         {
             if (lr != "" && $2 + 0 < lr + 0 && drop == "") drop = $1
             lr = $2
@@ -182,13 +184,15 @@ reached() {
             rows++
             if ($9 > 0) dead++
             if ($6 > 0) iso++
-            if ($10 > 0) dist++
+            if (col["dist"] && $col["dist"] > 0) dist++
+            if (col["dir"] && $col["dir"] > 0) dir++
         }
         END {
-            printf "drop@%s full-iso@%s dead:%d/%d iso:%d/%d%s\n", drop == "" ? "none" : drop, full == "" ? "none" : full,
-                dead, rows, iso, rows, (cfg["lambda_dist"] + 0 > 0 ? sprintf(" dist:%d/%d", dist, rows) : "")
+            dist_on = cfg["lambda_dist"] + 0 > 0; dir_on = cfg["lambda_dir"] + 0 > 0
+            printf "drop@%s full-iso@%s dead:%d/%d iso:%d/%d%s%s\n", drop == "" ? "none" : drop, full == "" ? "none" : full,
+                dead, rows, iso, rows, dist_on ? sprintf(" dist:%d/%d", dist, rows) : "", dir_on ? sprintf(" dir:%d/%d", dir, rows) : ""
             exit !(drop != "" && drop + 0 == cfg["lr_drop_step"] + 0 && full != "" && full + 0 < drop + 0 &&
-                   (need_dead == "" || dead > 0) && (cfg["lambda_dist"] + 0 == 0 || dist > 0))
+                   (need_dead == "" || dead > 0) && (!dist_on || dist > 0) && (!dir_on || dir > 0))
         }' "$1/config.txt" "$1/log.tsv" 2> /dev/null
 }
 
@@ -262,8 +266,8 @@ versus() {
 # The edge run: data/tiny.cfg with B = 7, so a batch (accum 2 halves) has B*T = 56 states: four blocks
 # of 16 rows, the last one half full, and a last 32-column chunk of 24 columns, where the pair kernels'
 # reads end closest to the end of their buffers (the over-read ASan once missed came at B*T mod 32 = 0
-# or above 16, with more than one block). N = 3 makes states die (all of z <= 0; 10 of the 60 steps,
-# between 7 and 26) and takes the tails of the 8-lane sums; the isometry band is 2-10 cm (the square's
+# or above 16, with more than one block). N = 3 makes states die (all of z <= 0; 11 of the 60 steps,
+# between 7 and 18) and takes the tails of the 8-lane sums; the isometry band is 2-10 cm (the square's
 # speeds reach 21 cm); L_dist is on (far pairs up to 12 cm; the pair kernels' sqrt path), and L_dir (20
 # of the 56 states, 5 headings, dead probe steps among them); the weights
 # ramp in over steps 21-41 (tiny.cfg), the learning rate drops after step 50 and the plateau scheduler
