@@ -584,7 +584,7 @@ def fake_dump(dirpath, seed, capacity, reduction, permute, iso_vmax, iso_vmin=0.
     p = as64({k: v.astype(np.float32) for k, v in p.items()})   # the stored values are the truth
     k = cfg["dir_headings"] if lambda_dir > 0 else 0              # L_dir's probes, drawn last
     heading = (rng.uniform(0, 2 * math.pi / k) if k else 0) + 2 * math.pi * np.arange(k) / max(k, 1)
-    dir_vel = (0.1 * np.stack([np.cos(heading), np.sin(heading)], axis=1)).astype(np.float32)
+    dir_vel = (cfg["dir_speed"] * np.stack([np.cos(heading), np.sin(heading)], axis=1)).astype(np.float32)
     g0, g, n_dead, _ = rollout(p, vel, index, n)
     terms = loss_terms(g, g0, pos, vel, index, cfg, p, dir_vel)
     lam = {"lambda_sep": 1.0, "lambda_inv": 0.1, "lambda_cap": 0.5, "lambda_iso_eff": 0.05,
