@@ -2,7 +2,8 @@
 # tests/crosscheck.sh - what `make crosscheck` runs: train small runs, dump one batch of each with
 # `gridssl dump`, and let numpy (tests/crosscheck.py) recompute positions, states, every loss term
 # and directional derivatives of the gradient, independently of gridssl's C code; then
-# tests/ideal_codes.py checks its own loss against the default-size dump, and tests/scorecheck.py
+# tests/ideal_codes.py checks its own loss against the default-size dump, tests/seed_effect.py its
+# permutation test on searches whose answer is known, and tests/scorecheck.py
 # scores ratemaps that numpy wrote with `gridssl score`; tests/basecheck.py recomputes dumps of the
 # two supervised baselines.
 # Needs python3-numpy (Debian); gridssl itself and `make test` do not.
@@ -60,6 +61,9 @@ basecheck sorscher_size data/sorscher.cfg steps=20 B=10 N=64 place_cells=64
 echo "# ideal codes: tests/ideal_codes.py's loss reproduces gridssl's on the default-size dump (its analysis is context)"
 "$PY" tests/ideal_codes.py "$T/default_size/dump" > "$T/ideal.log" 2>&1 || echo "FAIL [ideal] ideal_codes.py exited non-zero" >> "$T/ideal.log"
 grep '^ok \|^FAIL' "$T/ideal.log" | sed "s/^\(ok  \|FAIL\) /\1 [ideal] /" | tee -a "$T/all.log"
+echo "# seed effect: tests/seed_effect.py's permutation test on searches whose answer is known"
+"$PY" tests/seed_effect.py --check > "$T/seed_effect.log" 2>&1 || echo "FAIL [seed] seed_effect.py --check exited non-zero" >> "$T/seed_effect.log"
+grep '^ok \|^FAIL' "$T/seed_effect.log" | sed "s/^\(ok  \|FAIL\) /\1 [seed] /" | tee -a "$T/all.log"
 echo "# scorecheck: gridssl score on ratemaps written by numpy"
 "$PY" tests/scorecheck.py ./gridssl "$T/score" > "$T/score.log" 2>&1
 grep -v 'passed, .* failed$' "$T/score.log" | sed "s/^\(ok  \|FAIL\) /\1 [score] /" | tee -a "$T/all.log"
