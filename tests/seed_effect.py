@@ -25,10 +25,16 @@ SEEDS = list(range(11, 31))
 def screens(path):
     """{recipe: {seed: hexagonal?}} for the recipes screened on every one of SEEDS."""
     rec = {}
-    for line in open(path):
-        f = line.rstrip("\n").split("\t")
+    try:
+        lines = open(path).read().splitlines()
+    except OSError as e:
+        sys.exit("seed_effect: cannot read %s: %s" % (path, e.strerror))
+    for number, line in enumerate(lines, 1):
+        f = line.split("\t")
         if line.startswith("#") or len(f) < 16 or not f[15].startswith("screen") or "resume" in f[0]:
             continue
+        if not f[2].isdigit() or ": " not in f[15]:
+            sys.exit("seed_effect: %s line %d: a screen row needs a seed and a 'screen (...): label' verdict" % (path, number))
         seed = int(f[2])
         if seed in SEEDS:
             label = f[15].split(": ", 1)[1]
