@@ -53,17 +53,22 @@ def spread(labels):
     return variance(totals), totals
 
 
-def permutation_p(rec, rng, trials=20000):
-    """share of shuffles (each recipe's labels permuted over its seeds) whose spread reaches the observed one"""
-    observed, as_spread = spread(list(rec.values()))[0], 0
+def null_spreads(rng, counts, trials):
+    """spreads of searches with these winner counts whose winners are any of the seeds: each recipe's
+    labels shuffled over its seeds, the null of the permutation test"""
+    spreads = []
     for _ in range(trials):
-        shuffled = []
-        for won in rec.values():
-            labels = [won[s] for s in SEEDS]
-            rng.shuffle(labels)
-            shuffled.append(dict(zip(SEEDS, labels)))
-        as_spread += spread(shuffled)[0] >= observed
-    return (as_spread + 1) / (trials + 1)
+        totals = [0] * len(SEEDS)
+        for count in counts:
+            for i in rng.sample(range(len(SEEDS)), count):
+                totals[i] += 1
+        spreads.append(variance(totals))
+    return spreads
+
+
+def permutation_p(observed, null):
+    """share of the null's spreads that reach the observed one"""
+    return (sum(x >= observed for x in null) + 1) / (len(null) + 1)
 
 
 def check():
@@ -72,11 +77,11 @@ def check():
     # the same ten seeds win all 26 recipes: the largest spread there is, which a shuffle reaches only
     # if all 26 recipes land on one same split of the C(20,10) = 184 756: never in 2000 shuffles
     fixed = [{s: s < 21 for s in SEEDS} for _ in range(26)]
-    p = permutation_p(dict(enumerate(fixed)), rng, 2000)
+    p = permutation_p(spread(fixed)[0], null_spreads(rng, [10] * 26, 2000))
     results.append((p < 0.001, "ten seeds winning every recipe: p = %.4f < 0.001" % p))
     # winners rotate so that every seed wins equally often: spread 0, which every shuffle reaches (p = 1)
     rotating = [{s: (s - 11 - 5 * r) % 20 < 5 for s in SEEDS} for r in range(8)]
-    p = permutation_p(dict(enumerate(rotating)), rng, 2000)
+    p = permutation_p(spread(rotating)[0], null_spreads(rng, [5] * 8, 2000))
     results.append((spread(rotating)[0] == 0 and p == 1, "winners rotating evenly: spread 0, p = %g (1)" % p))
     # the default's screen as data/recipes.md states it: seeds 13, 16, 19, 26, 30 of 11-30
     won = screens("data/recipes.tsv").get("screen_matmul", {})
@@ -101,7 +106,7 @@ def draw_winners(rng, weights, count):
     return chosen
 
 
-def simulated_spread(rng, counts, weights):
+def weighted_spread(rng, counts, weights):
     """spread() of recipes with these winner counts, winners drawn by draw_winners"""
     totals = [0] * len(SEEDS)
     for count in counts:
@@ -121,20 +126,19 @@ def main():
     observed, totals = spread(list(rec.values()))
     print("recipes: %d; per seed, the recipes it grew hexagons in:" % len(rec))
     print("  " + "  ".join("%d:%d" % st for st in zip(SEEDS, totals)))
-    rng = random.Random(1)
-    print("variance of the totals %.2f; permutation p = %.3f (shuffling each recipe's winners over its seeds)"
-          % (observed, permutation_p(rec, rng)))
-    # power: the 95th percentile of the spread with no seed effect, then how often a seed effect exceeds it
     counts = [sum(won.values()) for won in rec.values()]
+    rng = random.Random(1)
+    null = null_spreads(rng, counts, 20000)
+    print("variance of the totals %.2f; permutation p = %.3f (shuffling each recipe's winners over its seeds)"
+          % (observed, permutation_p(observed, null)))
+    # power: how often a seed effect's spread exceeds the null's 95th percentile
+    critical = sorted(null)[int(0.95 * len(null))]
     half = len(SEEDS) // 2
-    null = sorted(simulated_spread(rng, counts, [1.0] * len(SEEDS)) for _ in range(4000))
-    critical = null[int(0.95 * len(null))]
     for ratio in (2.0, 3.0):
         weights = [ratio] * half + [1.0] * (len(SEEDS) - half)
-        found = sum(simulated_spread(rng, counts, weights) > critical for _ in range(1000))
+        found = sum(weighted_spread(rng, counts, weights) > critical for _ in range(1000))
         print("power: with half the seeds %g times as likely to win, p < 0.05 in %.0f %% of simulated searches"
               % (ratio, found / 10))
-
 
 if __name__ == "__main__":
     main()
