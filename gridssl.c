@@ -127,6 +127,9 @@
  *     lambda_dist, dist_scale, dist_rmax   L_dist (section 4): isometry at a fixed scale s over far
  *                            pairs closer than dist_rmax (Xu et al., ICLR 2025), ramped in with L_iso;
  *                            tested as a lever on the lattice type, off in the default (data/recipes.md).
+ *     sep_rmax               L_sep over the far pairs closer than sep_rmax only (section 4): aliasing
+ *                            beyond it costs nothing, which makes the lattice a packing of discs of
+ *                            radius sep_rmax, densest when hexagonal; tested as a lever, off (0).
  *     lambda_sparse          L_sparse (section 4): the states' mean L1 norm, a pressure towards few active
  *                            units from the first step; tested as a lever too, off in the default.
  *     lambda_dir, dir_speed, dir_headings, dir_states   L_dir (section 4): from one state, steps of
@@ -394,16 +397,16 @@ typedef struct {
     real *pq;               /* (M, M): Q_ij (i < j; Q_ji = Q_ij is not written), from the forward pass */
     int M, N, Mp;
     int64_t n_near, n_far, n_dist; /* the pairs in each sum: they depend on the positions alone */
-    double sigma_x2, inv_2sg2, c_sep, c_inv, c_ker;
+    double sigma_x2, sep_r2, inv_2sg2, c_sep, c_inv, c_ker; /* sep_r2 = 0: every far pair in L_sep */
     double dist_scale, dist_r2, c_dist; /* L_dist (section 4); dist_r2 = 0: no pair takes part */
     double *row_sums;       /* forward: (M, 4) folded sep, inv, kernel, dist sums of each row */
-    int64_t *row_far, *row_dist; /* pair_ctx: (M) far pairs and L_dist pairs of each row */
+    int64_t *row_far, *row_sep, *row_dist; /* pair_ctx: (M) far pairs, L_sep's and L_dist's pairs of each row */
     real *d_g;              /* backward: (M, N) */
 } PairCtx;
 /* Sums over the unordered pairs, before any weighting or averaging. */
 typedef struct { double sep_sum, inv_sum, ker_sum, dist_sum; int64_t n_near, n_far, n_dist; } PairSums;
 static PairCtx pair_ctx(const real *g, const real *pos, real *pq, int M, int N, double sigma_x, double sigma_g,
-                        double dist_scale, double dist_rmax, int threads);
+                        double sep_rmax, double dist_scale, double dist_rmax, int threads);
 static void pair_ctx_free(PairCtx *c);
 static PairSums pair_losses_forward_fast(PairCtx c, double c_sep, double c_inv, double c_ker, double c_dist, int threads);
 static void pair_losses_backward_fast(real *d_g, PairCtx c, int threads);
@@ -451,6 +454,7 @@ static const ConfigKey config_keys[] = {
     KEY(init_last_scale, KEY_REAL, 0, 1e3, 1, NULL, "1 (PyTorch default init)", "scales the initial weights and biases of the MLP's last layer"),
     KEY(sigma_x, KEY_REAL, 1e-9, 1e3, 0.05, NULL, "0.05", "spatial scale (m): pairs closer than sigma_x are 'same place'"),
     KEY(sigma_g, KEY_REAL, 1e-9, 1e3, 0.4, NULL, "0.4", "neural scale of the separation kernel"),
+    KEY(sep_rmax, KEY_REAL, 0, 1e3, 0, NULL, "- (0: every far pair)", "L_sep uses the pairs with sigma_x < |dx| <= sep_rmax (metres; 0: no upper bound; gridssl's addition)"),
     KEY(lambda_sep, KEY_REAL, 0, 1e6, 1.0, NULL, "1.0", "weight of L_sep (separation)"),
     KEY(lambda_inv, KEY_REAL, 0, 1e6, 0.1, NULL, "0.1", "weight of L_inv (path invariance)"),
     KEY(lambda_cap, KEY_REAL, 0, 1e6, 0.5, NULL, "0.5", "weight of L_cap (capacity)"),
@@ -1196,7 +1200,7 @@ static void rnn_backward(real *d_z, real *d_Wv, real *d_g, real *d_g0, const rea
  * 4. LOSSES (the paper's Fig. 3a-b and its loss equations; weights from its hyperparameter table)
  * States are pooled over trajectories and times: i = 0..M-1 indexes the rows of g (M = B*T).
  * For an unordered pair i < j: dx^2 = |x_i - x_j|^2, D = dg^2 = |g_i - g_j|^2.
- *     L_sep = mean_{far pairs, dx > sigma_x}  exp(-D / (2 sigma_g^2))
+ *     L_sep = mean_{far pairs, sigma_x < dx (<= sep_rmax when sep_rmax > 0)}  exp(-D / (2 sigma_g^2))
  *     L_inv = mean_{near pairs, dx <= sigma_x} D
  *     L_cap = -|mean_i g_i|^2                          (capacity = meannorm)
  *           = -(2 / (M (M-1))) sum_{i<j} exp(-D / (2 sigma_g^2))   (capacity = kernel)
@@ -1212,6 +1216,12 @@ static void rnn_backward(real *d_z, real *d_Wv, real *d_g, real *d_g0, const rea
  * distance-preserving one, while for tiny steps a square lattice is as isometric. Pairs closer than
  * sigma_x belong to L_inv (which wants D = 0) and stay out. Every pair of the batch takes part,
  * across trajectories too: their positions share one origin, as the other pair terms use.
+ * sep_rmax > 0 is gridssl's addition (0, every far pair, by default and in paper.cfg): separation then
+ * asks only places closer than sep_rmax to differ, and a periodic code is free to repeat itself beyond
+ * it. A lattice whose nearest repeats lie just beyond sep_rmax packs discs of that radius, and the
+ * densest packing (the finest code for the same freedom from aliasing) is hexagonal; with every far
+ * pair the batch's own spread of distances sets where repeats cost, a smooth tail. n_far counts L_sep's
+ * pairs.
  * L_sparse is gridssl's addition too (off by default and in paper.cfg): for a state of unit length it
  * runs from 1 (one active unit) to sqrt(N) (all equal), so it asks for fewer active units. Sparse,
  * non-negative codes favour hexagonal lattices in the models of Sorscher et al. (2019, 2023), Dordek et
@@ -1219,7 +1229,8 @@ static void rnn_backward(real *d_z, real *d_Wv, real *d_g, real *d_g0, const rea
  * ============================================================================================== */
 
 /* dx^2 = |x_i - x_j|^2 in double from the (exact) float positions, so the pair masks are exact:
- * far when dx^2 > sigma_x^2, in L_dist when far and dx^2 <= dist_rmax^2. */
+ * far when dx^2 > sigma_x^2, in L_sep when far and (sep_rmax = 0 or dx^2 <= sep_rmax^2), in L_dist when
+ * far and dx^2 <= dist_rmax^2. */
 static double pair_dx2(const real *xi, const real *xj) {
     double dx = (double)xi[0] - xj[0], dy = (double)xi[1] - xj[1];
     return dx * dx + dy * dy;
@@ -1241,14 +1252,21 @@ static double dist_slope(double D, double dx2, double dist_scale) {
     return D > 0 ? 1.0 - dist_scale * sqrt(dx2) / sqrt(D) : 0.0;
 }
 
+/* Whether a far pair takes part in L_sep: every one (sep_r2 = 0, the paper's), or those with
+ * dx^2 <= sep_rmax^2. */
+static int in_sep(double dx2, double sep_r2) {
+    return sep_r2 == 0 || dx2 <= sep_r2;
+}
+
 
 /* Forward of the pair terms over g (M, N), positions pos (M, 2).
  * Order: row i sums its pairs j > i in eight lanes (lane = j mod 8, in double), folded pairwise;
  * the rows are then added in order i = 0..M-1. */
 REFERENCE PairSums pair_losses_forward(const real *g, const real *pos, int M, int N, double sigma_x, double sigma_g,
-                                      double dist_scale, double dist_rmax) {
+                                      double sep_rmax, double dist_scale, double dist_rmax) {
     PairSums s = {0, 0, 0, 0, 0, 0, 0};
     double sigma_x2 = sigma_x * sigma_x, inv_2sg2 = 1.0 / (2.0 * sigma_g * sigma_g), dist_r2 = dist_rmax * dist_rmax;
+    double sep_r2 = sep_rmax * sep_rmax;
     for (int i = 0; i < M; i++) {
         double sep[8] = {0}, inv[8] = {0}, ker[8] = {0}, dist[8] = {0};
         for (int j = i + 1; j < M; j++) {
@@ -1256,8 +1274,10 @@ REFERENCE PairSums pair_losses_forward(const real *g, const real *pos, int M, in
             double e = gs_exp(-D * inv_2sg2);
             double dx2 = pair_dx2(pos + 2 * (size_t)i, pos + 2 * (size_t)j);
             if (dx2 > sigma_x2) {
-                sep[j & 7] += e;
-                s.n_far++;
+                if (in_sep(dx2, sep_r2)) {
+                    sep[j & 7] += e;
+                    s.n_far++;
+                }
                 if (dx2 <= dist_r2) {
                     double r = dist_residual(D, dx2, dist_scale);
                     dist[j & 7] += r * r;
@@ -1275,15 +1295,16 @@ REFERENCE PairSums pair_losses_forward(const real *g, const real *pos, int M, in
 }
 
 /* One pair's slope Q = dl/dD (see the backward below) without L_dist's part, from e = exp(-D / (2 sigma_g^2)):
- * far pairs -(c_sep + c_ker) e / (2 sigma_g^2), near pairs c_inv - c_ker e / (2 sigma_g^2). */
+ * far pairs -(c_sep + c_ker) e / (2 sigma_g^2), near pairs c_inv - c_ker e / (2 sigma_g^2). A far pair
+ * beyond sep_rmax is passed c_sep = 0 (and -(0 + c_ker) is -c_ker exactly). */
 static double pair_slope(double e, int far, double c_sep, double c_inv, double c_ker, double inv_2sg2) {
     return far ? -(c_sep + c_ker) * e * inv_2sg2 : c_inv - c_ker * e * inv_2sg2;
 }
 
 /* Backward of the pair terms, accumulating into d_g (M, N). With the total written as
- *     L = sum_{i<j} l_ij(D_ij),   l = c_sep e (far) or c_inv D (near), plus c_ker e (all pairs),
+ *     L = sum_{i<j} l_ij(D_ij),   l = c_sep e (L_sep's) or c_inv D (near), plus c_ker e (all pairs),
  *     plus c_dist (sqrt(D) - s dx)^2 (L_dist's pairs),   e = exp(-D / (2 sigma_g^2)),
- * each pair's slope is Q_ij = dl/dD = -(c_sep [far] + c_ker) e / (2 sigma_g^2) + c_inv [near]
+ * each pair's slope is Q_ij = dl/dD = -(c_sep [L_sep's] + c_ker) e / (2 sigma_g^2) + c_inv [near]
  * + c_dist dist_slope [L_dist's pairs], and
  *     dL/dg_i = sum_{j != i} 2 Q_ij (g_i - g_j) = 2 (s_i g_i - sum_j Q_ij g_j),  s_i = sum_j Q_ij.
  * So the backward is one matrix product, A = Q G with Q (M, M) symmetric, Q_ii = 0: the fast twin
@@ -1292,9 +1313,10 @@ static double pair_slope(double e, int far, double c_sep, double c_inv, double c
  * blocks of PAIR_BLOCK j's, and the blocks' sums in double, in order. (Real blocks run at twice the
  * vector width of double ones; tests/unit.c bounds their error against the product in double.) */
 REFERENCE void pair_losses_backward(real *d_g, const real *g, const real *pos, int M, int N, double sigma_x,
-                                    double sigma_g, double dist_scale, double dist_rmax, double c_sep, double c_inv,
-                                    double c_ker, double c_dist) {
+                                    double sigma_g, double sep_rmax, double dist_scale, double dist_rmax, double c_sep,
+                                    double c_inv, double c_ker, double c_dist) {
     double sigma_x2 = sigma_x * sigma_x, inv_2sg2 = 1.0 / (2.0 * sigma_g * sigma_g), dist_r2 = dist_rmax * dist_rmax;
+    double sep_r2 = sep_rmax * sep_rmax;
     double *acc = xcalloc((size_t)N, sizeof *acc);
     real *block = xcalloc((size_t)N, sizeof *block);
     for (int i = 0; i < M; i++) {
@@ -1308,7 +1330,7 @@ REFERENCE void pair_losses_backward(real *d_g, const real *g, const real *pos, i
                 double D = (double)sq_dist(gi, gj, N);
                 double dx2 = pair_dx2(pos + 2 * (size_t)i, pos + 2 * (size_t)j);
                 int far = dx2 > sigma_x2;
-                double q = pair_slope(gs_exp(-D * inv_2sg2), far, c_sep, c_inv, c_ker, inv_2sg2);
+                double q = pair_slope(gs_exp(-D * inv_2sg2), far, in_sep(dx2, sep_r2) ? c_sep : 0, c_inv, c_ker, inv_2sg2);
                 if (far && dx2 <= dist_r2) q += c_dist * dist_slope(D, dx2, dist_scale);
                 real q_ij = j == i ? 0 : (real)q;
                 s_i += q_ij;
@@ -1968,7 +1990,7 @@ static LossTerms sic_forward(Model *m, Acts *a, const Batch *bt, const Config *c
     L.dead_states = rnn_forward(a->z, a->g, a->norm, a->g0, a->Wv, bt->index, B, T, N, threads); /* g_t */
     phase_end(a, PHASE_RNN);
     pair_ctx_free(&a->pairs);
-    a->pairs = pair_ctx(a->g, bt->pos, a->pair_q, M, N, c->sigma_x, c->sigma_g, c->dist_scale,
+    a->pairs = pair_ctx(a->g, bt->pos, a->pair_q, M, N, c->sigma_x, c->sigma_g, c->sep_rmax, c->dist_scale,
                         c->lambda_dist > 0 ? c->dist_rmax : 0, threads);
     L.n_near = a->pairs.n_near, L.n_far = a->pairs.n_far, L.n_dist = a->pairs.n_dist;
     pair_slopes(&c_sep, &c_inv, &c_ker, &c_dist, &L, M, c, grad_scale);          /* the backward's, kept as Q_ij */
@@ -3874,7 +3896,7 @@ static int ratemaps_write(Outputs *o, const char *dir, const real *maps, int N, 
  * trivially zero fails, so the check cannot pass by having nothing to compare.
  * ============================================================================================== */
 
-typedef struct { const char *term; int capacity, reduction, permute; LossWeights w; } GradCase;
+typedef struct { const char *term; int capacity, reduction, permute; LossWeights w; double sep_rmax; } GradCase;
 
 /* The loss of one gradient-check case on its fixed batch; with backward, its gradient replaces
  * m->grads. SIC's cases weigh the terms by w; a baseline's weights come from its config c. */
@@ -3999,16 +4021,19 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
     c.lambda_sparse = 1; /* L_sparse on */
     const LossWeights all = {1.0, 0.1, 0.5, 0.3, 0.2, 0.05, 2.0};
     const GradCase cases[] = {
-        {"sep", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {1, 0, 0, 0, 0, 0, 0}}, {"sep", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {1, 0, 0, 0, 0, 0, 0}},
-        {"inv", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 1, 0, 0, 0, 0, 0}}, {"inv", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {0, 1, 0, 0, 0, 0, 0}},
-        {"cap", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 1, 0, 0, 0, 0}}, {"cap", CAPACITY_KERNEL, REDUCTION_MEAN, 1, {0, 0, 1, 0, 0, 0, 0}},
-        {"iso", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 1, 0, 0, 0}},
-        {"dist", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 0, 1, 0, 0}}, {"dist", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {0, 0, 0, 0, 1, 0, 0}},
-        {"sparse", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 0, 0, 1, 0}},
-        {"dir", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 0, 0, 0, 1}}, {"dir", CAPACITY_MEANNORM, REDUCTION_MEAN, 0, {0, 0, 0, 0, 0, 0, 1}},
-        {"total", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, all}, {"total", CAPACITY_MEANNORM, REDUCTION_SUM, 1, all},
-        {"total", CAPACITY_KERNEL, REDUCTION_MEAN, 1, all},   {"total", CAPACITY_KERNEL, REDUCTION_SUM, 1, all},
-        {"total", CAPACITY_MEANNORM, REDUCTION_MEAN, 0, all},
+        {"sep", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {1, 0, 0, 0, 0, 0, 0}, 0}, {"sep", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {1, 0, 0, 0, 0, 0, 0}, 0},
+        {"inv", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 1, 0, 0, 0, 0, 0}, 0}, {"inv", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {0, 1, 0, 0, 0, 0, 0}, 0},
+        {"cap", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 1, 0, 0, 0, 0}, 0}, {"cap", CAPACITY_KERNEL, REDUCTION_MEAN, 1, {0, 0, 1, 0, 0, 0, 0}, 0},
+        {"iso", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 1, 0, 0, 0}, 0},
+        {"dist", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 0, 1, 0, 0}, 0}, {"dist", CAPACITY_MEANNORM, REDUCTION_SUM, 1, {0, 0, 0, 0, 1, 0, 0}, 0},
+        {"sparse", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 0, 0, 1, 0}, 0},
+        {"dir", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {0, 0, 0, 0, 0, 0, 1}, 0}, {"dir", CAPACITY_MEANNORM, REDUCTION_MEAN, 0, {0, 0, 0, 0, 0, 0, 1}, 0},
+        {"total", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, all, 0}, {"total", CAPACITY_MEANNORM, REDUCTION_SUM, 1, all, 0},
+        {"total", CAPACITY_KERNEL, REDUCTION_MEAN, 1, all, 0},   {"total", CAPACITY_KERNEL, REDUCTION_SUM, 1, all, 0},
+        {"total", CAPACITY_MEANNORM, REDUCTION_MEAN, 0, all, 0},
+        /* L_sep over the far pairs within sep_rmax only (some in, some out: checked below) */
+        {"sep", CAPACITY_MEANNORM, REDUCTION_MEAN, 1, {1, 0, 0, 0, 0, 0, 0}, 0.25}, {"sep", CAPACITY_MEANNORM, REDUCTION_SUM, 0, {1, 0, 0, 0, 0, 0, 0}, 0.25},
+        {"total", CAPACITY_KERNEL, REDUCTION_MEAN, 1, all, 0.25},
     };
     const char *cap_names[2] = {"meannorm", "kernel"}, *red_names[2] = {"mean", "sum"};
     int failures = 0;
@@ -4020,18 +4045,23 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
                 "%lld isometry steps, %lld dead, L_dir %.4f (%d of %d states, %d headings); h=%g, tol %g\n", c.N, c.hidden, c.B,
                 c.T, permute, (long long)probe.n_near, (long long)probe.n_far, (long long)probe.n_dist, (long long)probe.n_iso,
                 (long long)probe.dead_states, probe.dir, dir_states(&c), c.B * c.T, batches[permute].n_dir, h, tol);
+        c.sep_rmax = 0.25;
+        LossTerms window = sic_forward(&m, &acts[permute], &batches[permute], &c, all, 1.0, 1);
+        c.sep_rmax = 0;
+        fprintf(out, "gradcheck: permute=%d, sep_rmax=0.25: %lld of the %lld far pairs in L_sep\n", permute,
+                (long long)window.n_far, (long long)probe.n_far);
         if (probe.n_near == 0 || probe.n_far == 0 || probe.n_dist == 0 || probe.n_dist == probe.n_far || probe.n_iso < 2 ||
-            probe.dead_states || !(probe.dir > 0)) {
+            probe.dead_states || !(probe.dir > 0) || window.n_far == 0 || window.n_far == probe.n_far) {
             fprintf(out, "FAIL gradcheck batch (permute=%d) does not exercise every term\n", permute);
             failures++;
         }
     }
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const GradCase *gc = &cases[ci];
-        c.capacity = gc->capacity, c.reduction = gc->reduction, c.permute = gc->permute;
-        char label[80];
-        snprintf(label, sizeof label, "%-6s capacity=%-8s reduction=%-4s permute=%d", gc->term, cap_names[gc->capacity],
-                 red_names[gc->reduction], gc->permute);
+        c.capacity = gc->capacity, c.reduction = gc->reduction, c.permute = gc->permute, c.sep_rmax = gc->sep_rmax;
+        char label[100];
+        snprintf(label, sizeof label, "%-6s capacity=%-8s reduction=%-4s permute=%d%s", gc->term, cap_names[gc->capacity],
+                 red_names[gc->reduction], gc->permute, gc->sep_rmax > 0 ? " sep_rmax=0.25" : "");
         failures += check_blocks(out, label, &m, &acts[gc->permute], &batches[gc->permute], &c, gc->w, h, tol, max_rel);
     }
     for (int k = 0; k < 2; k++) acts_free(&acts[k]), batch_free(&batches[k]);
@@ -5748,7 +5778,7 @@ static void pair_forward_task(void *ctx, int block) {
     double D[PAIR_CHUNK], dx2[PAIR_CHUNK], t_sep[PAIR_CHUNK], t_inv[PAIR_CHUNK], t_ker[PAIR_CHUNK];
     double e[PAIR_CHUNK], q[PAIR_CHUNK];
     real D4[4][PAIR_CHUNK];
-    int far[PAIR_CHUNK], valid[PAIR_CHUNK];
+    int far[PAIR_CHUNK], sep_pair[PAIR_CHUNK], valid[PAIR_CHUNK];
     memset(sep, 0, sizeof sep), memset(inv, 0, sizeof inv), memset(ker, 0, sizeof ker), memset(dist, 0, sizeof dist);
     for (int j0 = (i0 + 1) / 8 * 8; j0 < M; j0 += PAIR_CHUNK)
         for (int i4 = i0; i4 < i1; i4 += 4) {
@@ -5768,12 +5798,14 @@ static void pair_forward_task(void *ctx, int block) {
                     double dx = xi - c->px[j], dy = yi - c->py[j]; /* pair_dx2's operations */
                     dx2[l] = dx * dx + dy * dy;
                     far[l] = dx2[l] > c->sigma_x2;
+                    sep_pair[l] = far[l] && in_sep(dx2[l], c->sep_r2);
                     valid[l] = j > i && j < M;
-                    t_sep[l] = valid[l] && far[l] ? e[l] : 0.0;
+                    t_sep[l] = valid[l] && sep_pair[l] ? e[l] : 0.0;
                     t_inv[l] = valid[l] && !far[l] ? D[l] : 0.0;
                     t_ker[l] = valid[l] ? e[l] : 0.0;
                 }
-                for (int l = 0; l < PAIR_CHUNK; l++) q[l] = pair_slope(e[l], far[l], c->c_sep, c->c_inv, c->c_ker, c->inv_2sg2);
+                for (int l = 0; l < PAIR_CHUNK; l++)
+                    q[l] = pair_slope(e[l], far[l], far[l] && !sep_pair[l] ? 0 : c->c_sep, c->c_inv, c->c_ker, c->inv_2sg2);
                 if (c->dist_r2 > 0)
                     for (int l = 0; l < PAIR_CHUNK; l++)
                         if (far[l] && dx2[l] <= c->dist_r2) q[l] += c->c_dist * dist_slope(D[l], dx2[l], c->dist_scale);
@@ -5885,30 +5917,31 @@ static void pair_gemm_task(void *ctx, int block) {
 static void pair_count_task(void *ctx, int block) {
     const PairCtx *c = ctx;
     int M = c->M, i1 = (block + 1) * PAIR_ROWS < M ? (block + 1) * PAIR_ROWS : M;
-    const double *px = c->px, *py = c->py, sigma_x2 = c->sigma_x2, dist_r2 = c->dist_r2;
+    const double *px = c->px, *py = c->py, sigma_x2 = c->sigma_x2, sep_r2 = c->sep_r2, dist_r2 = c->dist_r2;
     for (int i = block * PAIR_ROWS; i < i1; i++) {
-        int far = 0, dist = 0; /* a row has fewer than 2^28 pairs (the size check) */
+        int far = 0, sep = 0, dist = 0; /* a row has fewer than 2^28 pairs (the size check) */
         for (int j = i + 1; j < M; j++) {
             double dx = px[i] - px[j], dy = py[i] - py[j]; /* pair_dx2's operations */
             double dx2 = dx * dx + dy * dy;
             far += dx2 > sigma_x2;
+            sep += (dx2 > sigma_x2) & in_sep(dx2, sep_r2);
             dist += (dx2 > sigma_x2) & (dx2 <= dist_r2);
         }
-        c->row_far[i] = far, c->row_dist[i] = dist;
+        c->row_far[i] = far, c->row_sep[i] = sep, c->row_dist[i] = dist;
     }
 }
 
 /* Fills ctx's padded transposed copies of g and the positions, and counts the pairs of each kind
  * (which the slopes of mean-reduced terms need before the forward pass); free with pair_ctx_free. */
 static PairCtx pair_ctx(const real *g, const real *pos, real *pq, int M, int N, double sigma_x, double sigma_g,
-                        double dist_scale, double dist_rmax, int threads) {
+                        double sep_rmax, double dist_scale, double dist_rmax, int threads) {
     PairCtx c;
     memset(&c, 0, sizeof c);
     /* The forward pass starts a row block's chunks at a multiple of 8 (so lane l stays j & 7). The last
      * chunk starts at most at M rounded up to 8, minus 8, and reads PAIR_CHUNK columns from there: Mp
      * covers that, so no read leaves gT, px, py. */
     c.g = g, c.pq = pq, c.M = M, c.N = N, c.Mp = (M + 7) / 8 * 8 + PAIR_CHUNK - 8;
-    c.sigma_x2 = sigma_x * sigma_x, c.inv_2sg2 = 1.0 / (2.0 * sigma_g * sigma_g);
+    c.sigma_x2 = sigma_x * sigma_x, c.sep_r2 = sep_rmax * sep_rmax, c.inv_2sg2 = 1.0 / (2.0 * sigma_g * sigma_g);
     c.dist_scale = dist_scale, c.dist_r2 = dist_rmax * dist_rmax;
     real *gT = xcalloc((size_t)N * c.Mp, sizeof(real));
     double *px = xcalloc((size_t)c.Mp, sizeof(double)), *py = xcalloc((size_t)c.Mp, sizeof(double));
@@ -5917,14 +5950,15 @@ static PairCtx pair_ctx(const real *g, const real *pos, real *pq, int M, int N, 
         px[j] = pos[2 * (size_t)j], py[j] = pos[2 * (size_t)j + 1];
     }
     c.gT = gT, c.px = px, c.py = py;
-    c.row_far = xcalloc((size_t)M, sizeof(int64_t)), c.row_dist = xcalloc((size_t)M, sizeof(int64_t));
+    c.row_far = xcalloc((size_t)M, sizeof(int64_t)), c.row_sep = xcalloc((size_t)M, sizeof(int64_t));
+    c.row_dist = xcalloc((size_t)M, sizeof(int64_t));
     parallel_for(threads, (M + PAIR_ROWS - 1) / PAIR_ROWS, pair_count_task, &c);
     for (int i = 0; i < M; i++) {
-        c.n_far += c.row_far[i], c.n_dist += c.row_dist[i];
+        c.n_far += c.row_sep[i], c.n_dist += c.row_dist[i];
         c.n_near += (M - 1 - i) - c.row_far[i];
     }
-    free(c.row_far), free(c.row_dist);
-    c.row_far = c.row_dist = NULL;
+    free(c.row_far), free(c.row_sep), free(c.row_dist);
+    c.row_far = c.row_sep = c.row_dist = NULL;
     return c;
 }
 

@@ -51,6 +51,7 @@ typedef struct {
     double init_last_scale; /* multiplies the initial weights and biases of the MLP's last layer */
     /* losses (gridssl.c section 4) */
     double sigma_x, sigma_g;
+    double sep_rmax;     /* L_sep's pairs: sigma_x < |x_i - x_j| <= sep_rmax (gridssl's addition; 0 = every far pair) */
     double lambda_sep, lambda_inv, lambda_cap, lambda_iso;
     double iso_vmax;     /* isometry uses steps with 0 < |v| < iso_vmax; 0 = every step */
     double iso_vmin;     /* ... and |v| > iso_vmin (gridssl's addition; 0 = off) */

@@ -6,7 +6,7 @@
 
 Only numpy and the standard library; the arrays are read with numpy.load, so a passing run also
 proves that numpy reads gridssl's .npy files as they are. Every size, sigma, weight and mode comes
-from DUMPDIR/config.txt (N, hidden, B, T, permute, sigma_x, sigma_g, lambda_*, iso_vmax,
+from DUMPDIR/config.txt (N, hidden, B, T, permute, sigma_x, sigma_g, sep_rmax, lambda_*, iso_vmax,
 capacity, reduction); the weights of the loss come from losses.txt, which logs the ones actually
 applied (lambda_iso_eff is the isometry weight after its ramp). gridssl.c sections 2-4 define the
 model and the losses; the code below is written from them, not from gridssl's C.
@@ -110,7 +110,7 @@ def parse_config(raw):
         return kind(raw[key])
     cfg = {k: get(k, int) for k in ["N", "hidden", "B", "T", "permute", "dir_headings",
                                     "dir_states"]}
-    cfg.update({k: get(k, float) for k in ["sigma_x", "sigma_g", "lambda_sep", "lambda_inv",
+    cfg.update({k: get(k, float) for k in ["sigma_x", "sigma_g", "sep_rmax", "lambda_sep", "lambda_inv",
                                            "lambda_cap", "lambda_iso", "iso_vmax", "iso_vmin",
                                            "lambda_dist", "dist_scale", "dist_rmax",
                                            "lambda_sparse", "lambda_dir", "dir_speed"]})
@@ -201,16 +201,18 @@ def rollout(p, vel, index, n, signs=None):
 # ------------------------------------------------------------------------------------------------
 # the losses, float64 (gridssl.c section 4)
 
-def pair_sums(G, X, sigma_x, sigma_g, dist_scale, dist_rmax):
+def pair_sums(G, X, sigma_x, sigma_g, sep_rmax, dist_scale, dist_rmax):
     """Sums over unordered pairs i<j, row block by row block (never an M x M temporary).
 
-    far_kernel = sum over far pairs of exp(-dg2/(2 sg^2)), near_dg2 = sum over near pairs of dg2,
+    far_kernel = sum over far pairs of exp(-dg2/(2 sg^2)) (those with dx2 <= sep_rmax^2 when
+    sep_rmax > 0; n_far counts them), near_dg2 = sum over near pairs of dg2,
     all_kernel = sum over all pairs of the kernel; near iff dx2 <= sigma_x*sigma_x in float64;
     dist = sum over far pairs with dx2 <= dist_rmax^2 of (sqrt(dg2) - dist_scale sqrt(dx2))^2.
     """
     m = len(G)
     sx2 = sigma_x * sigma_x
     r2 = dist_rmax * dist_rmax
+    sep_r2 = sep_rmax * sep_rmax
     inv2s2 = 1.0 / (2.0 * sigma_g * sigma_g)
     sq = np.einsum("ij,ij->i", G, G)
     acc = {"far_kernel": 0.0, "near_dg2": 0.0, "all_kernel": 0.0, "dist": 0.0, "n_near": 0,
@@ -225,11 +227,12 @@ def pair_sums(G, X, sigma_x, sigma_g, dist_scale, dist_rmax):
         near = upper & (dx2 <= sx2)
         far = upper & ~(dx2 <= sx2)
         kern = np.exp(-dg2 * inv2s2)
-        acc["far_kernel"] += float(kern[far].sum())
+        in_sep = far & (dx2 <= sep_r2) if sep_rmax > 0 else far
+        acc["far_kernel"] += float(kern[in_sep].sum())
         acc["near_dg2"] += float(dg2[near].sum())
         acc["all_kernel"] += float(kern[upper].sum())
         acc["n_near"] += int(near.sum())
-        acc["n_far"] += int(far.sum())
+        acc["n_far"] += int(in_sep.sum())
         in_dist = far & (dx2 <= r2)
         res = np.sqrt(np.maximum(dg2[in_dist], 0.0)) - dist_scale * np.sqrt(dx2[in_dist])
         acc["dist"] += float(np.sum(res * res))
@@ -278,7 +281,7 @@ def loss_terms(g, g0, positions, vel, index, cfg, p=None, dir_vel=None, signs=No
     G = np.asarray(g, np.float64).reshape(m, n)
     X = np.asarray(positions, np.float64).reshape(m, 2)
     rmax = cfg["dist_rmax"] if cfg["lambda_dist"] > 0 else 0.0    # L_dist off: no pair
-    ps = pair_sums(G, X, cfg["sigma_x"], cfg["sigma_g"], cfg["dist_scale"], rmax)
+    ps = pair_sums(G, X, cfg["sigma_x"], cfg["sigma_g"], cfg["sep_rmax"], cfg["dist_scale"], rmax)
     mean = cfg["reduction"] == "mean"
     sep = ps["far_kernel"] / ps["n_far"] if mean and ps["n_far"] else ps["far_kernel"]
     inv = ps["near_dg2"] / ps["n_near"] if mean and ps["n_near"] else ps["near_dg2"]
@@ -558,12 +561,12 @@ def write_config(path, cfg):
 
 
 def fake_dump(dirpath, seed, capacity, reduction, permute, iso_vmax, iso_vmin=0.0, lambda_dist=0.0,
-              lambda_sparse=0.0, lambda_dir=0.0):
+              lambda_sparse=0.0, lambda_dir=0.0, sep_rmax=0.0):
     """A random small dump made by this script's own float64 model, stored as float32."""
     rng = np.random.default_rng(seed)
     n, h, b, t = 5, 4, 3, 4
     cfg = {"N": n, "hidden": h, "B": b, "T": t, "permute": permute, "sigma_x": 0.1,
-           "sigma_g": 0.4, "lambda_sep": 1.0, "lambda_inv": 0.1, "lambda_cap": 0.5,
+           "sigma_g": 0.4, "sep_rmax": sep_rmax, "lambda_sep": 1.0, "lambda_inv": 0.1, "lambda_cap": 0.5,
            "lambda_iso": 0.1, "iso_vmax": iso_vmax, "iso_vmin": iso_vmin, "lambda_dist": lambda_dist,
            "dist_scale": 3.0, "dist_rmax": 0.25, "lambda_sparse": lambda_sparse,
            "lambda_dir": lambda_dir, "dir_speed": 0.1, "dir_headings": 5, "dir_states": 7,
@@ -646,7 +649,8 @@ def selftest():
     rep = Report()
     with tempfile.TemporaryDirectory() as tmp:
         variants = [("meannorm", "mean", 1, 0.1), ("kernel", "sum", 0, 0.0),
-                    ("meannorm", "mean", 1, 0.1, 0.0, 0.5, 0.2, 3.0)]  # the last: L_dist, L_sparse, L_dir
+                    ("meannorm", "mean", 1, 0.1, 0.0, 0.5, 0.2, 3.0),  # L_dist, L_sparse, L_dir
+                    ("kernel", "mean", 1, 0.1, 0.0, 0.0, 0.0, 0.0, 0.2)]  # L_sep within 0.2 m
         for seed, variant in enumerate(variants):
             d = os.path.join(tmp, "dump%d" % seed)
             os.mkdir(d)

@@ -33,6 +33,7 @@ crosscheck no_permute permute=0
 crosscheck iso_all iso_vmax=0 iso_start=0 iso_ramp_steps=0
 crosscheck iso_band vel_dist=speed iso_vmin=0.03 iso_vmax=0.12 iso_start=0 iso_ramp_steps=0
 crosscheck dist lambda_dist=0.5 dist_scale=5 dist_rmax=0.12 iso_start=0 iso_ramp_steps=0
+crosscheck sep_window sep_rmax=0.3
 crosscheck sparse lambda_sparse=0.05
 crosscheck dir lambda_dir=5 dir_speed=0.12 dir_headings=7 dir_states=40 iso_start=0 iso_ramp_steps=0
 crosscheck dir_alone lambda_sep=0 lambda_inv=0 lambda_cap=0 lambda_iso=0 lambda_dir=1 dir_speed=0.12 dir_headings=7 dir_states=40 iso_ramp_steps=0

@@ -316,27 +316,31 @@ static void test_fast_kernels(void) {
         pos[2 * i] = (real)(rng_below(&rng, 200000) * VEL_QUANTUM), pos[2 * i + 1] = (real)(rng_below(&rng, 200000) * VEL_QUANTUM);
     }
     /* L_dist off (dist_rmax = 0: no pair, and the fast kernels skip its work) and on (0.12 m: some far
-     * pairs in, some out) */
+     * pairs in, some out); L_sep over every far pair (sep_rmax = 0) and, with L_dist on, over those
+     * within 0.15 m (some far pairs in, some out) */
     real *want_dg = xcalloc((size_t)M * N, sizeof(real)), *got_dg = xcalloc((size_t)M * N, sizeof(real));
     real *pq = xcalloc((size_t)M * M, sizeof(real));
     for (int on = 0; on <= 1; on++) {
-        double rmax = on ? 0.12 : 0, c_dist = on ? 0.05 : 0;
-        PairSums want = pair_losses_forward(g, pos, M, N, 0.05, 0.4, 6.0, rmax);
+        double rmax = on ? 0.12 : 0, c_dist = on ? 0.05 : 0, sep_rmax = on ? 0.15 : 0;
+        PairSums want = pair_losses_forward(g, pos, M, N, 0.05, 0.4, sep_rmax, 6.0, rmax);
         memset(want_dg, 0, (size_t)M * N * sizeof(real));
-        pair_losses_backward(want_dg, g, pos, M, N, 0.05, 0.4, 6.0, rmax, 0.3, 0.07, -0.11, c_dist);
-        int classes = want.n_near > 0 && want.n_far > 0 && (on ? want.n_dist > 0 && want.n_dist < want.n_far : want.n_dist == 0);
+        pair_losses_backward(want_dg, g, pos, M, N, 0.05, 0.4, sep_rmax, 6.0, rmax, 0.3, 0.07, -0.11, c_dist);
+        PairSums every = pair_losses_forward(g, pos, M, N, 0.05, 0.4, 0, 6.0, rmax); /* L_sep over every far pair */
+        int classes = want.n_near > 0 && want.n_far > 0 && (on ? want.n_dist > 0 && want.n_dist < want.n_far : want.n_dist == 0) &&
+                      (on ? want.n_far < every.n_far && want.n_near == every.n_near : want.n_far == every.n_far);
         for (int threads = 1; threads <= 3; threads++) {
             memset(pq, 0xff, (size_t)M * M * sizeof(real)); /* NaN: a slope the forward fails to write shows */
-            PairCtx pairs = pair_ctx(g, pos, pq, M, N, 0.05, 0.4, 6.0, rmax, threads);
+            PairCtx pairs = pair_ctx(g, pos, pq, M, N, 0.05, 0.4, sep_rmax, 6.0, rmax, threads);
             PairSums have = pair_losses_forward_fast(pairs, 0.3, 0.07, -0.11, c_dist, threads);
             check(memcmp(&want, &have, sizeof want) == 0 && classes,
-                  "pair_losses_forward_fast == pair_losses_forward, bit for bit (%d thread%s; %lld near, %lld far, %lld in L_dist)",
-                  threads, threads > 1 ? "s" : "", (long long)want.n_near, (long long)want.n_far, (long long)want.n_dist);
+                  "pair_losses_forward_fast == pair_losses_forward, bit for bit (%d thread%s; %lld near, %lld far in L_sep of %lld, %lld in L_dist)",
+                  threads, threads > 1 ? "s" : "", (long long)want.n_near, (long long)want.n_far, (long long)every.n_far,
+                  (long long)want.n_dist);
             memset(got_dg, 0, (size_t)M * N * sizeof(real));
             pair_losses_backward_fast(got_dg, pairs, threads);
             check(memcmp(want_dg, got_dg, (size_t)M * N * sizeof(real)) == 0,
-                  "pair_losses_backward_fast == pair_losses_backward, bit for bit (%d thread%s, L_dist %s)", threads,
-                  threads > 1 ? "s" : "", on ? "on" : "off");
+                  "pair_losses_backward_fast == pair_losses_backward, bit for bit (%d thread%s, L_dist %s, sep_rmax %s)", threads,
+                  threads > 1 ? "s" : "", on ? "on" : "off", on ? "0.15" : "0");
             pair_ctx_free(&pairs);
         }
     }
@@ -368,9 +372,9 @@ static void test_pair_backward_precision(void) {
         for (int k = 0; k < N; k++) g[i * N + k] = sq > 0 ? (real)(g[i * N + k] / sqrt(sq)) : 0;
         pos[2 * i] = (real)(2 * rng_uniform(&rng)), pos[2 * i + 1] = (real)(2 * rng_uniform(&rng));
     }
-    PairSums ps = pair_losses_forward(g, pos, M, N, 0.05, 0.4, 8.0, 0);
+    PairSums ps = pair_losses_forward(g, pos, M, N, 0.05, 0.4, 0, 8.0, 0);
     double c_sep = 1.0 / (double)ps.n_far, c_inv = 0.1 / (double)ps.n_near, inv_2sg2 = 1.0 / (2 * 0.4 * 0.4), worst = 0, largest = 0;
-    pair_losses_backward(d_g, g, pos, M, N, 0.05, 0.4, 8.0, 0, c_sep, c_inv, 0, 0);
+    pair_losses_backward(d_g, g, pos, M, N, 0.05, 0.4, 0, 8.0, 0, c_sep, c_inv, 0, 0);
     for (int i = 0; i < M; i++)
         for (int j = 0; j < M; j++) {
             if (j == i) continue;
@@ -438,6 +442,8 @@ static void test_optimiser(void) {
  * L_dist with s = 1: dist_rmax = 1 keeps pair (1,2) (dx^2 = 1 exactly) and drops (2,3) (dx^2 = 1.0009):
  *     L_dist = (sqrt 2 - 1)^2 = 3 - 2 sqrt 2;
  * dist_rmax = 2 keeps both far pairs: L_dist = ((sqrt 2 - 1)^2 + (sqrt 0.4 - sqrt 1.0009)^2) / 2.
+ * sep_rmax = 1 likewise keeps (1,2) in L_sep and drops (2,3): L_sep = exp(-6.25) over 1 pair, while
+ * L_inv and L_cap(kernel) are as above.
  * Isometry, one trajectory of T = 3 from g0 = (1, 0), iso_vmax = 0.05:
  *     step 1: g = (0, 1), v = (2^-6, 0)    -> s = sqrt(2) / 2^-6 = 64 sqrt(2)
  *     step 2: g = (0, 1), v = (0, 2^-5)    -> s = 0
@@ -467,15 +473,19 @@ static void test_direction_closed_form(void) {
 static void test_closed_forms(void) {
     real g[6] = {1, 0, 0, 1, (real)0.6, (real)0.8}, pos[6] = {0, 0, 1, 0, 0, (real)0.03};
     double tol = sizeof(real) == 4 ? 1e-6 : 1e-13;
-    PairSums ps = pair_losses_forward(g, pos, 3, 2, 0.05, 0.4, 1.0, 1.0);
+    PairSums ps = pair_losses_forward(g, pos, 3, 2, 0.05, 0.4, 0, 1.0, 1.0);
     check(ps.n_far == 2 && ps.n_near == 1, "pair classes: 2 far, 1 near");
     check(ps.n_dist == 1 && close_rel(ps.dist_sum, 3 - 2 * sqrt(2.0), tol), "L_dist (s = 1, dist_rmax = 1) = 3 - 2 sqrt 2 over 1 pair (%.9f)", ps.dist_sum);
-    PairSums ps2 = pair_losses_forward(g, pos, 3, 2, 0.05, 0.4, 1.0, 2.0);
+    PairSums ps2 = pair_losses_forward(g, pos, 3, 2, 0.05, 0.4, 0, 1.0, 2.0);
     double d23 = sqrt(0.4) - sqrt(1.0009), want_dist = (3 - 2 * sqrt(2.0) + d23 * d23) / 2;
     check(ps2.n_dist == 2 && close_rel(ps2.dist_sum / 2, want_dist, tol), "L_dist (s = 1, dist_rmax = 2) over both far pairs = %.9f (%.9f)", want_dist, ps2.dist_sum / 2);
     double sep = ps.sep_sum / ps.n_far, inv = ps.inv_sum / ps.n_near;
     check(close_rel(sep, (exp(-6.25) + exp(-1.25)) / 2, tol), "L_sep = (e^-6.25 + e^-1.25)/2 = %.9f", sep);
     check(close_rel(inv, 0.8, tol), "L_inv = 0.8 (%.9f)", inv);
+    PairSums ps3 = pair_losses_forward(g, pos, 3, 2, 0.05, 0.4, 1.0, 1.0, 1.0);
+    check(ps3.n_far == 1 && ps3.n_near == 1 && close_rel(ps3.sep_sum, exp(-6.25), tol) && ps3.inv_sum == ps.inv_sum &&
+              ps3.ker_sum == ps.ker_sum,
+          "L_sep (sep_rmax = 1) = e^-6.25 over 1 pair (%.9g); L_inv and the kernel sum unchanged", ps3.sep_sum);
     double ker = -(2.0 / 6.0) * ps.ker_sum;
     check(close_rel(ker, -(exp(-6.25) + exp(-2.5) + exp(-1.25)) / 3, tol), "L_cap(kernel) = -(e^-6.25 + e^-2.5 + e^-1.25)/3 = %.9f", ker);
     double mean[2];
