@@ -1,7 +1,6 @@
 #!/bin/sh
 # tests/baselines.sh - SIC beside the two supervised models it answers (make baselines): trains SIC's
-# default (data/default.cfg; seed 4, which grows square lattices, and seed 7, the one of seeds 1-10
-# that grows a hexagonal module), Cueva & Wei (data/cw.cfg), Sorscher et al. (data/sorscher.cfg) and
+# default (data/default.cfg; seeds 4 and 7), Cueva & Wei (data/cw.cfg), Sorscher et al. (data/sorscher.cfg) and
 # Sorscher et al.'s linear ablation (sorscher_relu=0), one process each (--threads 1; the bytes never
 # depend on it), JOBS at a time; evaluates each in its training box and in boxes 1.5 and 2 times as
 # wide (SIC: 2, 3, 4 m; a baseline: its arena's width); and prints two tab-separated tables.

@@ -272,7 +272,7 @@ versus() {
 # of the 56 states, 5 headings, dead probe steps among them); the weights
 # ramp in over steps 21-41 (tiny.cfg), the learning rate drops after step 50 and the plateau scheduler
 # halves it after 53. 0.1 s on the host and under ASan, 1-2 s under valgrind or qemu (2 cores).
-EDGE="--config data/tiny.cfg B=7 N=3 iso_vmin=0.02 iso_vmax=0.1 lambda_dist=0.3 dist_scale=5 dist_rmax=0.12 lambda_dir=2 dir_headings=5 dir_states=20 lr_drop_step=50 log_every=1"
+EDGE="--config data/tiny.cfg B=7 N=3 iso_vmin=0.02 iso_vmax=0.1 lambda_dist=0.3 dist_scale=5 dist_rmax=0.12 sep_rmax=0.3 lambda_dir=2 dir_headings=5 dir_states=20 lr_drop_step=50 log_every=1"
 # shellcheck disable=SC2086
 {
 reference edge "host: edge run (B*T=56, N=3)" dead -- $EDGE
