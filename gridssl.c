@@ -54,8 +54,8 @@
  *     gridssl gradcheck
  *         Central finite differences against the hand-written gradients, for every parameter block,
  *         every loss term alone and the total, both capacity readings, both reductions, with and
- *         without permutations, and the baselines' (each cost, ReLU and linear): tolerance 1e-6, in the
- *         double build (./gridssl_f64 gradcheck).
+ *         without permutations, L_sep over every far pair and within sep_rmax, and the baselines' (each
+ *         cost, ReLU and linear): tolerance 1e-6, in the double build (./gridssl_f64 gradcheck).
  *     gridssl --help | --version
  *
  * FILE FORMATS (all binary data little-endian, whatever the host)
@@ -4006,6 +4006,7 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
     config_defaults(&c);
     c.N = 6, c.hidden = 5, c.B = 3, c.T = 4, c.iso_vmin = 0.06, c.iso_vmax = 0.13; /* some steps in, some out */
     c.lambda_dist = 1, c.dist_scale = 3, c.dist_rmax = 0.2; /* L_dist on, some far pairs in, some out */
+    c.sep_rmax = 0; /* L_sep over every far pair, except in the cases that set sep_rmax */
     c.lambda_dir = 1, c.dir_speed = 0.1, c.dir_headings = 5, c.dir_states = 7; /* L_dir on, some states probed */
     Model m;
     model_build(&m, &c);
