@@ -1297,10 +1297,10 @@ REFERENCE PairSums pair_losses_forward(const real *g, const real *pos, int M, in
 }
 
 /* One pair's slope Q = dl/dD (see the backward below) without L_dist's part, from e = exp(-D / (2 sigma_g^2)):
- * far pairs -(c_sep + c_ker) e / (2 sigma_g^2), near pairs c_inv - c_ker e / (2 sigma_g^2). A far pair
- * beyond sep_rmax is passed c_sep = 0 (and -(0 + c_ker) is -c_ker exactly). */
-static double pair_slope(double e, int far, double c_sep, double c_inv, double c_ker, double inv_2sg2) {
-    return far ? -(c_sep + c_ker) * e * inv_2sg2 : c_inv - c_ker * e * inv_2sg2;
+ * far pairs -(c_sep [in L_sep] + c_ker) e / (2 sigma_g^2), near pairs c_inv - c_ker e / (2 sigma_g^2). A far
+ * pair beyond sep_rmax (sep = 0) adds 0 for c_sep, and -(0 + c_ker) is -c_ker exactly. */
+static double pair_slope(double e, int far, int sep, double c_sep, double c_inv, double c_ker, double inv_2sg2) {
+    return far ? -((sep ? c_sep : 0.0) + c_ker) * e * inv_2sg2 : c_inv - c_ker * e * inv_2sg2;
 }
 
 /* Backward of the pair terms, accumulating into d_g (M, N). With the total written as
@@ -1332,7 +1332,7 @@ REFERENCE void pair_losses_backward(real *d_g, const real *g, const real *pos, i
                 double D = (double)sq_dist(gi, gj, N);
                 double dx2 = pair_dx2(pos + 2 * (size_t)i, pos + 2 * (size_t)j);
                 int far = dx2 > sigma_x2;
-                double q = pair_slope(gs_exp(-D * inv_2sg2), far, in_sep(dx2, sep_r2) ? c_sep : 0, c_inv, c_ker, inv_2sg2);
+                double q = pair_slope(gs_exp(-D * inv_2sg2), far, in_sep(dx2, sep_r2), c_sep, c_inv, c_ker, inv_2sg2);
                 if (far && dx2 <= dist_r2) q += c_dist * dist_slope(D, dx2, dist_scale);
                 real q_ij = j == i ? 0 : (real)q;
                 s_i += q_ij;
@@ -4063,8 +4063,9 @@ static int gradcheck_run(FILE *out, double h, double tol, double *max_rel) {
         const GradCase *gc = &cases[ci];
         c.capacity = gc->capacity, c.reduction = gc->reduction, c.permute = gc->permute, c.sep_rmax = gc->sep_rmax;
         char label[100];
-        snprintf(label, sizeof label, "%-6s capacity=%-8s reduction=%-4s permute=%d%s", gc->term, cap_names[gc->capacity],
-                 red_names[gc->reduction], gc->permute, gc->sep_rmax > 0 ? " sep_rmax=0.25" : "");
+        int n = snprintf(label, sizeof label, "%-6s capacity=%-8s reduction=%-4s permute=%d", gc->term,
+                         cap_names[gc->capacity], red_names[gc->reduction], gc->permute);
+        if (gc->sep_rmax > 0) snprintf(label + n, sizeof label - n, " sep_rmax=%g", gc->sep_rmax);
         failures += check_blocks(out, label, &m, &acts[gc->permute], &batches[gc->permute], &c, gc->w, h, tol, max_rel);
     }
     for (int k = 0; k < 2; k++) acts_free(&acts[k]), batch_free(&batches[k]);
@@ -5808,7 +5809,7 @@ static void pair_forward_task(void *ctx, int block) {
                     t_ker[l] = valid[l] ? e[l] : 0.0;
                 }
                 for (int l = 0; l < PAIR_CHUNK; l++)
-                    q[l] = pair_slope(e[l], far[l], far[l] && !sep_pair[l] ? 0 : c->c_sep, c->c_inv, c->c_ker, c->inv_2sg2);
+                    q[l] = pair_slope(e[l], far[l], sep_pair[l], c->c_sep, c->c_inv, c->c_ker, c->inv_2sg2);
                 if (c->dist_r2 > 0)
                     for (int l = 0; l < PAIR_CHUNK; l++)
                         if (far[l] && dx2[l] <= c->dist_r2) q[l] += c->c_dist * dist_slope(D[l], dx2[l], c->dist_scale);
