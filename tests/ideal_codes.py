@@ -6,7 +6,8 @@
 Each DUMPDIR is `gridssl dump CHECKPOINT DIR` of a trained network: one training batch (its
 positions.npy), the network's loss terms on it (losses.txt) and the config (config.txt). On the
 SAME positions this script evaluates the separation + invariance + capacity part of the loss
-(gridssl.c section 4: mean reduction, capacity = meannorm; sigma_x, sigma_g and lambdas from config.txt)
+(gridssl.c section 4: mean reduction, capacity = meannorm; sigma_x, sigma_g, sep_rmax and lambdas
+from config.txt)
 for idealised codes written down as functions of position instead of learned:
 
     module(lam, kappa, theta): n units, unit u fires r_u(x) = exp(kappa (sum_j cos(k_j.(x - p_u)) - 3)),
@@ -66,8 +67,10 @@ class Loss:
     def __init__(self, X, cfg):
         dx = np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1))
         iu = np.triu_indices(len(X), 1)
-        self.iu, far = iu, dx[iu] > float(cfg['sigma_x'])
-        self.far, self.near = far, ~far
+        rmax = float(cfg.get('sep_rmax', 0))                         # the separation window, 0 = none
+        far = dx[iu] > float(cfg['sigma_x'])
+        self.iu, self.near = iu, ~far
+        self.far = far & (dx[iu] <= rmax) if rmax > 0 else far       # L_sep's pairs (n_far counts them)
         self.sg, self.cfg = float(cfg['sigma_g']), cfg
 
     def terms(self, G):
