@@ -23,7 +23,9 @@ Printed: the network's own sep + inv + cap on the batch, the best single module 
 periods and tuning widths, the best two and three modules (period ratios >= 1.3), the path that
 splits the best single module into two (the ratio grows from 1, same orientation, so ratio 1 is
 the single module up to the phase grid): a loss that falls along it means the single module is
-not a minimum of the loss over these codes. Last, the best one and two modules of square lattices.
+not a minimum of the loss over these codes. Then the best two modules by how much of the code
+(its squared norm) the finer one holds, from none (one module) to half. Last, the best one and two
+modules of square lattices.
 numpy only; nothing here is random.
 
 Two checks come first, one "ok"/"FAIL" line each (exit status 1 on a failure): the Loss below,
@@ -56,9 +58,11 @@ def module(X, lam, kappa, theta, a, square=False):
     return r / np.linalg.norm(r, axis=1, keepdims=True)
 
 
-def code(X, mods, a, square=False):
-    """mods: list of (lam, kappa, theta); equal shares; (M, sum units) unit-norm rows."""
-    return np.concatenate([np.sqrt(1.0 / len(mods)) * module(X, lam, kap, th, a, square) for lam, kap, th in mods], 1)
+def code(X, mods, a, square=False, shares=None):
+    """mods: list of (lam, kappa, theta); shares: each module's part of the squared norm (default
+    equal); (M, sum units) unit-norm rows."""
+    shares = shares or [1.0 / len(mods)] * len(mods)
+    return np.concatenate([np.sqrt(w) * module(X, lam, kap, th, a, square) for (lam, kap, th), w in zip(mods, shares)], 1)
 
 
 class Loss:
@@ -131,6 +135,9 @@ def main(dirs):
         path = ['%.1f: %.4f' % (r, L(code(X, [(lam / np.sqrt(r), kap, 0.0), (lam * np.sqrt(r), kap, 0.0)], a2)))
                 for r in (1.0, 1.1, 1.2, 1.4, 1.7, 2.0, 2.5)]
         print('  splitting the best single module, period ratio: ' + ', '.join(path))
+        share = ['%.1f: %.4f' % (w, min(L(code(X, [(l1, k, 0.0), (l2, k, 0.3)], a2, shares=[w, 1 - w])) for l1 in (0.3, 0.35)
+                                        for l2 in (0.55, 0.6, 0.7) for k in (0.6, 0.8))) for w in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)]
+        print('  two modules (0.30-0.35 / 0.55-0.70 m), by the finer one\'s share of the code: ' + ', '.join(share))
         print('  square lattices instead: one module %.4f (%.2f m, kappa %.1f), two %.4f (%.2f / %.2f m, kappa %.1f, %.1f rad)'
               % (best_one(True) + best_two(True)))
     return failures
