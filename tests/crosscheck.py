@@ -201,6 +201,12 @@ def rollout(p, vel, index, n, signs=None):
 # ------------------------------------------------------------------------------------------------
 # the losses, float64 (gridssl.c section 4)
 
+def sep_pairs(far, dx2, sep_rmax):
+    """L_sep's pairs: the far ones, and of those only the ones within sep_rmax when sep_rmax > 0
+    (gridssl.c section 4 compares squares: dx2 <= sep_rmax^2)."""
+    return far & (dx2 <= sep_rmax * sep_rmax) if sep_rmax > 0 else far
+
+
 def pair_sums(G, X, sigma_x, sigma_g, sep_rmax, dist_scale, dist_rmax):
     """Sums over unordered pairs i<j, row block by row block (never an M x M temporary).
 
@@ -212,7 +218,6 @@ def pair_sums(G, X, sigma_x, sigma_g, sep_rmax, dist_scale, dist_rmax):
     m = len(G)
     sx2 = sigma_x * sigma_x
     r2 = dist_rmax * dist_rmax
-    sep_r2 = sep_rmax * sep_rmax
     inv2s2 = 1.0 / (2.0 * sigma_g * sigma_g)
     sq = np.einsum("ij,ij->i", G, G)
     acc = {"far_kernel": 0.0, "near_dg2": 0.0, "all_kernel": 0.0, "dist": 0.0, "n_near": 0,
@@ -227,7 +232,7 @@ def pair_sums(G, X, sigma_x, sigma_g, sep_rmax, dist_scale, dist_rmax):
         near = upper & (dx2 <= sx2)
         far = upper & ~(dx2 <= sx2)
         kern = np.exp(-dg2 * inv2s2)
-        in_sep = far & (dx2 <= sep_r2) if sep_rmax > 0 else far
+        in_sep = sep_pairs(far, dx2, sep_rmax)
         acc["far_kernel"] += float(kern[in_sep].sum())
         acc["near_dg2"] += float(dg2[near].sum())
         acc["all_kernel"] += float(kern[upper].sum())

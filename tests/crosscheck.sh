@@ -37,7 +37,7 @@ crosscheck sep_window sep_rmax=0.3
 crosscheck sparse lambda_sparse=0.05
 crosscheck dir lambda_dir=5 dir_speed=0.12 dir_headings=7 dir_states=40 iso_start=0 iso_ramp_steps=0
 crosscheck dir_alone lambda_sep=0 lambda_inv=0 lambda_cap=0 lambda_iso=0 lambda_dir=1 dir_speed=0.12 dir_headings=7 dir_states=40 iso_ramp_steps=0
-crosscheck default_size N=64 hidden=256 B=32 T=20 sep_rmax=0.5 steps=50 log_every=25 save_every=50
+crosscheck default_size N=64 hidden=256 B=32 T=20 sep_rmax=0.65 steps=50 log_every=25 save_every=50
 # the supervised baselines (gridssl.c section 5): tests/basecheck.py recomputes a dumped batch
 basecheck() { # basecheck NAME CONFIG key=value...
     name=$1 config=$2

@@ -36,7 +36,7 @@ and every ideal module, hexagonal or square, is periodic, r(x + e) = r(x) for a 
 """
 import sys
 import numpy as np
-from crosscheck import read_keyvals   # the dump's key = value files, read as crosscheck.py reads them
+from crosscheck import read_keyvals, sep_pairs   # the dump's files and L_sep's pairs, as crosscheck.py reads them
 
 
 def module(X, lam, kappa, theta, a, square=False):
@@ -69,12 +69,11 @@ class Loss:
     """sep + inv + cap of gridssl.c section 4 (mean over qualifying unordered pairs, meannorm capacity)."""
 
     def __init__(self, X, cfg):
-        dx = np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1))
         iu = np.triu_indices(len(X), 1)
-        rmax = float(cfg.get('sep_rmax', 0))                         # the separation window, 0 = none
-        far = dx[iu] > float(cfg['sigma_x'])
+        dx2 = ((X[:, None] - X[None]) ** 2).sum(-1)[iu]
+        far = ~(dx2 <= float(cfg['sigma_x']) ** 2)
         self.iu, self.near = iu, ~far
-        self.far = far & (dx[iu] <= rmax) if rmax > 0 else far       # L_sep's pairs (n_far counts them)
+        self.far = sep_pairs(far, dx2, float(cfg.get('sep_rmax', 0)))  # L_sep's pairs, the window's too
         self.sg, self.cfg = float(cfg['sigma_g']), cfg
 
     def terms(self, G):

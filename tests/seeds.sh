@@ -13,7 +13,7 @@
 #     sh tests/seeds.sh [--seeds 1-10] [--jobs 2] [--screen] [--config FILE] [--out DIR] [key=value ...]
 #     --screen   the 4000-step screen: steps=4000 and eval_walks=400, at a quarter of the cost; without
 #                the separation window (sep_rmax=0) its label agreed with the full 14 000-step run in
-#                19 of 20 seeds; with it (the default) it undercounts hexagons: 6 of seeds 11-20 square
+#                19 of 20 seeds; with it (0.5 m) it undercounts hexagons: 6 of seeds 11-20 square
 #                at step 4000 were hexagonal at 14 000 (data/recipes.md, "Separation over a finite range")
 #     --out      where the runs go (default tests/out/seeds); DIR/seed_S/ keeps each run's checkpoint,
 #                evaluation and logs
