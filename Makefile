@@ -90,7 +90,7 @@ demo: gridssl # the default run, end to end, and where to look
 	./gridssl eval out/checkpoint.bin
 	@echo "montage: out/eval/box_2m/montage.png   scores: out/eval/box_2m/scores.csv   summary: out/eval/box_2m/summary.json"
 
-demo-check: gridssl # about 2 min on 2 cores; .ci/run runs it
+demo-check: gridssl # about 3 min on 2 cores; .ci/run runs it
 	sh tests/demo_check.sh
 
 debug: gridssl.c gridssl.h

@@ -3,7 +3,7 @@
 # ./gridssl train with no config, then eval in the 2 m box, must give the bytes recorded in
 # ref_outputs/default_seed4.sha256, and the montage and period histogram must be byte for byte the
 # pictures the README shows. So the README's grid cells are what a fresh clone grows, on any machine.
-# About 2 min (training and one box) on 2 cores; its progress lines go to stderr. Prints "ok   ..." /
+# About 3 min (training and one box) on 2 cores; its progress lines go to stderr. Prints "ok   ..." /
 # "FAIL ..." and "N passed, N failed"; leaves tests/out_demo/ behind only when something failed.
 set -u
 G=./gridssl
